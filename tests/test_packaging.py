@@ -1,0 +1,51 @@
+"""The install surface: pyproject and environment.yml list the same packages; the README and CI agree."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def _pyproject_packages() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return {_name(r) for r in requirements}
+
+
+def _environment_packages() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    return {_name(r) for r in pip_section if not r.startswith("-e")}
+
+
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    in_pyproject, in_environment = _pyproject_packages(), _environment_packages()
+    assert in_pyproject - in_environment == set(), "missing from environment.yml"
+    assert in_environment - in_pyproject == set(), "missing from pyproject.toml"
+
+
+def test_the_same_version_bounds_in_both_files():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    in_pyproject = set(project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert in_pyproject == {r for r in pip_section if not r.startswith("-e")}
+
+
+def test_readme_opens_with_the_two_commands_and_ci_calls_make_test():
+    readme = (ROOT / "README.md").read_text()
+    first_screen = readme[:1500]
+    assert "make figures" in first_screen and "make test" in first_screen
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_console_command_is_declared():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["umlkit"] == "umlkit.cli:main"

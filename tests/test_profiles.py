@@ -1,0 +1,80 @@
+"""Profiles and the notebook setup idiom."""
+
+import pytest
+import torch
+
+from umlkit.profiles import (
+    PROFILES,
+    get_settings,
+    pick_device,
+    project_root,
+    seed_everything,
+    setup_notebook,
+)
+
+
+def test_every_profile_sizes_data_training_and_semi():
+    for profile in PROFILES:
+        settings = get_settings(profile)
+        assert {"data", "train", "semi"} <= set(settings)
+        assert settings["data"]["n"] > 0 and settings["train"]["epochs"] > 0
+
+
+def test_smoke_is_smaller_than_default():
+    smoke, default = get_settings("smoke"), get_settings("default")
+    assert smoke["data"]["n"] < default["data"]["n"]
+    assert smoke["train"]["epochs"] < default["train"]["epochs"]
+
+
+def test_unknown_profile_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        get_settings("fast")
+
+
+def test_settings_are_copies():
+    get_settings("smoke")["data"]["n"] = -1
+    assert get_settings("smoke")["data"]["n"] > 0
+
+
+def test_project_root_found_from_a_subfolder():
+    root = project_root()
+    assert project_root(root / "notebooks") == root
+    assert (root / "pyproject.toml").is_file()
+
+
+def test_smoke_figures_never_go_to_the_committed_folder(monkeypatch):
+    monkeypatch.setenv("UMLKIT_PROFILE", "smoke")
+    ctx = setup_notebook("99_test", None)
+    assert ctx.profile == "smoke"
+    assert ctx.figures_dir == ctx.root / "build" / "figures-smoke"
+    assert setup_notebook("99_test", "default").figures_dir == ctx.root / "figures"
+
+
+def test_save_figure_writes_png_and_pdf(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ctx = setup_notebook("99_test", "smoke", figures_dir=tmp_path)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    paths = ctx.save_figure(fig, "line")
+    plt.close(fig)
+    assert [p.name for p in paths] == ["99_test_line.png", "99_test_line.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_seeding_repeats_random_numbers():
+    seed_everything(3)
+    first = torch.rand(3)
+    seed_everything(3)
+    assert torch.equal(first, torch.rand(3))
+
+
+def test_pick_device_refuses_an_absent_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pick_device("cuda")
+    assert pick_device() in {"cpu", "mps"}

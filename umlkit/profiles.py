@@ -1,0 +1,207 @@
+"""Run profiles and the one setup idiom every notebook shares.
+
+A *profile* sizes a whole run of the notebooks with a single switch (STYLE.md: "one ``profile``
+parameter, not scattered ``if CI`` branches"):
+
+``smoke``
+    tiny data and one or two epochs; what nbval runs in CI (the whole sequence in a few minutes).
+``default``
+    ``make figures``: meaningful results on synthetic data on a 2-core CPU; the committed figures.
+``paper``
+    real datasets at paper size; meant for a GPU, takes hours.
+
+Each notebook's ``parameters`` cell holds ``profile`` plus the paths it reads and writes; the
+setup cell then calls :func:`setup_notebook`, which resolves paths, seeds every generator and picks
+the device::
+
+    ctx = setup_notebook("03_training", profile)
+    ctx.settings["train"]["epochs"]     # profile-specific sizes
+    ctx.save_figure(fig, "loss_curves")  # -> figures/03_training_loss_curves.{png,pdf}
+
+Figures of the ``default`` profile go to ``figures/`` (they are committed); the other profiles write
+to ``build/figures-<profile>/`` so that a CI smoke run never overwrites the committed figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROFILES = ("smoke", "default", "paper")
+
+#: Sizes per profile. ``data`` sizes the synthetic datasets, ``train`` the supervised runs
+#: (notebooks 03-08), ``semi`` the semi-supervised comparison (notebook 09).
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "data": {"n": 48, "size": 64, "n_ood": 16},
+        "train": {"epochs": 2, "width": 8, "image_size": 64, "batch_size": 8, "seeds": [0]},
+        "semi": {"epochs": 2, "label_fractions": [0.2], "seeds": [0]},
+    },
+    "default": {
+        "data": {"n": 1000, "size": 128, "n_ood": 100},
+        "train": {
+            "epochs": 12,
+            "width": 16,
+            "image_size": 64,
+            "batch_size": 16,
+            "seeds": [0, 1, 2],
+        },
+        "semi": {"epochs": 12, "label_fractions": [0.05, 0.1, 0.2], "seeds": [0, 1, 2]},
+    },
+    "paper": {
+        "data": {"n": 2000, "size": 256, "n_ood": 200},
+        "train": {
+            "epochs": 100,
+            "width": 32,
+            "image_size": 256,
+            "batch_size": 8,
+            "seeds": [0, 1, 2],
+        },
+        "semi": {"epochs": 100, "label_fractions": [0.05, 0.1, 0.2], "seeds": [0, 1, 2]},
+    },
+}
+
+
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is one of :data:`PROFILES`, else raise a ``ValueError`` saying so."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+def get_settings(profile: str) -> dict[str, dict[str, Any]]:
+    """A deep copy of the sizes of ``profile`` (safe to modify in a notebook)."""
+    return copy.deepcopy(SETTINGS[check_profile(profile)])
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The umlkit checkout: the first folder upward from ``start`` (default: cwd) with a pyproject.
+
+    Notebooks run with their own folder as working directory (Jupyter, nbval) or the project root
+    (papermill from the Makefile); both resolve to the same root. Outside a checkout, the working
+    directory itself is used.
+    """
+    start = Path.cwd() if start is None else Path(start)
+    for folder in (start, *start.resolve().parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "umlkit").is_dir():
+            return folder.resolve()
+    return start.resolve()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so the same seed and profile give the same numbers on CPU."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class NotebookContext:
+    """What a notebook's setup cell returns: resolved paths, sizes and the device."""
+
+    name: str
+    profile: str
+    root: Path
+    data_dir: Path
+    figures_dir: Path
+    settings: dict[str, dict[str, Any]]
+    seed: int = 0
+    device: str = "cpu"
+    figures_written: list[Path] = field(default_factory=list)
+
+    def synthetic_root(self, kind: str) -> Path:
+        """Where the synthetic dataset ``kind`` of this profile lives: ``data/synthetic/<kind>-<profile>``."""
+        return self.data_dir / "synthetic" / f"{kind}-{self.profile}"
+
+    def save_figure(self, fig, name: str) -> list[Path]:
+        """Save ``fig`` as ``<figures_dir>/<notebook>_<name>.png`` and ``.pdf``; return the paths."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for ext in ("png", "pdf"):
+            path = self.figures_dir / f"{self.name}_{name}.{ext}"
+            fig.savefig(path, dpi=150 if ext == "png" else None, bbox_inches="tight")
+            paths.append(path)
+        self.figures_written.extend(paths)
+        return paths
+
+
+def setup_notebook(
+    name: str,
+    profile: str | None,
+    *,
+    seed: int = 0,
+    figures_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+) -> NotebookContext:
+    """The shared first cell of every notebook: paths, seed, device and the plotting theme.
+
+    Args:
+        name: the notebook's stem, e.g. ``"03_training"``; prefixes the figure files.
+        profile: ``"smoke"``, ``"default"`` or ``"paper"``; ``None`` reads ``$UMLKIT_PROFILE``
+            (``make test`` sets it to smoke) and falls back to ``"default"``.
+        seed: seeds Python, NumPy and torch.
+        figures_dir: where figures go; default ``figures/`` for the default profile and
+            ``build/figures-<profile>/`` otherwise (CI never overwrites the committed figures).
+        data_dir: the data folder; default ``<root>/data``.
+        device: ``"cpu"``, ``"cuda"``, ``"mps"``; default: the best one available.
+
+    Returns:
+        A :class:`NotebookContext`.
+    """
+    profile = env_profile() if profile is None else check_profile(profile)
+    root = project_root()
+    if figures_dir is None:
+        figures_dir = (
+            root / "figures" if profile == "default" else root / "build" / f"figures-{profile}"
+        )
+    data_dir = root / "data" if data_dir is None else Path(data_dir)
+    seed_everything(seed)
+    if device is None:
+        device = pick_device()
+    try:
+        from umlkit.plots import set_theme
+    except ImportError:  # plots are optional for a bare data notebook
+        pass
+    else:
+        set_theme()
+    return NotebookContext(
+        name=name,
+        profile=profile,
+        root=root,
+        data_dir=Path(data_dir),
+        figures_dir=Path(figures_dir),
+        settings=get_settings(profile),
+        seed=seed,
+        device=device,
+    )
+
+
+def pick_device(name: str | None = None) -> str:
+    """Choose a torch device: ``name`` if given (checked), else CUDA, then MPS, then CPU."""
+    import torch
+
+    if name is not None:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available here")
+        if name == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' requested but MPS is not available here")
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def env_profile(default: str = "default") -> str:
+    """The profile named by the ``UMLKIT_PROFILE`` environment variable (``make test`` sets smoke)."""
+    return check_profile(os.environ.get("UMLKIT_PROFILE", default))
