@@ -73,3 +73,17 @@ def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project):
     assert "RuntimeError: boom at size 8" in table.error[0]
     assert list(table.figures) == [0, 1]
     assert (project / "build" / "notebooks" / "02_works.ipynb").is_file()
+
+
+def test_notebook_map_reads_titles_and_parameters(project):
+    path = project / "notebooks" / "03_train.ipynb"
+    _notebook(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# 03 · Training\n\ntext"))
+    nbformat.write(nb, path)
+    from umlkit.runner import notebook_map
+
+    table = notebook_map(project / "notebooks")
+    assert table.to_dict("records") == [
+        {"notebook": "03_train", "title": "03 · Training", "parameters": "profile=None"}
+    ]

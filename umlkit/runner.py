@@ -161,3 +161,32 @@ def run_notebooks(
             }
         )
     return pd.DataFrame(rows, columns=["notebook", "seconds", "status", "figures", "error"])
+
+
+def notebook_map(notebooks_dir: Path | None = None) -> pd.DataFrame:
+    """One row a notebook: its title (first markdown heading) and its parameters with their defaults.
+
+    Read from the notebooks themselves (``papermill.inspect_notebook``), so the map in notebook 00
+    and the README never drifts from what the notebooks really accept.
+    """
+    import nbformat
+    import papermill
+
+    notebooks_dir = project_root() / "notebooks" if notebooks_dir is None else Path(notebooks_dir)
+    rows = []
+    for path in list_notebooks(notebooks_dir):
+        cells = nbformat.read(path, as_version=4).cells
+        heading = next(
+            (
+                line.lstrip("# ").strip()
+                for cell in cells
+                if cell.cell_type == "markdown"
+                for line in cell.source.splitlines()
+                if line.startswith("#")
+            ),
+            "",
+        )
+        parameters = papermill.inspect_notebook(str(path))
+        listed = ", ".join(f"{name}={p['default']}" for name, p in parameters.items())
+        rows.append({"notebook": path.stem, "title": heading, "parameters": listed})
+    return pd.DataFrame(rows, columns=["notebook", "title", "parameters"])
