@@ -1,0 +1,345 @@
+"""What every umlkit dataset shares: the item format, validation with clear errors, resizing, caching.
+
+An item is a dict ``{"image": float32 (C, H, W) in [0, 1], "mask": int64 (H, W), "label": int64
+scalar, "id": str}``. A dataset is built from a list of :class:`Record` (id, label, paths) and a
+``read`` function that turns one record into arrays; :class:`SegmentationClassificationDataset`
+does the rest.
+
+Validation happens in two stages. Cheap checks (files exist, every image has a label) run when the
+dataset is built; content checks (the file decodes, the mask has the image's size and only the
+expected values) run when an item is read. With ``on_error="raise"`` the first bad item raises an
+error naming its file; with ``on_error="skip"`` every item is checked when the dataset is built,
+the bad ones are left out and listed in ``dataset.report`` as ``(path, problem)`` pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+ON_ERROR = ("raise", "skip")
+#: Datasets whose resized images take at most this many bytes are kept in memory by default.
+CACHE_LIMIT_BYTES = 1 << 30
+
+
+class DatasetItemError(ValueError):
+    """A problem with one file of a dataset; ``path`` and ``problem`` are kept separately."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+class MissingFileError(DatasetItemError, FileNotFoundError):
+    """A file the dataset's layout requires is missing (both a ValueError and a FileNotFoundError)."""
+
+
+@dataclass
+class Record:
+    """One item before it is read: its id, its label and what the ``read`` function needs."""
+
+    id: str
+    label: int | None
+    image: Path | None = None
+    mask: Path | None = None
+    problems: list[DatasetItemError] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(choices)}")
+    return value
+
+
+def parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``None`` (keep native size), ``s`` -> ``(s, s)`` or ``(h, w)``; positive integers only."""
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in pair):
+        raise ValueError(f"size must be None, a positive int or a pair (H, W), got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def read_image(path: Path, grayscale: bool = False) -> np.ndarray:
+    """Decode an image file into uint8 (H, W, 3), or (H, W, 1) with ``grayscale``.
+
+    Raises:
+        MissingFileError: the file does not exist.
+        DatasetItemError: the file cannot be decoded as an image.
+    """
+    if not path.is_file():
+        raise MissingFileError(path, "image file not found")
+    try:
+        with Image.open(path) as handle:
+            array = np.array(handle.convert("L" if grayscale else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DatasetItemError(path, f"cannot read the image ({error})") from error
+    return array[..., None] if grayscale else array
+
+
+def read_mask(path: Path, values: dict[int, int], image_shape: tuple[int, int]) -> np.ndarray:
+    """Decode a mask, check its size and values, and map the stored values to class indices.
+
+    Args:
+        path: the mask file (any format Pillow reads; converted to 8-bit grey).
+        values: stored grey value -> class index, e.g. ``{0: 0, 255: 1}``.
+        image_shape: (H, W) of the image the mask belongs to.
+
+    Raises:
+        MissingFileError: the file does not exist.
+        DatasetItemError: unreadable, a size other than ``image_shape``, or unexpected values.
+    """
+    if not path.is_file():
+        raise MissingFileError(path, "mask file not found")
+    try:
+        with Image.open(path) as handle:
+            grey = np.asarray(handle.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DatasetItemError(path, f"cannot read the mask ({error})") from error
+    return map_mask_values(grey, values, image_shape, path)
+
+
+def map_mask_values(
+    stored: np.ndarray, values: dict[int, int], image_shape: tuple[int, int], path: str | Path
+) -> np.ndarray:
+    """Check a decoded mask's shape and values; return its class indices as int64."""
+    if stored.shape != tuple(image_shape):
+        raise DatasetItemError(
+            path,
+            f"mask is {stored.shape[1]}x{stored.shape[0]} (WxH) but its image is "
+            f"{image_shape[1]}x{image_shape[0]}",
+        )
+    found = np.unique(stored)
+    unexpected = sorted(set(found.tolist()) - set(values))
+    if unexpected:
+        raise DatasetItemError(
+            path,
+            f"mask holds the value(s) {unexpected[:8]}, expected only {sorted(values)}",
+        )
+    lookup = np.zeros(max(values) + 1, dtype=np.int64)
+    for stored_value, cls in values.items():
+        lookup[stored_value] = cls
+    return lookup[stored]
+
+
+def stratified_split(
+    labels: Sequence[int], fractions: Sequence[float], seed: int
+) -> dict[str, np.ndarray]:
+    """Split positions 0..n-1 into train / val / test, stratified by label, reproducibly.
+
+    Within each class the positions are shuffled by ``numpy.random.default_rng(seed)`` and cut at
+    the cumulative fractions times the class size, rounded half up, so every class is spread over the splits in proportion
+    (scikit-learn's ``train_test_split`` refuses classes with fewer members than splits, which
+    tiny datasets such as I-SPY1's 43 pCR cases hit in three-way splits).
+
+    Returns:
+        ``{"train": positions, "val": positions, "test": positions}``, each sorted.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise ValueError(
+            f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        # Round half up (np.round rounds half to even, which would make 2.5 -> 2 but 3.5 -> 4).
+        cuts = np.floor(np.cumsum(fractions)[:2] * len(members) + 0.5).astype(int)
+        for name, chunk in zip(parts, np.split(members, cuts), strict=True):
+            parts[name].append(chunk)
+    return {
+        name: np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+        for name, chunks in parts.items()
+    }
+
+
+def resize_item(
+    image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize an image bilinearly (antialiased when shrinking) and its mask by nearest neighbour.
+
+    Nearest neighbour keeps the mask's values valid class indices; interpolating a mask
+    bilinearly (as the UML reference code does for REFUGE) invents classes along boundaries.
+    ``nearest-exact`` samples each output pixel's centre, so the mask stays aligned with the
+    image.
+    """
+    if size is None or tuple(image.shape[-2:]) == size:
+        return image, mask
+    image = F.interpolate(
+        image[None], size=size, mode="bilinear", align_corners=False, antialias=True
+    )[0].clamp_(0.0, 1.0)
+    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0]
+    return image, mask.long()
+
+
+class SegmentationClassificationDataset(Dataset):
+    """A dataset of (image, mask, label) items, built by :func:`umlkit.data.load_dataset`.
+
+    Attributes:
+        kind, root, split: what was loaded.
+        ids: the item ids (list of str), in item order.
+        labels: the image labels (int64 numpy array), in item order.
+        metadata: the synthetic metadata rows of these items (pandas DataFrame) when the root
+            holds ``umlkit_metadata.csv``, else ``None``.
+        report: the ``(path, problem)`` pairs of the items left out (``on_error="skip"``).
+        class_names, seg_class_names: names of the image classes and of the mask classes.
+        num_classes, num_seg_classes: their numbers.
+        groups: the patient of each item where several items come from one patient (I-SPY1),
+            else the ids themselves.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        root: Path,
+        split: str,
+        records: list[Record],
+        read: Callable[[Record], tuple[np.ndarray, np.ndarray]],
+        class_names: Sequence[str],
+        seg_class_names: Sequence[str],
+        size: tuple[int, int] | None = None,
+        on_error: str = "raise",
+        cache: bool | None = None,
+        transform: Callable[[dict], dict] | None = None,
+        channels: int = 3,
+        groups: Sequence[str] | None = None,
+    ):
+        self.kind, self.root, self.split = kind, Path(root), split
+        self.size = size
+        self.on_error = check_choice("on_error", on_error, ON_ERROR)
+        self.transform = transform
+        self.class_names = tuple(class_names)
+        self.seg_class_names = tuple(seg_class_names)
+        self.num_classes = len(self.class_names)
+        self.num_seg_classes = len(self.seg_class_names)
+        self._read = read
+        self.report: list[tuple[str, str]] = []
+        group_of = dict(zip((r.id for r in records), groups, strict=True)) if groups else {}
+
+        good = []
+        for record in records:
+            if record.problems:
+                self.report.extend((p.path, p.problem) for p in record.problems)
+            else:
+                good.append(record)
+        if self.report and self.on_error == "raise":
+            raise _summary_error(f"{kind} {split} split in {root}", self.report, records)
+        self._records = good
+        self._cache: dict[int, dict] | None = None
+        if cache is None:
+            per_item = channels * (size[0] * size[1] if size else 0) * 4
+            cache = size is not None and per_item * len(good) <= CACHE_LIMIT_BYTES
+        if cache:
+            self._cache = {}
+        if self.on_error == "skip":
+            self._validate_all()
+        if not self._records:
+            detail = (
+                f": every item has a problem ({len(self.report)} listed in .report)"
+                if self.report
+                else " (the split is empty; check the split fractions)"
+            )
+            raise ValueError(f"{kind} {split} split in {root} holds no usable items{detail}")
+        self.ids = [r.id for r in self._records]
+        self.labels = np.array([r.label for r in self._records], dtype=np.int64)
+        self.groups = [group_of.get(r.id, r.id) for r in self._records]
+        self.metadata = _synthetic_metadata(self.root, self.ids)
+
+    def _validate_all(self) -> None:
+        """Read every item once (skip mode) so that ``report`` is complete from the start."""
+        kept = []
+        for record in self._records:
+            try:
+                item = self._load(record)
+            except DatasetItemError as error:
+                self.report.append((error.path, error.problem))
+                continue
+            if self._cache is not None:
+                self._cache[len(kept)] = item
+            kept.append(record)
+        self._records = kept
+
+    def _load(self, record: Record) -> dict:
+        image, mask = self._read(record)
+        image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        if image.dtype == np.uint8:  # float images (I-SPY1 slices) are already in [0, 1]
+            image_t = image_t / 255.0
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask)).long()
+        image_t, mask_t = resize_item(image_t, mask_t, self.size)
+        return {
+            "image": image_t,
+            "mask": mask_t,
+            "label": torch.tensor(record.label, dtype=torch.int64),
+            "id": record.id,
+        }
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        if self._cache is not None and index in self._cache:
+            cached = self._cache[index]
+            # Copies, so that a transform working in place cannot alter the cache.
+            item = {**cached, "image": cached["image"].clone(), "mask": cached["mask"].clone()}
+        else:
+            item = self._load(self._records[index])
+            if self._cache is not None:
+                self._cache[index] = {
+                    **item,
+                    "image": item["image"].clone(),
+                    "mask": item["mask"].clone(),
+                }
+        return self.transform(item) if self.transform is not None else item
+
+    def __repr__(self) -> str:
+        size = "native" if self.size is None else f"{self.size[0]}x{self.size[1]}"
+        return (
+            f"{type(self).__name__}(kind={self.kind!r}, split={self.split!r}, items={len(self)}, "
+            f"size={size}, classes={self.class_names}, left_out={len(self.report)})"
+        )
+
+
+def _summary_error(where: str, report: list[tuple[str, str]], records: list[Record]) -> Exception:
+    """One error for all problems found while building: the first few listed, the type of the first."""
+    first = next(p for r in records for p in r.problems)
+    lines = [f"  {path}: {problem}" for path, problem in report[:5]]
+    more = f"\n  ... and {len(report) - 5} more" if len(report) > 5 else ""
+    message = (
+        f"{where}: {len(report)} problem(s):\n" + "\n".join(lines) + more + "\n"
+        "Fix the files, or pass on_error='skip' to leave these items out (listed in .report)."
+    )
+    error_type = MissingFileError if isinstance(first, MissingFileError) else DatasetItemError
+    error = error_type(first.path, first.problem)
+    error.args = (message,)
+    return error
+
+
+def _synthetic_metadata(root: Path, ids: list[str]) -> pd.DataFrame | None:
+    """The rows of ``umlkit_metadata.csv`` for ``ids`` (in that order), or None without the file."""
+    from umlkit.data.synthetic import METADATA_NAME
+
+    path = root / METADATA_NAME
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype={"id": str}).set_index("id")
+    return table.reindex(ids).reset_index()
