@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): timing and memory of umlkit components, runnable as modules."""
