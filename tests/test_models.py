@@ -1,0 +1,297 @@
+"""umlkit.models: shapes of every model and ablation, gradients, configs, errors, building blocks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from umlkit.losses import uml_objective
+from umlkit.models import (
+    MODEL_NAMES,
+    ConvBlock,
+    Decoder,
+    Encoder,
+    ModelConfig,
+    UNet,
+    build_model,
+    load_encoder_weights,
+    model_from_config,
+)
+from umlkit.models.uml import PolarizedSelfAttention, channel_shuffle
+
+B, H, W = 2, 32, 32
+K, C = 2, 3  # three pixel classes so that class and pixel dimensions cannot be confused
+
+#: (name, options) of every configuration, with what its output has.
+CONFIGURATIONS = [
+    ("uml", {}),
+    ("uml", {"navigator": False}),
+    ("uml", {"instructor": False}),
+    ("uml", {"head": "softmax"}),
+    ("uml", {"navigator": False, "instructor": False}),
+    ("uml", {"upsample": "transpose", "depth": 3, "mutual_width": 4}),
+    ("uml", {"evidence": "exp"}),
+    ("uml2024", {}),
+    ("uml2024", {"navigator": False}),
+    ("unet", {}),
+    ("classifier", {}),
+    ("multitask", {}),
+    ("multitask", {"head": "evidential"}),
+]
+
+
+def _forward(name, options, width=4, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(name, num_classes=K, num_seg_classes=C, width=width, **options)
+    x = torch.rand(B, 3, H, W)
+    return model, model(x)
+
+
+@pytest.mark.parametrize(("name", "options"), CONFIGURATIONS)
+def test_output_shapes_of_every_model_and_ablation(name, options):
+    model, out = _forward(name, options)
+    has_class = name != "unet"
+    has_seg = name != "classifier"
+    uml = name.startswith("uml")
+    evidential = options.get("head", "evidential" if uml else "softmax") == "evidential"
+    if has_class:
+        assert out.class_prob.shape == (B, K)
+        torch.testing.assert_close(out.class_prob.sum(1), torch.ones(B))
+    else:
+        assert out.class_prob is None and out.class_alpha is None
+    if has_class and evidential:
+        assert out.class_alpha.shape == (B, K) and bool((out.class_alpha >= 1).all())
+        assert out.class_uncertainty.shape == (B, 1)
+        strength = out.class_alpha.sum(1, keepdim=True)
+        torch.testing.assert_close(out.class_uncertainty, K / strength)  # u = K / S
+        torch.testing.assert_close(out.class_prob, out.class_alpha / strength)  # p = alpha / S
+        assert out.class_logits is None
+    elif has_class:
+        assert out.class_alpha is None and out.class_uncertainty is None
+        torch.testing.assert_close(out.class_prob, F.softmax(out.class_logits, 1))
+    if has_seg:
+        assert out.seg_logits.shape == (B, C, H, W)
+        torch.testing.assert_close(out.seg_prob, F.softmax(out.seg_logits, 1))
+        assert out.features.shape == (B, 4, H, W)
+    else:
+        assert out.seg_logits is None and out.features is None
+    if uml:
+        assert out.pixel_alpha.shape == (B, C, H, W) and bool((out.pixel_alpha >= 1).all())
+        assert out.pixel_uncertainty.shape == (B, 1, H, W)
+        torch.testing.assert_close(out.pixel_uncertainty, C / out.pixel_alpha.sum(1, keepdim=True))
+        assert all(side.shape == (B, C, H, W) for side in out.side_logits)
+        assert len(out.side_logits) == 2 or options.get("depth") == 3
+    else:
+        assert out.pixel_alpha is None and out.pixel_uncertainty is None
+    if name == "uml" and options.get("navigator", True):
+        assert out.reliable_mask.shape == (B, C, H, W)
+    if name == "uml2024" and options.get("navigator", True):
+        assert out.reliable_mask.shape == (B, 1, H, W)
+        assert bool((out.reliable_mask >= 0).all()) and bool((out.reliable_mask <= 1).all())
+    if not options.get("navigator", True) or not uml:
+        assert out.reliable_mask is None
+    if name == "uml2024":
+        assert len(out.mutual_alphas) == 2  # strides 4 and 2 (the full-res one is pixel_alpha)
+        assert all(a.shape == (B, C, H, W) for a in out.mutual_alphas)
+    else:
+        assert out.mutual_alphas is None
+    assert model.config.name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("uml", {}), ("uml2024", {}), ("uml", {"navigator": False}), ("uml", {"head": "softmax"})],
+)
+def test_every_parameter_receives_a_gradient(name, options):
+    model, out = _forward(name, options)
+    mask = torch.randint(0, C, (B, H, W))
+    label = torch.tensor([0, 1])
+    # epoch 1 of 2: the annealed KL term is on, so every evidential path is trained.
+    loss, _ = uml_objective(out, mask, label, epoch=1, anneal_epochs=2)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"parameters without gradient: {missing}"
+    zero = [n for n, p in model.named_parameters() if not bool(p.grad.abs().sum() > 0)]
+    assert not zero, f"parameters with an all-zero gradient: {zero}"
+    assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+
+
+def test_a_few_adam_steps_reduce_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = build_model("uml", width=4)
+    x = torch.rand(4, 3, H, W)
+    mask = (torch.rand(4, H, W) > 0.6).long()
+    label = torch.tensor([0, 1, 0, 1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss, _ = uml_objective(model(x), mask, label, epoch=0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_rebuilding_from_the_stored_config_reproduces_the_outputs(name):
+    model, _ = _forward(name, {})
+    model.eval()
+    clone = model_from_config(model.config.to_dict())
+    clone.load_state_dict(model.state_dict())
+    clone.eval()
+    x = torch.rand(B, 3, H, W)
+    a, b = model(x), clone(x)
+    for field in ("class_prob", "seg_logits", "pixel_alpha"):
+        if getattr(a, field) is not None:
+            torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=0, atol=0)
+
+
+def test_config_resolves_the_head_per_model():
+    assert ModelConfig(name="uml").head == "evidential"
+    assert ModelConfig(name="multitask").head == "softmax"
+    assert ModelConfig.from_dict(ModelConfig(name="unet", width=8).to_dict()).width == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "resnet"}, "unknown model name 'resnet'"),
+        ({"name": "uml", "width": 0}, "width must be a positive integer, got 0"),
+        ({"name": "uml", "width": -4}, "width must be a positive integer"),
+        ({"name": "uml", "width": 2.5}, "width must be a positive integer, got 2.5"),
+        ({"name": "uml", "width": True}, "width must be a positive integer"),
+        ({"name": "uml", "num_classes": 1}, "num_classes must be at least 2"),
+        ({"name": "uml", "depth": 1}, "depth must be at least 2"),
+        ({"name": "uml", "head": "sigmoid"}, "head must be one of"),
+        ({"name": "uml", "evidence": "square"}, "evidence must be one of"),
+        ({"name": "uml", "upsample": "nearest"}, "upsample must be one of"),
+        ({"name": "uml", "navigator": "yes"}, "navigator must be True or False"),
+        ({"name": "unet", "navigator": False}, "model 'unet' has no option"),
+        ({"name": "uml", "dropout": 0.1}, "model 'uml' has no option"),
+    ],
+)
+def test_bad_configurations_are_rejected_with_a_message(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(**kwargs)
+
+
+def test_unknown_fields_in_a_stored_config_are_rejected():
+    with pytest.raises(ValueError, match="unknown model config fields"):
+        ModelConfig.from_dict({"name": "uml", "colour": "red"})
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((1, 3, 30, 32), "divisible by 8"),
+        ((1, 3, 32, 36), "divisible by 8"),
+        ((1, 1, 32, 32), "expected 3 input channels, got 1"),
+        ((3, 32, 32), r"shape \(B, C, H, W\)"),
+    ],
+)
+def test_bad_inputs_are_rejected_with_a_message(name, shape, match):
+    model = build_model(name, width=4)
+    with pytest.raises(ValueError, match=match):
+        model(torch.rand(shape))
+
+
+def test_depth_sets_the_divisibility_of_the_input():
+    model = build_model("uml", width=4, depth=3)
+    assert model(torch.rand(1, 3, 20, 20)).seg_logits.shape == (1, 2, 20, 20)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(torch.rand(1, 3, 18, 20))
+
+
+def test_channel_shuffle_interleaves_the_two_halves():
+    x = torch.arange(6.0).view(1, 6, 1, 1)
+    assert channel_shuffle(x, groups=2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+
+
+def test_polarized_self_attention_matches_the_per_pixel_formula():
+    """The pooled-vector implementation equals PSA written with per-pixel 1x1 convolutions."""
+    torch.manual_seed(0)
+    psa = PolarizedSelfAttention(6)
+    x = torch.randn(2, 6, 5, 4)
+
+    def pixelwise(linear, t):  # a 1x1 convolution with the Linear's weights
+        return F.conv2d(t, linear.weight[:, :, None, None], linear.bias)
+
+    q = psa.channel_query(x).flatten(2).softmax(-1)  # (B, 1, HW)
+    v = pixelwise(psa.channel_value, x).flatten(2)  # (B, C/2, HW)
+    pooled = (v * q).sum(-1)  # W_v(X) . softmax(W_q(X))
+    up = F.linear(pooled, psa.channel_up.weight, psa.channel_up.bias)
+    gate = torch.sigmoid(psa.channel_norm(up))[:, :, None, None]
+    gated = x * gate
+    query = pixelwise(psa.spatial_query, gated).mean((2, 3)).softmax(1)  # (B, C/2)
+    values = pixelwise(psa.spatial_value, gated)  # (B, C/2, H, W)
+    spatial = torch.sigmoid((query[:, :, None, None] * values).sum(1, keepdim=True))
+    torch.testing.assert_close(psa(x), gated * spatial + x)
+
+
+def test_polarized_self_attention_is_near_identity_plus_input_at_zero_gates():
+    psa = PolarizedSelfAttention(4)
+    x = torch.randn(1, 4, 3, 3)
+    out = psa(x)
+    assert out.shape == x.shape
+    # Both gates lie in (0, 1), so the output lies between x and 2x element-wise.
+    assert bool(((out - x) * x >= 0).all()) and bool(((out - x).abs() <= x.abs()).all())
+
+
+def test_conv_block_keeps_the_size_and_changes_the_channels():
+    assert ConvBlock(3, 5)(torch.rand(2, 3, 8, 8)).shape == (2, 5, 8, 8)
+
+
+def test_encoder_gives_features_at_strides_1_2_4_8():
+    encoder = Encoder(3, width=4, depth=4)
+    features = encoder(torch.rand(2, 3, 32, 32))
+    assert [tuple(f.shape) for f in features] == [
+        (2, 4, 32, 32),
+        (2, 8, 16, 16),
+        (2, 16, 8, 8),
+        (2, 32, 4, 4),
+    ]
+    assert encoder.channels == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "transpose"])
+def test_decoder_returns_the_full_resolution_feature_and_intermediates(upsample):
+    features = Encoder(3, width=4)(torch.rand(2, 3, 32, 32))
+    decoder = Decoder(width=4, upsample=upsample)
+    out, intermediate = decoder(features, return_intermediate=True)
+    assert out.shape == (2, 4, 32, 32)
+    assert [tuple(f.shape[1:]) for f in intermediate] == [(16, 8, 8), (8, 16, 16), (4, 32, 32)]
+    assert intermediate[-1] is out
+    with pytest.raises(ValueError, match="expected 4 feature maps, got 3"):
+        decoder(features[:3])
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        Decoder(4, upsample="nearest")
+
+
+def test_unet_output_and_bottleneck_hook():
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            calls.append(tuple(x.shape))
+            return x
+
+    unet = UNet(3, num_seg_classes=2, width=4, bottleneck=Recorder())
+    out = unet(torch.rand(2, 3, 16, 16))
+    assert out.seg_logits.shape == (2, 2, 16, 16) and out.features.shape == (2, 4, 16, 16)
+    torch.testing.assert_close(out.seg_prob.sum(1), torch.ones(2, 16, 16))
+    assert calls == [(2, 32, 2, 2)]
+
+
+def test_encoder_weights_load_from_a_local_checkpoint(tmp_path):
+    source = Encoder(3, width=4)
+    path = tmp_path / "encoder.pt"
+    torch.save(source.state_dict(), path)
+    model = build_model("uml", width=4, encoder_weights=str(path))
+    for encoder in (model.seg_encoder, model.cls_encoder):
+        for key, value in source.state_dict().items():
+            torch.testing.assert_close(encoder.state_dict()[key], value)
+    with pytest.raises(ValueError, match="does not fit an Encoder"):
+        load_encoder_weights(Encoder(3, width=8), path)
+    with pytest.raises(FileNotFoundError, match="missing.pt not found"):
+        build_model("multitask", width=4, encoder_weights=str(tmp_path / "missing.pt"))

@@ -1,0 +1,260 @@
+"""Cost of UML against the multi-task baseline: a training step, an inference pass, peak memory.
+
+Run ``python -m umlkit.benchmarks.models`` (options: ``--width``, ``--image-size``,
+``--batch-size``, ``--steps``, ``--device``, ``--threads``). It prints one row per model and the
+ratio of each model's cost to the multi-task baseline's; umlkit's target is a UML training step
+at most 2.5x the baseline's at equal width.
+
+How it measures:
+
+- **Time.** Every model gets ``warmup`` untimed steps, then the models take turns, one timed
+  step each per round, for ``steps`` rounds; the median is reported. Taking turns means a burst
+  of load from another process on a shared machine hits all models alike. A training step is
+  forward + :func:`umlkit.losses.uml_objective` + backward + Adam step on a fixed random batch;
+  inference is a forward pass under ``torch.no_grad`` in eval mode. On CPU the process CPU time
+  of each step is reported too: unlike wall time it hardly changes when other processes compete
+  for the cores.
+- **Memory.** On CUDA, ``torch.cuda.max_memory_allocated`` over one training step. On CPU, each
+  model runs in a fresh process and the growth of its peak resident set size over two training
+  steps is reported (above the baseline after imports, before the model is built). The peak is
+  the kernel's high-water mark ``VmHWM`` of ``/proc/self/status`` where it exists (Linux), else
+  ``resource.getrusage(...).ru_maxrss``. On Linux ``ru_maxrss`` cannot be used in the child: a
+  spawned process inherits the high-water mark of the parent it was forked from before its
+  ``exec``, so a child of a big benchmark process would report no growth at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from umlkit.losses import UMLObjective
+from umlkit.models import build_model
+from umlkit.profiles import pick_device
+
+#: The model every other one is compared with.
+REFERENCE = "multitask"
+#: umlkit's cost target: UML's training step at most this many times the reference's.
+TARGET_RATIO = 2.5
+
+
+def _batch(batch_size: int, image_size: int, device: str, seed: int = 0):
+    """A fixed random batch: images in [0, 1], disc-shaped masks, random labels."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, image_size, image_size, generator=generator)
+    coords = torch.linspace(-1, 1, image_size)
+    radius = torch.hypot(coords[None, :, None], coords[None, None, :])
+    sizes = 0.3 + 0.4 * torch.rand(batch_size, 1, 1, generator=generator)
+    masks = (radius < sizes).long()
+    labels = torch.randint(0, 2, (batch_size,), generator=generator)
+    return images.to(device), masks.to(device), labels.to(device)
+
+
+def _step_functions(name: str, width: int, batch, device: str):
+    """A model's (train step, inference pass) closures and its parameter count."""
+    torch.manual_seed(0)
+    model = build_model(name, width=width).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    objective = UMLObjective()
+    images, masks, labels = batch
+
+    def train_step() -> None:
+        model.train()
+        output = model(images)
+        loss, _ = objective(output, masks, labels, epoch=1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def inference() -> None:
+        model.eval()
+        with torch.no_grad():
+            model(images)
+
+    return train_step, inference, sum(p.numel() for p in model.parameters())
+
+
+def _timed(function, device: str) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call, synchronising CUDA around it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (see the module docstring)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # reported in kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kilobytes on Linux, bytes on macOS.
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
+
+
+def _peak_memory_mb(name: str, width: int, image_size: int, batch_size: int, device: str) -> float:
+    """Peak memory of one training step: CUDA allocator peak, or peak-RSS growth of this process."""
+    batch = _batch(batch_size, image_size, device)
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        train_step, _, _ = _step_functions(name, width, batch, device)
+        train_step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    baseline = _peak_rss_mb()
+    train_step, _, _ = _step_functions(name, width, batch, device)
+    train_step()
+    train_step()
+    return _peak_rss_mb() - baseline
+
+
+def _peak_memory_isolated(
+    name: str, width: int, image_size: int, batch_size: int, device: str, threads: int
+) -> float:
+    """:func:`_peak_memory_mb` in a fresh process (CPU: the RSS high-water mark is per process)."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        return pool.apply(_peak_memory_mb, (name, width, image_size, batch_size, device))
+
+
+def bench_models(
+    width: int = 16,
+    image_size: int = 64,
+    batch_size: int = 16,
+    steps: int = 10,
+    warmup: int = 2,
+    device: str | None = None,
+    models: tuple[str, ...] = ("uml", REFERENCE),
+    threads: int | None = None,
+    memory: bool = True,
+) -> pd.DataFrame:
+    """Time a training step and an inference pass of each model, and measure peak memory.
+
+    Args:
+        width: the models' width (equal for all).
+        image_size: square image side.
+        batch_size: images per step.
+        steps: timed rounds (median reported).
+        warmup: untimed steps per model first.
+        device: default: the best available.
+        models: model names; :data:`REFERENCE` is added if missing (the ratios need it).
+        threads: torch CPU threads (default: torch's current setting).
+        memory: also measure peak memory (on CPU this spawns one process per model).
+
+    Returns:
+        One row per model: ``model``, ``params``, ``train_ms`` and ``inference_ms`` (median
+        wall time), ``train_cpu_ms`` (median process CPU time), ``peak_memory_mb``, and
+        ``train_ratio``, ``train_cpu_ratio``, ``inference_ratio`` relative to the reference.
+
+    Raises:
+        ValueError: ``steps`` or ``warmup`` out of range, or an unknown model name.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    device = pick_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    models = tuple(models) if REFERENCE in models else (*models, REFERENCE)
+    batch = _batch(batch_size, image_size, device)
+    functions = {name: _step_functions(name, width, batch, device) for name in models}
+    for train_step, inference, _ in functions.values():
+        for _ in range(warmup):
+            train_step()
+            inference()
+    timings = {name: {"train": [], "train_cpu": [], "inference": []} for name in models}
+    for _ in range(steps):
+        for name, (train_step, inference, _) in functions.items():
+            wall, cpu = _timed(train_step, device)
+            timings[name]["train"].append(wall)
+            timings[name]["train_cpu"].append(cpu)
+            timings[name]["inference"].append(_timed(inference, device)[0])
+    rows = []
+    for name, (_, _, params) in functions.items():
+        median = {key: 1000 * statistics.median(values) for key, values in timings[name].items()}
+        row = {
+            "model": name,
+            "params": params,
+            "train_ms": median["train"],
+            "train_cpu_ms": median["train_cpu"],
+            "inference_ms": median["inference"],
+            "peak_memory_mb": float("nan"),
+        }
+        if memory:
+            row["peak_memory_mb"] = (
+                _peak_memory_mb(name, width, image_size, batch_size, device)
+                if device.startswith("cuda")
+                else _peak_memory_isolated(name, width, image_size, batch_size, device, threads)
+            )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    reference = table.set_index("model").loc[REFERENCE]
+    for column, ratio in (
+        ("train_ms", "train_ratio"),
+        ("train_cpu_ms", "train_cpu_ratio"),
+        ("inference_ms", "inference_ratio"),
+    ):
+        table[ratio] = table[column] / reference[column]
+    table.attrs.update(
+        width=width, image_size=image_size, batch_size=batch_size, device=device, threads=threads
+    )
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: print the benchmark table and whether the target is met."""
+    parser = argparse.ArgumentParser(
+        prog="python -m umlkit.benchmarks.models",
+        description="Training-step and inference cost of UML versus the multi-task baseline.",
+    )
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--models", default="uml,uml2024,multitask", help="comma-separated")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    args = parser.parse_args(argv)
+    table = bench_models(
+        width=args.width,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        device=args.device,
+        models=tuple(args.models.split(",")),
+        threads=args.threads,
+        memory=not args.no_memory,
+    )
+    info = table.attrs
+    print(
+        f"width {info['width']}, {info['image_size']}x{info['image_size']} images, batch "
+        f"{info['batch_size']}, device {info['device']}, {info['threads']} thread(s)"
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    uml = table.set_index("model").get("train_ratio", pd.Series()).get("uml")
+    if uml is not None:
+        verdict = "meets" if uml <= TARGET_RATIO else "misses"
+        print(
+            f"UML training step = {uml:.2f}x {REFERENCE}: {verdict} the target of {TARGET_RATIO}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

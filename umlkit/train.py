@@ -1,0 +1,635 @@
+"""One training loop for every umlkit model: device, AMP, seeding, progress, checkpoints, resume, cache.
+
+>>> config = TrainConfig(model="uml", data_root="data/synthetic/derm-default", epochs=12)
+>>> result = train(config, output_dir="runs/uml")          # checkpoints in runs/uml/
+>>> result = train(config, output_dir="runs/uml", resume=True)  # continue after an interruption
+>>> result = get_or_train(config)   # cached under data/cache/models/<hash>/, trained only once
+>>> result.model, result.history    # best model (eval mode) and one row per epoch
+
+What happens in an epoch:
+
+1. The learning rate of the epoch is set (:func:`learning_rate`): constant for the first
+   ``constant_fraction`` of the epochs, then poly(0.9) decay floored at ``min_lr`` — the UML
+   reference schedule (constant 30 of 100 epochs, then poly), stretched to ``epochs``.
+2. The training split is shuffled by a generator seeded from ``(seed, epoch)``, so an epoch's
+   batches do not depend on what ran before it (this is what makes resuming exact).
+3. Each batch: forward (bf16 autocast on CUDA), :func:`umlkit.losses.uml_objective` in float32,
+   backward, Adam step. The objective computes the terms the model has outputs for.
+4. Validation (:func:`umlkit.evaluate.evaluate` on the ``val`` split): accuracy, Dice, ECE, AUC.
+5. **Model selection**: the epoch with the best validation score ``(accuracy + Dice) / 2`` (the
+   mean of those the model has: a U-Net is selected on Dice, a classifier on accuracy) is kept;
+   ties keep the earlier epoch. The returned model holds the best epoch's weights.
+6. Checkpoints (with ``output_dir``): ``last.pt`` every epoch (model, optimizer, epoch, history,
+   RNG states, configs, umlkit version) and ``best.pt`` when the score improves, each written to a
+   temporary file first and moved into place with ``os.replace`` so a crash never leaves a torn
+   file; ``history.csv`` likewise.
+
+On CPU the same configuration gives the same numbers run after run (same thread count), and an
+interrupted run resumed with ``resume=True`` reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import umlkit
+from umlkit.evaluate import evaluate
+from umlkit.losses import UMLObjective
+from umlkit.models import ModelConfig, build_model, model_from_config
+from umlkit.profiles import pick_device, project_root, seed_everything
+
+#: Fields of :class:`TrainConfig` that do not change the trained weights' meaning; they are left
+#: out of the cache key (a model trained on a GPU is reused on a CPU).
+NOT_HASHED = ("device", "num_workers")
+#: Label-preserving augmentations :func:`augment_batch` knows.
+AUGMENTATIONS = ("none", "flip", "dihedral")
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+HISTORY_FILE = "history.csv"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (hashed for the model cache)."""
+
+    model: str = "uml"  # model name for build_model: uml, uml2024, unet, classifier, multitask
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"navigator": False}
+    width: int = 16  # channels of the first encoder level
+    dataset: str = "isic2017"  # loader kind for umlkit.data.load_dataset
+    data_root: str | None = None  # the dataset folder (required)
+    image_size: int = 64  # images and masks are resized to image_size x image_size
+    epochs: int = 12  # passes over the training split
+    batch_size: int = 16  # images per optimisation step
+    lr: float = 1e-3  # Adam learning rate; paper 1e-4 over 100 epochs, 1e-3 for short CPU runs
+    weight_decay: float = 1e-5  # Adam weight decay (paper)
+    constant_fraction: float = 0.3  # lr constant for this fraction of epochs, then poly(0.9)
+    min_lr: float = 1e-5  # floor of the poly decay (paper)
+    loss_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)  # (w_cls, w_seg, w_mutual)
+    anneal_epochs: int | None = None  # KL annealing T; None: half the epochs (paper 50 of 100)
+    loss_kind: str = "digamma"  # evidential loss: digamma, log or mse
+    seg_ce_weight: float = 0.0  # cross-entropy added to the Dice of L_seg (0: Dice only)
+    augment: str = "none"  # random "flip" (h/v), "dihedral" (flips + 90-degree turns) or "none"
+    seed: int = 0  # seeds model initialisation and the shuffling
+    device: str | None = None  # cpu, cuda, mps; None: CUDA, then MPS, then CPU
+    amp: bool = True  # bf16 autocast and channels_last, on CUDA only
+    num_workers: int = 0  # DataLoader worker processes
+
+    def __post_init__(self) -> None:
+        self.loss_weights = tuple(float(w) for w in self.loss_weights)
+        self.model_options = dict(self.model_options)
+        for name in ("width", "image_size", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        if self.anneal_epochs is not None and self.anneal_epochs < 1:
+            raise ValueError(f"anneal_epochs must be positive or None, got {self.anneal_epochs}")
+        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}")
+        if not 0 <= self.constant_fraction <= 1:
+            raise ValueError(f"constant_fraction must lie in [0, 1], got {self.constant_fraction}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    @property
+    def kl_anneal_epochs(self) -> int:
+        """T of the KL annealing: ``anneal_epochs``, or half the epochs (at least 1)."""
+        return self.anneal_epochs or max(1, self.epochs // 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-friendly dict."""
+        values = asdict(self)
+        values["loss_weights"] = list(self.loss_weights)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown fields raise a ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` and :func:`get_or_train` return."""
+
+    model: nn.Module  # the best epoch's weights, in eval mode
+    history: pd.DataFrame  # one row per epoch: losses, learning rate, validation metrics
+    config: TrainConfig  # the configuration that was trained
+    best_epoch: int  # 0-based epoch whose weights the model holds
+    best_score: float  # its validation score, (accuracy + Dice) / 2
+    output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
+    from_cache: bool = False  # True when get_or_train found a finished run
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    r"""The learning rate of a 0-based ``epoch``: constant, then poly(0.9) decay with a floor.
+
+    .. math::
+        \mathrm{lr}_t = \begin{cases} \mathrm{lr} & t < t_0 \\
+        \max\big(\mathrm{lr}_{min},\ \mathrm{lr}\,(1 - \frac{t - t_0}{T - t_0})^{0.9}\big)
+        & t \ge t_0 \end{cases}, \qquad t_0 = \lfloor f\,T \rfloor
+
+    with T = ``epochs`` and f = ``constant_fraction`` (UML reference: 30 of 100 epochs, floor
+    1e-5).
+    """
+    start = int(config.constant_fraction * config.epochs)
+    if epoch < start:
+        return config.lr
+    progress = (epoch - start) / max(config.epochs - start, 1)
+    return max(config.min_lr, config.lr * (1.0 - progress) ** 0.9)
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """The model-selection score: mean of the validation accuracy and Dice the model has."""
+    values = [metrics[k] for k in ("accuracy", "dice") if not np.isnan(metrics.get(k, np.nan))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+# ------------------------------------------------------------------------------- checkpoints
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(temporary)`` then ``os.replace``: readers see the old or the new file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
+    """Save a checkpoint dict atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda target: torch.save(checkpoint, target))
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train` (tensors land on the CPU).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a umlkit checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "model_config" not in checkpoint:
+        raise ValueError(f"{path} is not a umlkit checkpoint (no model_config)")
+    return checkpoint
+
+
+def _config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def load_model_state(model: nn.Module, checkpoint: dict[str, Any]) -> nn.Module:
+    """Load a checkpoint's weights into ``model`` after checking that the architectures agree.
+
+    Raises:
+        ValueError: ``model.config`` differs from the checkpoint's model configuration (the
+            message lists the differing fields).
+    """
+    differences = _config_differences(model.config.to_dict(), checkpoint["model_config"])
+    if differences:
+        raise ValueError(
+            "checkpoint was saved from a different model configuration: " + "; ".join(differences)
+        )
+    model.load_state_dict(checkpoint["model_state"])
+    return model
+
+
+def load_model(
+    path: str | Path, device: str | None = "cpu", expected: ModelConfig | None = None
+) -> nn.Module:
+    """Rebuild a model from a checkpoint (its stored :class:`ModelConfig`) and load its weights.
+
+    Args:
+        path: a ``best.pt`` / ``last.pt`` written by :func:`train`.
+        device: where to put the model (``None``: the best available).
+        expected: if given, the configuration the checkpoint must have been saved from.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        ValueError: not a umlkit checkpoint, or a configuration other than ``expected``.
+    """
+    checkpoint = load_checkpoint(path)
+    if expected is not None:
+        differences = _config_differences(expected.to_dict(), checkpoint["model_config"])
+        if differences:
+            raise ValueError(
+                f"checkpoint {path} holds a different model: " + "; ".join(differences)
+            )
+    model = model_from_config(checkpoint["model_config"], load_weights=False)
+    model.load_state_dict(checkpoint["model_state"])
+    return model.to(pick_device(device)).eval()
+
+
+def _rng_states(device: str) -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if device.startswith("cuda"):
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ------------------------------------------------------------------------------------ training
+def _load_splits(config: TrainConfig):
+    from umlkit.data import load_dataset
+
+    if config.data_root is None:
+        raise ValueError("TrainConfig.data_root is not set: point it at a dataset folder")
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} not found (TrainConfig.data_root)")
+    size = config.image_size
+    return (
+        load_dataset(config.dataset, root, split="train", size=size),
+        load_dataset(config.dataset, root, split="val", size=size),
+    )
+
+
+def _build(config: TrainConfig, train_set) -> nn.Module:
+    return build_model(
+        config.model,
+        num_classes=train_set.num_classes,
+        num_seg_classes=train_set.num_seg_classes,
+        width=config.width,
+        in_channels=int(train_set[0]["image"].shape[0]),
+        **config.model_options,
+    )
+
+
+def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A generator of one epoch (stream 0: shuffling, 1: augmentation), a function of its
+    arguments only, so an epoch draws the same numbers whether or not the run was resumed."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 2 + stream)
+
+
+def augment_batch(
+    images: torch.Tensor, masks: torch.Tensor, kind: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one random symmetry per image to images (B,C,H,W) and masks (B,H,W) alike.
+
+    ``"flip"``: horizontal and vertical flips, each with probability 1/2. ``"dihedral"``: those
+    and a rotation by a random multiple of 90 degrees (the 8 symmetries of the square; square
+    images only). Both keep the synthetic derm labels (border, asymmetry, colours and size do
+    not change under them); a vertical cup-to-disc ratio (fundus) survives flips but not
+    rotations. The paper trains without augmentation (``"none"``).
+    """
+    if kind == "none":
+        return images, masks
+    flips = torch.randint(0, 2, (len(images), 2), generator=generator).tolist()
+    turns = torch.randint(0, 4, (len(images),), generator=generator).tolist()
+    out_images, out_masks = [], []
+    for image, mask, (flip_h, flip_v), turn in zip(images, masks, flips, turns, strict=True):
+        dims = [d for d, flip in ((-1, flip_h), (-2, flip_v)) if flip]
+        if dims:
+            image, mask = image.flip(dims), mask.flip(dims)
+        if kind == "dihedral" and turn:
+            image, mask = image.rot90(turn, (-2, -1)), mask.rot90(turn, (-2, -1))
+        out_images.append(image)
+        out_masks.append(mask)
+    return torch.stack(out_images), torch.stack(out_masks)
+
+
+def train(
+    config: TrainConfig,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.model`` on ``config.data_root`` and return the best-epoch model.
+
+    Args:
+        config: the run's configuration.
+        output_dir: folder for ``last.pt``, ``best.pt``, ``history.csv`` and ``config.json``
+            (created); ``None`` trains in memory without checkpoints.
+        resume: continue from ``output_dir/last.pt`` if it exists (the configuration must be
+            the same); without it an existing checkpoint is overwritten.
+        progress: show a tqdm bar with the running loss and the last validation metrics.
+        callback: called after every epoch with that epoch's history row (a dict); an exception
+            it raises stops training after the epoch's checkpoint was written.
+
+    Returns:
+        A :class:`TrainResult` (model in eval mode with the best epoch's weights).
+
+    Raises:
+        ValueError: a bad configuration, or ``resume`` onto a checkpoint of another one.
+        FileNotFoundError: the dataset folder does not exist.
+    """
+    device = pick_device(config.device)
+    use_amp = config.amp and device.startswith("cuda")
+    train_set, val_set = _load_splits(config)
+    seed_everything(config.seed)
+    model = _build(config, train_set).to(device)
+    if use_amp:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    objective = UMLObjective(
+        weights=config.loss_weights,
+        anneal_epochs=config.kl_anneal_epochs,
+        kind=config.loss_kind,
+        seg_ce_weight=config.seg_ce_weight,
+    )
+    output_dir = None if output_dir is None else Path(output_dir)
+    history: list[dict[str, float]] = []
+    best = {"epoch": -1, "score": -np.inf, "state": None}
+    start_epoch = 0
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (output_dir / CHECKPOINT_LAST).is_file():
+            start_epoch, history, best = _resume(output_dir, config, model, optimizer)
+        _atomic_write(
+            output_dir / CONFIG_FILE,
+            lambda target: target.write_text(json.dumps(config.to_dict(), indent=1) + "\n"),
+        )
+
+    steps = max(len(train_set) // config.batch_size, 1)
+    bar = tqdm(
+        total=config.epochs * steps,
+        initial=start_epoch * steps,
+        desc=f"train {config.model}",
+        disable=not progress,
+    )
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            lr = learning_rate(config, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            sums = _train_epoch(model, train_set, optimizer, objective, config, epoch, device, bar)
+            metrics = evaluate(
+                model,
+                val_set,
+                device=device,
+                batch_size=2 * config.batch_size,
+                keep_maps=0,
+                surface_metrics=False,
+            ).summary
+            score = selection_score(metrics)
+            row = {"epoch": epoch, "lr": lr, **sums}
+            row.update({f"val_{k}": metrics[k] for k in _VAL_METRICS})
+            row["val_score"] = score
+            row["seconds"] = time.perf_counter() - started
+            # CPU time of this process (all threads): unlike wall time, it hardly depends on
+            # what else the machine is doing.
+            row["cpu_seconds"] = time.process_time() - started_cpu
+            history.append(row)
+            if score > best["score"]:
+                best = {"epoch": epoch, "score": score, "state": _state_copy(model)}
+            if output_dir is not None:
+                _save_epoch(output_dir, config, model, optimizer, epoch, history, best, device)
+            bar.set_postfix(
+                loss=f"{sums['loss']:.3f}",
+                acc=f"{metrics['accuracy']:.3f}",
+                dice=f"{metrics['dice']:.3f}",
+            )
+            if callback is not None:
+                callback(dict(row))
+    finally:
+        bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return TrainResult(
+        model=model.eval(),
+        history=pd.DataFrame(history),
+        config=config,
+        best_epoch=int(best["epoch"]),
+        best_score=float(best["score"]),
+        output_dir=output_dir,
+    )
+
+
+#: Validation metrics recorded in the history (prefixed ``val_``).
+_VAL_METRICS = ("accuracy", "auc", "ece", "dice", "class_uncertainty", "pixel_uncertainty")
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, bar) -> dict:
+    """One pass over the training split; returns the mean loss and mean loss components."""
+    use_amp = config.amp and device.startswith("cuda")
+    loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=_epoch_generator(config.seed, epoch),
+        num_workers=config.num_workers,
+        pin_memory=device.startswith("cuda"),
+        # A last batch of one image would break BatchNorm; dropping the remainder costs nothing
+        # over epochs, since the shuffle leaves out different images each time.
+        drop_last=len(train_set) >= config.batch_size,
+    )
+    augmentation = _epoch_generator(config.seed, epoch, stream=1)
+    model.train()
+    totals: dict[str, float] = {}
+    batches = 0
+    for batch in loader:
+        images, masks = augment_batch(batch["image"], batch["mask"], config.augment, augmentation)
+        images = images.to(device, non_blocking=True)
+        if use_amp:
+            images = images.to(memory_format=torch.channels_last)
+        masks = masks.to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        with torch.autocast(
+            device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp
+        ):
+            output = model(images)
+        loss, components = objective(output.float(), masks, labels, epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batches += 1
+        for name, value in components.items():
+            key = "loss" if name == "total" else f"loss_{name}"
+            totals[key] = totals.get(key, 0.0) + value
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", refresh=False)
+    return {name: value / max(batches, 1) for name, value in totals.items()}
+
+
+def _save_epoch(output_dir, config, model, optimizer, epoch, history, best, device) -> None:
+    common = {
+        "umlkit_version": umlkit.__version__,
+        "train_config": config.to_dict(),
+        "model_config": model.config.to_dict(),
+    }
+    if best["epoch"] == epoch:
+        save_checkpoint(
+            output_dir / CHECKPOINT_BEST,
+            {**common, "model_state": best["state"], "epoch": epoch, "score": best["score"]},
+        )
+    save_checkpoint(
+        output_dir / CHECKPOINT_LAST,
+        {
+            **common,
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best": {"epoch": best["epoch"], "score": best["score"]},
+            "rng": _rng_states(device),
+        },
+    )
+    _atomic_write(
+        output_dir / HISTORY_FILE, lambda target: pd.DataFrame(history).to_csv(target, index=False)
+    )
+
+
+def _resume(output_dir: Path, config: TrainConfig, model, optimizer):
+    """Restore model, optimizer, history, best epoch and RNG states from ``last.pt``."""
+    checkpoint = load_checkpoint(output_dir / CHECKPOINT_LAST)
+    differences = _config_differences(
+        {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED},
+        {k: v for k, v in checkpoint["train_config"].items() if k not in NOT_HASHED},
+    )
+    if differences:
+        raise ValueError(
+            f"cannot resume from {output_dir / CHECKPOINT_LAST}: it was trained with another "
+            "configuration (" + "; ".join(differences) + "); use another output_dir or "
+            "resume=False to start over"
+        )
+    load_model_state(model, checkpoint)
+    optimizer.load_state_dict(checkpoint["optimizer_state"])
+    _restore_rng_states(checkpoint["rng"])
+    best = dict(checkpoint["best"])
+    best["state"] = None
+    if best["epoch"] >= 0:
+        best["state"] = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
+    return int(checkpoint["epoch"]) + 1, list(checkpoint["history"]), best
+
+
+# ------------------------------------------------------------------------------------- cache
+def dataset_fingerprint(root: str | Path) -> str:
+    """A hash of the relative paths and sizes of every file under ``root``.
+
+    Cheap (no file is read) and enough to tell a regenerated or different dataset from the one a
+    cached model was trained on.
+    """
+    root = Path(root)
+    entries = sorted(
+        (path.relative_to(root).as_posix(), path.stat().st_size)
+        for path in root.rglob("*")
+        if path.is_file()
+    )
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def config_hash(config: TrainConfig) -> str:
+    """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
+    fingerprint and the umlkit version, hashed to 16 hex digits."""
+    values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+    if config.data_root is not None and Path(config.data_root).is_dir():
+        values["data_fingerprint"] = dataset_fingerprint(config.data_root)
+        values["data_root"] = Path(config.data_root).name
+    values["umlkit_version"] = umlkit.__version__
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """``<project root>/data/cache/models``."""
+    return project_root() / "data" / "cache" / "models"
+
+
+def get_or_train(
+    config: TrainConfig,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Return the trained model of ``config``, training it only if no finished run is cached.
+
+    Runs live in ``<cache_dir>/<config_hash(config)>/``; a finished one (all epochs done) is
+    loaded, an interrupted one is resumed, a missing one is trained. Later notebooks call this
+    with the same configuration and get the model the first one trained.
+
+    Args:
+        config: the configuration.
+        cache_dir: default ``<project root>/data/cache/models``.
+        progress: progress bar while training.
+        callback: as in :func:`train` (only called when training happens).
+
+    Returns:
+        A :class:`TrainResult`; ``from_cache`` tells whether training was skipped.
+    """
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    folder = cache_dir / config_hash(config)
+    finished = _finished_run(folder, config)
+    if finished is not None:
+        return finished
+    return train(config, output_dir=folder, resume=True, progress=progress, callback=callback)
+
+
+def _finished_run(folder: Path, config: TrainConfig) -> TrainResult | None:
+    last, best = folder / CHECKPOINT_LAST, folder / CHECKPOINT_BEST
+    if not (last.is_file() and best.is_file() and (folder / HISTORY_FILE).is_file()):
+        return None
+    checkpoint = load_checkpoint(last)
+    if int(checkpoint["epoch"]) != config.epochs - 1:
+        return None
+    best_checkpoint = load_checkpoint(best)
+    model = load_model(best, device=config.device)
+    return TrainResult(
+        model=model,
+        history=pd.read_csv(folder / HISTORY_FILE),
+        config=copy.deepcopy(config),
+        best_epoch=int(best_checkpoint["epoch"]),
+        best_score=float(best_checkpoint["score"]),
+        output_dir=folder,
+        from_cache=True,
+    )
