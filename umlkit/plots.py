@@ -117,9 +117,14 @@ def reliability_diagram(bins: pd.DataFrame, *, title: str = "", **kwargs: Any) -
     return reliability_diagrams({title: bins}, **kwargs)
 
 
+#: Narrowest bar of a reliability diagram: an equal-mass bin holding a single confidence value
+#: spans zero width and would otherwise be invisible.
+MIN_BIN_WIDTH = 0.01
+
+
 def _draw_reliability(ax: plt.Axes, hist_ax: plt.Axes, bins: pd.DataFrame) -> None:
     filled = bins[bins["count"] > 0]
-    widths = filled["upper"] - filled["lower"]
+    widths = np.maximum(filled["upper"] - filled["lower"], MIN_BIN_WIDTH)
     ax.bar(
         filled["lower"],
         filled["accuracy"],
@@ -237,7 +242,18 @@ def metric_bars(
         squeeze=False,
     )
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        sns.barplot(data=runs, x=x, y=metric, order=order, errorbar="sd", ax=ax, alpha=0.8)
+        sns.barplot(
+            data=runs,
+            x=x,
+            y=metric,
+            order=order,
+            hue=x,
+            hue_order=order,
+            legend=False,
+            errorbar="sd",
+            ax=ax,
+            alpha=0.8,
+        )
         sns.stripplot(data=runs, x=x, y=metric, order=order, color="black", size=3, ax=ax)
         arrow = "lower is better" if metric in lower_is_better else "higher is better"
         ax.set_title(f"{metric} ({arrow})", fontsize="medium")
@@ -1197,20 +1213,113 @@ def trust_gallery(
         for ax, (name, values) in zip(ax_row[4:], trusted, strict=False):
             trust_image = ax.imshow(np.asarray(values), cmap="viridis", vmin=0, vmax=1)
             ax.set_title(name, fontsize="small")
-        if not trusted:
-            ax_row[4].text(
-                0.5, 0.5, "no unlabeled\nloss", ha="center", va="center", fontsize="small"
-            )
-        for ax in ax_row[4 + len(trusted) :]:
-            ax.set_facecolor("white")
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
+        for ax in ax_row[4 + len(trusted) :]:
+            ax.axis("off")
+        if not trusted:
+            ax_row[4].text(
+                0.5, 0.5, "no loss on\nunlabeled pixels", ha="center", va="center", fontsize="small"
+            )
         ax_row[0].set_ylabel(str(row["title"]), fontsize="medium")
     for ax, title in zip(axes[0][:4], ("image", "truth", "prediction", "uncertainty"), strict=True):
         ax.set_title(title, fontsize="medium")
     fig.colorbar(uncertainty_image, ax=axes[:, 3], shrink=0.6, label="uncertainty")
     if trust_image is not None:
         fig.colorbar(trust_image, ax=axes[:, 4:], shrink=0.6, label="trusted (weight)")
+    return fig
+
+
+def validation_curves(
+    histories: pd.DataFrame,
+    *,
+    x: str = "step",
+    y: str = "val_dice",
+    hue: str = "method",
+    col: str = "dataset",
+) -> Figure:
+    """Validation score against training progress, one line per method, one panel per dataset.
+
+    Args:
+        histories: stacked training histories (``umlkit.semi.loop.SemiResult.history`` with
+            ``method`` and ``dataset`` columns added); rows where ``y`` is NaN (epochs without
+            validation) are skipped.
+        x, y, hue, col: the columns for the axis, the score, the lines and the panels.
+
+    Returns:
+        The figure, one axes per value of ``col``.
+    """
+    _check_columns(histories, (x, y, hue, col), "histories")
+    histories = histories.dropna(subset=[y])
+    panels = list(dict.fromkeys(histories[col]))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False, layout="constrained"
+    )
+    for ax, panel in zip(axes[0], panels, strict=True):
+        sns.lineplot(data=histories[histories[col] == panel], x=x, y=y, hue=hue, marker="o", ax=ax)
+        ax.set_title(str(panel), fontsize="medium")
+        ax.set_xlabel("optimisation step" if x == "step" else x)
+        ax.set_ylabel("validation Dice" if y == "val_dice" else y)
+        ax.set_ylim(0, 1.02)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Training (notebook 03)
+# --------------------------------------------------------------------------------------------------
+
+#: Loss components of a training history (``umlkit.train``), in the order they are drawn.
+LOSS_COLUMNS = ("loss", "loss_cls", "loss_seg", "loss_mutual")
+#: Validation metrics drawn by :func:`training_curves`.
+VALIDATION_COLUMNS = ("val_accuracy", "val_dice", "val_ece")
+
+
+def training_curves(history: pd.DataFrame, *, best_epoch: int | None = None) -> Figure:
+    """Loss components and validation metrics per epoch of one training run.
+
+    Left: the training loss per epoch (mean over the batches) and its unweighted components
+    ``L_cls``, ``L_seg``, ``L_mutual`` (only those the model has). Right: validation accuracy,
+    Dice and ECE. A dotted line marks the selected (best) epoch.
+
+    Args:
+        history: the ``history`` table of a :class:`umlkit.train.TrainResult` (one row per epoch,
+            columns ``epoch``, ``loss``..., ``val_accuracy``, ``val_dice``, ``val_ece``).
+        best_epoch: the 0-based epoch whose weights were kept, marked on both panels.
+
+    Returns:
+        The figure (two axes).
+
+    Raises:
+        ValueError: the table has no ``epoch`` or ``loss`` column.
+    """
+    _check_columns(history, ("epoch", "loss"), "training history")
+    losses = [c for c in LOSS_COLUMNS if c in history and history[c].notna().any()]
+    metrics = [c for c in VALIDATION_COLUMNS if c in history and history[c].notna().any()]
+    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    names = {
+        "loss": "total (weighted)",
+        "loss_cls": "L_cls",
+        "loss_seg": "L_seg",
+        "loss_mutual": "L_mutual",
+        "val_accuracy": "ACC",
+        "val_dice": "Dice",
+        "val_ece": "ECE",
+    }
+    for column in losses:
+        loss_ax.plot(history["epoch"], history[column], marker="o", label=names[column])
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss")
+    loss_ax.legend(fontsize="small")
+    for column in metrics:
+        metric_ax.plot(history["epoch"], history[column], marker="o", label=names[column])
+    metric_ax.set_xlabel("epoch")
+    metric_ax.set_ylabel("validation")
+    metric_ax.set_ylim(0, 1.02)
+    if metrics:
+        metric_ax.legend(fontsize="small")
+    if best_epoch is not None:
+        for ax in (loss_ax, metric_ax):
+            ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1)
     return fig

@@ -41,7 +41,17 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"n": 48, "size": 64, "n_ood": 16},
         "train": {"epochs": 2, "width": 8, "image_size": 64, "batch_size": 8, "seeds": [0]},
-        "semi": {"epochs": 2, "label_fractions": [0.2], "seeds": [0]},
+        "semi": {
+            "steps": 4,
+            "image_size": 32,
+            "width": 4,
+            "lr": 3e-3,
+            "labeled_batch_size": 2,
+            "unlabeled_batch_size": 2,
+            "label_fractions": [0.2],
+            "seeds": [0],
+            "workers": 1,
+        },
     },
     "default": {
         "data": {"n": 1000, "size": 128, "n_ood": 100},
@@ -52,7 +62,17 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 16,
             "seeds": [0, 1, 2],
         },
-        "semi": {"epochs": 12, "label_fractions": [0.05, 0.1, 0.2], "seeds": [0, 1, 2]},
+        "semi": {
+            "steps": 150,
+            "image_size": 32,
+            "width": 8,
+            "lr": 3e-3,
+            "labeled_batch_size": 4,
+            "unlabeled_batch_size": 4,
+            "label_fractions": [0.05, 0.1, 0.2],
+            "seeds": [0, 1, 2],
+            "workers": 2,
+        },
     },
     "paper": {
         "data": {"n": 2000, "size": 256, "n_ood": 200},
@@ -63,7 +83,17 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 8,
             "seeds": [0, 1, 2],
         },
-        "semi": {"epochs": 100, "label_fractions": [0.05, 0.1, 0.2], "seeds": [0, 1, 2]},
+        "semi": {
+            "steps": 6000,
+            "image_size": 256,
+            "width": 16,
+            "lr": 1e-3,
+            "labeled_batch_size": 2,
+            "unlabeled_batch_size": 2,
+            "label_fractions": [0.05, 0.1, 0.2],
+            "seeds": [0, 1, 2],
+            "workers": 1,
+        },
     },
 }
 

@@ -222,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m umlkit.benchmarks.models",
         description="Training-step and inference cost of UML versus the multi-task baseline.",
     )
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--width", type=int, default=16, help="width of every model (16)")
+    parser.add_argument("--image-size", type=int, default=64, help="square image side (64)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per step (16)")
+    parser.add_argument("--steps", type=int, default=10, help="timed rounds, median kept (10)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--models", default="uml,uml2024,multitask", help="comma-separated")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     args = parser.parse_args(argv)

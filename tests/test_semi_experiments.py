@@ -1,0 +1,128 @@
+"""The comparison runner, its tables and its pictures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+
+from umlkit import plots
+from umlkit.data import load_dataset, make_synthetic
+from umlkit.semi.experiments import (
+    comparison_configs,
+    epochs_for_steps,
+    paired_differences,
+    run_comparison,
+    run_means,
+    summary_table,
+    trust_cases,
+)
+from umlkit.semi.loop import get_or_train_semi
+
+
+def test_epochs_for_steps_hand_computed():
+    # 700 images, 10 % -> 70 labeled, batches of 4 -> 18 steps per epoch; 200 steps -> 12 epochs
+    assert epochs_for_steps(700, 0.1, 4, 200) == 12
+    # 5 % -> 35 labeled -> 9 steps per epoch -> 23 epochs
+    assert epochs_for_steps(700, 0.05, 4, 200) == 23
+    with pytest.raises(ValueError, match="steps"):
+        epochs_for_steps(700, 0.1, 4, 0)
+
+
+def hand_scores() -> pd.DataFrame:
+    rows = []
+    # Two seeds, two test images each; caml beats supervised by 0.1 on seed 0, loses 0.05 on seed 1.
+    for method, seed, dices in [
+        ("supervised", 0, (0.6, 0.8)),
+        ("supervised", 1, (0.7, 0.7)),
+        ("caml", 0, (0.7, 0.9)),
+        ("caml", 1, (0.6, 0.7)),
+    ]:
+        for image, value in enumerate(dices):
+            rows.append(
+                {
+                    "dataset": "fundus",
+                    "label_fraction": 0.1,
+                    "method": method,
+                    "seed": seed,
+                    "id": image,
+                    "dice": value,
+                    "iou": value / 2,
+                    "hd95": 1.0,
+                    "assd": 0.5,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_run_means_and_summary_hand_computed():
+    runs = run_means(hand_scores())
+    assert runs.set_index(["method", "seed"])["dice"].to_dict() == pytest.approx(
+        {("supervised", 0): 0.7, ("supervised", 1): 0.7, ("caml", 0): 0.8, ("caml", 1): 0.65}
+    )
+    table = summary_table(hand_scores(), formatted=False).set_index("method")
+    assert table.loc["caml", "dice_mean"] == pytest.approx(0.725)
+    assert table.loc["caml", "dice_std"] == pytest.approx(0.10606601717798213)  # sd of 0.8, 0.65
+    assert table.loc["supervised", "dice_std"] == pytest.approx(0.0)
+    assert summary_table(hand_scores()).set_index("method").loc["caml", "dice"] == "0.725 ± 0.106"
+
+
+def test_paired_differences_hand_computed():
+    table = paired_differences(hand_scores()).set_index("method")
+    assert list(table.index) == ["caml"]
+    assert table.loc["caml", "dice_difference"] == pytest.approx(0.025)  # (0.1 - 0.05) / 2
+    assert table.loc["caml", "wins"] == 1 and table.loc["caml", "seeds"] == 2
+    with pytest.raises(ValueError, match="baseline 'mean_teacher'"):
+        paired_differences(hand_scores(), baseline="mean_teacher")
+    with pytest.raises(ValueError, match="lack the column"):
+        summary_table(hand_scores().drop(columns="seed"))
+
+
+def test_comparison_runs_once_then_reads_the_cache(tmp_path):
+    torch.set_num_threads(1)
+    root = make_synthetic(tmp_path / "fundus", kind="fundus", n=30, size=32, seed=0, progress=False)
+    configs = comparison_configs(
+        {"fundus": root},
+        label_fractions=[0.2],
+        methods=["supervised", "burl"],
+        seeds=[0],
+        steps=4,
+        image_size=16,
+        width=4,
+        labeled_batch_size=2,
+        unlabeled_batch_size=2,
+    )
+    # 21 train images, 20 % -> 4 labeled -> 2 steps per epoch -> 4 steps in 2 epochs
+    assert [c.epochs for c in configs] == [2, 2]
+    cache = tmp_path / "cache"
+    scores = run_comparison(configs, cache_dir=cache, progress=False)
+    assert set(scores["method"]) == {"supervised", "burl"}
+    assert len(scores) == 2 * 6  # two runs x six test images
+    assert {"dice", "iou", "hd95", "assd", "dice_1", "dice_2"} <= set(scores.columns)
+    again = run_comparison(configs, cache_dir=cache, progress=False)
+    pd.testing.assert_frame_equal(scores, again)
+
+    train = load_dataset("fundus", root, split="train", size=16)
+    methods = {c.method: get_or_train_semi(c, cache_dir=cache).method for c in configs}
+    rows = trust_cases(methods, train, index=0)
+    assert [r["title"] for r in rows] == ["supervised", "burl"]
+    assert rows[0]["trusted"] == {} and set(rows[1]["trusted"]) == {
+        "teacher confidence",
+        "pseudo-label region",
+    }
+    assert rows[1]["uncertainty"].shape == (16, 16)
+    figure = plots.trust_gallery(rows, num_classes=3)
+    assert len(figure.axes) >= 2 * 6
+    curves = plots.label_fraction_curves(run_means(scores))
+    assert len(curves.axes) == 1
+    plt.close("all")
+
+
+def test_plots_reject_bad_input():
+    with pytest.raises(ValueError, match="at least one row"):
+        plots.trust_gallery([])
+    with pytest.raises(ValueError, match="label_fraction"):
+        plots.label_fraction_curves(pd.DataFrame({"dice": [0.5]}))

@@ -1,0 +1,74 @@
+"""The explorers build without a frontend and update when a control changes."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from umlkit.widgets import UncertaintyExplorer, reliable_mask_summary
+
+
+def make_case(title: str, wrong_rows: int) -> dict:
+    mask = np.zeros((8, 8), dtype=int)
+    mask[2:6, 2:6] = 1
+    prediction = mask.copy()
+    prediction[:wrong_rows] = 1 - prediction[:wrong_rows]
+    uncertainty = np.zeros((8, 8))
+    uncertainty[:2] = 0.8  # the top two rows are uncertain
+    uncertainty[2:4] = 0.4
+    return {
+        "image": np.full((3, 8, 8), 0.5),
+        "mask": mask,
+        "prediction": prediction,
+        "uncertainty": uncertainty,
+        "title": title,
+    }
+
+
+def test_reliable_mask_summary_hand_computed():
+    case = make_case("a", wrong_rows=2)  # errors = rows 0-1 (16 pixels)
+    summary = reliable_mask_summary(case, threshold=0.5)  # unreliable = rows 0-1
+    assert summary["reliable_share"] == pytest.approx(48 / 64)
+    assert summary["error_rate_reliable"] == 0.0
+    assert summary["error_rate_unreliable"] == 1.0
+    assert summary["errors_flagged"] == 1.0
+    assert summary["ueo"] == 1.0
+    summary = reliable_mask_summary(case, threshold=0.3)  # unreliable = rows 0-3 (32 pixels)
+    assert summary["ueo"] == pytest.approx(2 * 16 / (32 + 16))
+    assert summary["error_rate_unreliable"] == 0.5
+
+
+def test_reliable_mask_summary_empty_regions():
+    case = make_case("a", wrong_rows=0)
+    summary = reliable_mask_summary(case, threshold=1.0)
+    assert np.isnan(summary["error_rate_unreliable"])
+    assert np.isnan(summary["errors_flagged"])
+    assert summary["ueo"] == 1.0  # no errors and nothing flagged: perfect overlap of two empty sets
+
+
+def test_explorer_builds_and_updates_on_slider_and_dropdown():
+    cases = [make_case("first", wrong_rows=2), make_case("second", wrong_rows=4)]
+    explorer = UncertaintyExplorer(cases, threshold=0.5)
+    assert [label for label, _ in explorer.image_select.options] == ["first", "second"]
+    first_png = bytes(explorer.picture.value)
+    assert first_png.startswith(b"\x89PNG")
+    assert "UEO at t</td><td>1.000" in explorer.readout.value
+
+    explorer.threshold.value = 0.3
+    assert bytes(explorer.picture.value) != first_png
+    assert "UEO at t</td><td>0.667" in explorer.readout.value
+
+    explorer.image_select.value = 1  # errors rows 0-3 = unreliable rows 0-3 at t = 0.3
+    assert explorer.case is cases[1]
+    assert "UEO at t</td><td>1.000" in explorer.readout.value
+    assert plt.get_fignums() == []  # every redraw closes its figure
+
+
+def test_explorer_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one case"):
+        UncertaintyExplorer([])
+    with pytest.raises(ValueError, match="threshold must lie"):
+        UncertaintyExplorer([make_case("a", 1)], threshold=1.5)

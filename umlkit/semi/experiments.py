@@ -1,0 +1,348 @@
+"""The comparison notebook 09 runs: methods x datasets x label fractions x seeds, cached.
+
+>>> configs = comparison_configs(
+...     {"fundus": "data/synthetic/fundus-default"}, label_fractions=[0.1],
+...     methods=["supervised", "caml"], seeds=[0, 1, 2], steps=200)
+>>> scores = run_comparison(configs, workers=2)   # one row per test image and run
+>>> summary_table(scores)                          # mean ± std over seeds
+>>> paired_differences(scores)                     # each method minus supervised-only, per seed
+
+Every run goes through :func:`umlkit.semi.loop.get_or_train_semi` (trained once, cached by a hash
+of its configuration) and its per-image test scores are stored next to its checkpoints
+(``test_scores.csv``), so running the notebook again only reads files.
+
+**Equal budgets across label fractions.** An epoch is one pass over the labeled images, so at a
+fixed number of epochs a 20 %-label run would take four times the steps of a 5 %-label run and the
+Dice-versus-fraction curve would mix "more labels" with "more training". :func:`epochs_for_steps`
+instead gives every run about the same number of optimisation steps (``steps``), rounded up to
+whole epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from umlkit.evaluate import evaluate
+from umlkit.semi.base import SemiSupervisedMethod
+from umlkit.semi.loop import (
+    METHODS,
+    SemiConfig,
+    SemiResult,
+    default_semi_cache_dir,
+    get_or_train_semi,
+    load_splits,
+    semi_config_hash,
+)
+from umlkit.semi.sampler import split_labeled
+
+SCORES_FILE = "test_scores.csv"
+#: The per-image metrics of the comparison table (means over the foreground classes).
+METRICS = ("dice", "iou", "hd95", "assd")
+
+
+def epochs_for_steps(
+    n_train: int, label_fraction: float, labeled_batch_size: int, steps: int
+) -> int:
+    """Whole epochs (passes over the labeled images) that give at least ``steps`` steps.
+
+    ``n_labeled`` is computed as :func:`umlkit.semi.sampler.split_labeled` does, and an epoch has
+    ``ceil(n_labeled / labeled_batch_size)`` steps.
+
+    Raises:
+        ValueError: a non-positive ``steps``.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    labeled, _ = split_labeled(n_train, label_fraction, min_labeled=labeled_batch_size)
+    steps_per_epoch = math.ceil(len(labeled) / labeled_batch_size)
+    return max(1, math.ceil(steps / steps_per_epoch))
+
+
+def comparison_configs(
+    data_roots: Mapping[str, str | Path],
+    label_fractions: Sequence[float],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    **common: Any,
+) -> list[SemiConfig]:
+    """One :class:`SemiConfig` per (dataset, label fraction, method, seed).
+
+    Args:
+        data_roots: dataset kind (``"fundus"``, ``"derm"``, ...) -> its folder.
+        label_fractions: e.g. ``[0.05, 0.1, 0.2]``.
+        methods: names from :data:`umlkit.semi.loop.METHODS`.
+        seeds: one run per seed (the seed also draws the labeled subset).
+        steps: optimisation steps per run (see :func:`epochs_for_steps`).
+        **common: any other :class:`SemiConfig` field (``image_size``, ``width``, ``lr``...).
+
+    Raises:
+        ValueError: an unknown method, or a field :class:`SemiConfig` does not have.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
+    configs = []
+    for kind, root in data_roots.items():
+        base = SemiConfig(dataset=kind, data_root=str(root), **common)
+        n_train = len(load_splits(base, ("train",))[0])
+        for fraction in label_fractions:
+            epochs = epochs_for_steps(n_train, fraction, base.labeled_batch_size, steps)
+            for method in methods:
+                for seed in seeds:
+                    configs.append(
+                        replace(
+                            base, method=method, label_fraction=fraction, seed=seed, epochs=epochs
+                        )
+                    )
+    return configs
+
+
+@lru_cache(maxsize=4)
+def _splits(dataset: str, data_root: str, image_size: int) -> tuple:
+    """The train / val / test splits of one dataset, read once per process."""
+    config = SemiConfig(dataset=dataset, data_root=data_root, image_size=image_size)
+    return tuple(load_splits(config, ("train", "val", "test")))
+
+
+def _run_folder(config: SemiConfig, cache_dir: Path) -> Path:
+    return cache_dir / semi_config_hash(config)
+
+
+def run_and_score(
+    config: SemiConfig, cache_dir: str | Path | None = None, progress: bool = False
+) -> pd.DataFrame:
+    """Train (or load) one run and score its test model on the test split, both cached.
+
+    Returns:
+        One row per test image: ``id``, the per-image metrics of :func:`umlkit.evaluate.evaluate`
+        (``dice``, ``iou``, ``hd95``, ``assd`` and per-class columns), plus the run's ``method``,
+        ``dataset``, ``label_fraction``, ``seed``, ``epochs`` and ``best_epoch``.
+    """
+    cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
+    scores_path = _run_folder(config, cache_dir) / SCORES_FILE
+    if scores_path.is_file():
+        return pd.read_csv(scores_path)
+    train_set, val_set, test_set = _splits(config.dataset, config.data_root, config.image_size)
+    result = get_or_train_semi(
+        config, cache_dir=cache_dir, progress=progress, data=(train_set, val_set)
+    )
+    table = evaluate(result.method.test_model, test_set, device=config.device, keep_maps=0).table
+    table = table[["id", *[c for c in table.columns if c.startswith(METRICS)]]].copy()
+    for name, value in _run_columns(config, result).items():
+        table[name] = value
+    temporary = scores_path.with_name(f".{scores_path.name}.tmp")
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, scores_path)
+    return table
+
+
+def _run_columns(config: SemiConfig, result: SemiResult) -> dict[str, Any]:
+    return {
+        "method": config.method,
+        "dataset": config.dataset,
+        "label_fraction": config.label_fraction,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "best_epoch": result.best_epoch,
+    }
+
+
+def _score_in_worker(config: SemiConfig, cache_dir: Path) -> pd.DataFrame:
+    # One thread per worker process: the processes, not the threads, share the cores.
+    torch.set_num_threads(1)
+    return run_and_score(config, cache_dir)
+
+
+def run_comparison(
+    configs: Iterable[SemiConfig],
+    cache_dir: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run (or load) every configuration and gather the per-image test scores.
+
+    Args:
+        configs: from :func:`comparison_configs`.
+        cache_dir: default ``<project root>/data/cache/semi``.
+        workers: parallel worker processes for the runs not cached yet (each with one torch
+            thread; small networks use two processes far better than two threads). Results do
+            not depend on it.
+        progress: a tqdm bar over the runs.
+
+    Returns:
+        All runs' rows (see :func:`run_and_score`) in one table.
+    """
+    configs = list(configs)
+    cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    bar = tqdm(total=len(configs), desc="semi-supervised runs", disable=not progress)
+    tables: dict[int, pd.DataFrame] = {}
+    pending = []
+    for index, config in enumerate(configs):
+        if (_run_folder(config, cache_dir) / SCORES_FILE).is_file():
+            tables[index] = run_and_score(config, cache_dir)
+            bar.update(1)
+        else:
+            pending.append(index)
+    try:
+        if workers == 1 or len(pending) <= 1:
+            for index in pending:
+                tables[index] = run_and_score(configs[index], cache_dir, progress=progress)
+                bar.update(1)
+        else:
+            # "spawn": forking a process that already runs torch threads can deadlock.
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {
+                    index: pool.submit(_score_in_worker, configs[index], cache_dir)
+                    for index in pending
+                }
+                for index, future in futures.items():
+                    tables[index] = future.result()
+                    bar.update(1)
+    finally:
+        bar.close()
+    return pd.concat([tables[i] for i in range(len(configs))], ignore_index=True)
+
+
+def run_means(scores: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """One row per run: each metric averaged over the run's test images (NaN HD95/ASD skipped).
+
+    Raises:
+        ValueError: ``scores`` lacks a run key or a metric column.
+    """
+    keys = ["dataset", "label_fraction", "method", "seed"]
+    missing = [c for c in [*keys, *metrics] if c not in scores]
+    if missing:
+        raise ValueError(f"scores lack the column(s) {missing}; pass run_comparison's table")
+    return scores.groupby(keys, sort=False)[list(metrics)].mean().reset_index()
+
+
+def summary_table(
+    scores: pd.DataFrame, metrics: Sequence[str] = METRICS, formatted: bool = True
+) -> pd.DataFrame:
+    """Mean ± standard deviation over seeds of each run's mean test score.
+
+    Each run (seed) is first averaged over its test images; the table then gives the mean and the
+    sample standard deviation (ddof=1; 0 for one seed) of those per-seed means, so the ± is the
+    seed-to-seed spread, not the image-to-image one.
+
+    Args:
+        scores: :func:`run_comparison` output.
+        metrics: columns to summarise.
+        formatted: strings ``"0.812 ± 0.011"``; ``False`` gives numeric ``<metric>_mean`` and
+            ``<metric>_std`` columns.
+
+    Returns:
+        One row per (dataset, label fraction, method), plus the number of seeds.
+    """
+    per_seed = run_means(scores, metrics)
+    grouped = per_seed.groupby(["dataset", "label_fraction", "method"], sort=False)
+    table = grouped[list(metrics)].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table = table.fillna({f"{m}_std": 0.0 for m in metrics})
+    table["seeds"] = grouped.size()
+    if formatted:
+        for metric in metrics:
+            digits = 3 if metric in ("dice", "iou") else 2
+            table[metric] = [
+                f"{mean:.{digits}f} ± {std:.{digits}f}"
+                for mean, std in zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
+            ]
+        table = table[[*metrics, "seeds"]]
+    return table.reset_index()
+
+
+def paired_differences(
+    scores: pd.DataFrame, metric: str = "dice", baseline: str = "supervised"
+) -> pd.DataFrame:
+    """Each method's ``metric`` minus the baseline's, paired by seed (same labeled subset).
+
+    Runs with the same seed share the labeled images and the initialisation seed, so the paired
+    difference removes the variation that comes from which images happened to be labeled.
+
+    Returns:
+        One row per (dataset, label fraction, method other than the baseline): the mean
+        difference, its standard deviation over seeds, the number of seeds where the method beat
+        the baseline, and the number of seeds.
+
+    Raises:
+        ValueError: the baseline is not among the methods.
+    """
+    per_seed = run_means(scores, [metric])
+    if baseline not in set(per_seed["method"]):
+        raise ValueError(f"baseline {baseline!r} not among the methods {sorted(per_seed.method)}")
+    keys = ["dataset", "label_fraction", "seed"]
+    base = per_seed[per_seed["method"] == baseline].set_index(keys)[metric]
+    others = per_seed[per_seed["method"] != baseline].copy()
+    others["difference"] = (
+        others[metric].to_numpy()
+        - base.loc[list(others[keys].itertuples(index=False, name=None))].to_numpy()
+    )
+    grouped = others.groupby(["dataset", "label_fraction", "method"], sort=False)["difference"]
+    table = pd.DataFrame(
+        {
+            f"{metric}_difference": grouped.mean(),
+            "std": grouped.std().fillna(0.0),
+            "wins": grouped.apply(lambda d: int(np.sum(d > 0))),
+            "seeds": grouped.size(),
+        }
+    )
+    return table.reset_index()
+
+
+def trust_cases(
+    methods: Mapping[str, SemiSupervisedMethod], dataset: Dataset, index: int
+) -> list[dict[str, Any]]:
+    """What each trained method predicts and trusts on one image, ready for a trust gallery.
+
+    Args:
+        methods: display name -> a trained method (e.g. ``result.method`` of each run).
+        dataset: items with ``image`` and ``mask`` (pick an image that was unlabeled in training).
+        index: the item to show.
+
+    Returns:
+        One dict per method with ``title``, ``image`` (C, H, W), ``mask``, ``prediction`` (the
+        test model's argmax), ``uncertainty`` (normalised entropy, or K/S for an evidential head)
+        and ``trusted`` (the maps of :meth:`~umlkit.semi.base.SemiSupervisedMethod.trusted_regions`),
+        all numpy arrays (:func:`umlkit.plots.trust_gallery` draws them).
+    """
+    item = dataset[index]
+    rows = []
+    for title, method in methods.items():
+        device = next(method.parameters()).device
+        images = item["image"][None].to(device)
+        was_training = method.training
+        method.eval()
+        try:
+            with torch.no_grad():
+                prediction = method.predict(images)
+                trusted = method.trusted_regions(images)
+        finally:
+            method.train(was_training)
+        rows.append(
+            {
+                "title": title,
+                "image": item["image"].numpy(),
+                "mask": item["mask"].numpy(),
+                "prediction": prediction.prob.argmax(dim=1)[0].cpu().numpy(),
+                "uncertainty": prediction.uncertainty[0, 0].cpu().numpy(),
+                "trusted": {name: values[0].cpu().numpy() for name, values in trusted.items()},
+            }
+        )
+    return rows

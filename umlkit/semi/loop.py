@@ -1,0 +1,575 @@
+r"""One semi-supervised training loop for every method: supervised-only, mean teacher, CAML, BURL.
+
+>>> config = SemiConfig(method="caml", dataset="fundus", data_root="data/synthetic/fundus-default",
+...                     label_fraction=0.1, epochs=12)
+>>> result = fit_semi(config, output_dir="runs/caml")   # checkpoints in runs/caml/
+>>> result = get_or_train_semi(config)  # cached under data/cache/semi/<hash>/, trained only once
+>>> result.method.test_model, result.history
+
+It mirrors the supervised trainer (:mod:`umlkit.train`) and reuses its pieces: the device choice
+(:func:`umlkit.profiles.pick_device`), the learning-rate schedule (:func:`umlkit.train.learning_rate`:
+constant, then poly(0.9) decay), atomic checkpoints (:func:`umlkit.train.save_checkpoint`), RNG
+state capture for exact resuming, the dataset fingerprint of the cache key, validation with
+:func:`umlkit.evaluate.evaluate` and best-epoch model selection on validation Dice. What is
+different:
+
+* **Which images are labeled**: :func:`umlkit.semi.sampler.split_labeled` draws
+  ``label_fraction`` of the training split with the run's seed; the other training images lose
+  their masks (:class:`PartiallyLabeled` replaces them by -1, so a method that read one by mistake
+  would fail loudly instead of silently learning from it).
+* **Batches**: :class:`umlkit.semi.sampler.TwoStreamBatchSampler`, ``labeled_batch_size`` labeled
+  then ``unlabeled_batch_size`` unlabeled images; **an epoch is one pass over the labeled
+  images**, so the number of steps per epoch grows with the label fraction. The supervised-only
+  baseline gets the same labeled batches and no unlabeled part.
+* **Ramp-up**: the unsupervised terms are weighted by
+  :math:`r(t) = \exp(-5(1 - \min(t, L)/L)^2)` with :math:`t` in fractional epochs and
+  :math:`L` = ``rampup_epochs`` (default: half the epochs, as in the mean-teacher family, where
+  the ramp spans a large part of training).
+* **Validation and checkpoints every few epochs** (``validate_every``; about eight per run by
+  default, and always after the last epoch), because epochs over a few labeled images are short.
+* **After each step** the method's :meth:`~umlkit.semi.base.SemiSupervisedMethod.after_step`
+  runs (EMA teacher updates, :math:`\alpha = \min(1 - 1/(\text{step} + 1), 0.99)`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+import umlkit
+from umlkit.evaluate import evaluate
+from umlkit.evidential import annealing_coefficient
+from umlkit.profiles import pick_device, project_root, seed_everything
+from umlkit.semi.base import Progress, SemiSupervisedMethod
+from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
+from umlkit.semi.burl import BURL
+from umlkit.semi.caml import CAML
+from umlkit.semi.ema import sigmoid_rampup
+from umlkit.semi.sampler import TwoStreamBatchSampler, split_labeled
+from umlkit.train import (
+    _atomic_write,
+    _restore_rng_states,
+    _rng_states,
+    dataset_fingerprint,
+    learning_rate,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+#: The methods by name, in the order the notebook compares them.
+METHODS: dict[str, type[SemiSupervisedMethod]] = {
+    "supervised": SupervisedOnly,
+    "mean_teacher": MeanTeacher,
+    "caml": CAML,
+    "burl": BURL,
+}
+#: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
+NOT_HASHED = ("device", "num_workers")
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+HISTORY_FILE = "history.csv"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class SemiConfig:
+    """Everything a semi-supervised run depends on (hashed for the cache)."""
+
+    method: str = "caml"  # supervised, mean_teacher, caml or burl
+    method_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the method
+    dataset: str = "fundus"  # loader kind for umlkit.data.load_dataset (derm, fundus, isic2017...)
+    data_root: str | None = None  # the dataset folder (required)
+    label_fraction: float = 0.1  # share of the training split that keeps its masks
+    image_size: int = 32  # images and masks are resized to image_size x image_size
+    width: int = 8  # U-Net width (channels of the first level)
+    epochs: int = 12  # passes over the *labeled* images
+    labeled_batch_size: int = 4  # labeled images per batch
+    unlabeled_batch_size: int = 4  # unlabeled images per batch (0 for supervised-only)
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 1e-5  # Adam weight decay
+    constant_fraction: float = 0.3  # lr constant for this fraction of epochs, then poly(0.9)
+    min_lr: float = 1e-5  # floor of the poly decay
+    rampup_epochs: float | None = None  # L of the ramp r(t); None: half the epochs
+    anneal_epochs: int | None = None  # KL annealing of evidential heads; None: half the epochs
+    ce_weight: float = 1.0  # cross-entropy in every method's supervised loss (0: Dice only)
+    validate_every: int | None = None  # epochs between validations/checkpoints; None: ~8 per run
+    seed: int = 0  # seeds the labeled split, initialisation, batches and noise
+    device: str | None = None  # cpu, cuda, mps; None: the best available
+    num_workers: int = 0  # DataLoader worker processes
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"unknown semi-supervised method {self.method!r}: choose one of "
+                f"{', '.join(METHODS)}"
+            )
+        self.method_options = dict(self.method_options)
+        if self.validate_every is not None and self.validate_every < 1:
+            raise ValueError(f"validate_every must be positive or None, got {self.validate_every}")
+        for name in ("image_size", "width", "epochs", "labeled_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SemiConfig.{name} must be a positive integer, got {value!r}")
+        if self.unlabeled_batch_size < 0:
+            raise ValueError(f"unlabeled_batch_size must be >= 0, got {self.unlabeled_batch_size}")
+        if not 0 < self.label_fraction <= 1:
+            raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.rampup_epochs is not None and self.rampup_epochs < 0:
+            raise ValueError(f"rampup_epochs must be >= 0 or None, got {self.rampup_epochs}")
+        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}")
+
+    @property
+    def rampup_length(self) -> float:
+        """L of the ramp-up in epochs: ``rampup_epochs`` or half the epochs."""
+        return self.epochs / 2 if self.rampup_epochs is None else float(self.rampup_epochs)
+
+    @property
+    def validation_interval(self) -> int:
+        """Epochs between validations (and checkpoints): ``validate_every`` or ``ceil(epochs/8)``.
+
+        Epochs over a small labeled set are short (9 steps at 5 % of 700 images), so validating
+        after each one would cost more than the training; the last epoch is always validated.
+        """
+        return self.validate_every or math.ceil(self.epochs / 8)
+
+    @property
+    def kl_anneal_epochs(self) -> int:
+        """T of the KL annealing of evidential heads: ``anneal_epochs`` or half the epochs."""
+        return self.anneal_epochs or max(1, self.epochs // 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-friendly dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SemiConfig:
+        """Rebuild from :meth:`to_dict` output; unknown fields raise a ``ValueError``."""
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown SemiConfig fields {unknown}")
+        return cls(**values)
+
+
+@dataclass
+class SemiResult:
+    """What :func:`fit_semi` and :func:`get_or_train_semi` return."""
+
+    method: SemiSupervisedMethod  # the best epoch's weights, eval mode; .test_model is scored
+    history: pd.DataFrame  # one row per epoch: loss terms, ramp, lr, val Dice (NaN if skipped)
+    config: SemiConfig  # the configuration that was trained
+    labeled_ids: list[str]  # ids of the training images whose masks were used
+    best_epoch: int  # 0-based epoch whose weights the method holds
+    best_score: float  # its validation Dice
+    output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
+    from_cache: bool = False  # True when get_or_train_semi found a finished run
+
+
+def build_method(
+    name: str, in_channels: int = 3, num_classes: int = 2, width: int = 8, **options: Any
+) -> SemiSupervisedMethod:
+    """A semi-supervised method by name (:data:`METHODS`), with its keyword ``options``.
+
+    Raises:
+        ValueError: an unknown name, or options the method does not take.
+    """
+    if name not in METHODS:
+        raise ValueError(f"unknown semi-supervised method {name!r}: choose one of {list(METHODS)}")
+    try:
+        return METHODS[name](in_channels, num_classes, width, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {sorted(options)} for method {name!r}: {error}") from None
+
+
+class PartiallyLabeled(Dataset):
+    """A training split where only ``labeled_indices`` keep their masks.
+
+    Items gain ``labeled`` (bool); the mask of an unlabeled item is replaced by -1 everywhere, so
+    no method can learn from it by accident (a loss reading it raises an error).
+    """
+
+    def __init__(self, dataset: Dataset, labeled_indices: list[int]) -> None:
+        self.dataset = dataset
+        self.labeled = set(labeled_indices)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.dataset[index])
+        is_labeled = index in self.labeled
+        item["labeled"] = torch.tensor(is_labeled)
+        if not is_labeled:
+            item["mask"] = torch.full_like(item["mask"], -1)
+        return item
+
+
+def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
+    """The requested splits of ``config.data_root`` at ``config.image_size`` (cached in memory).
+
+    Raises:
+        ValueError: ``data_root`` is not set.
+        FileNotFoundError: the folder does not exist.
+    """
+    from umlkit.data import load_dataset
+
+    if config.data_root is None:
+        raise ValueError("SemiConfig.data_root is not set: point it at a dataset folder")
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} not found (SemiConfig.data_root)")
+    return [
+        load_dataset(config.dataset, root, split=split, size=config.image_size, cache=True)
+        for split in splits
+    ]
+
+
+def fit_semi(
+    config: SemiConfig,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    data: tuple[Dataset, Dataset] | None = None,
+) -> SemiResult:
+    """Train ``config.method`` with ``config.label_fraction`` of the training masks.
+
+    Args:
+        config: the run's configuration.
+        output_dir: folder for ``last.pt``, ``best.pt``, ``history.csv``, ``config.json``
+            (created); ``None`` trains in memory.
+        resume: continue from ``output_dir/last.pt`` if it exists (same configuration required).
+        progress: show a tqdm bar.
+        data: ``(train_set, val_set)`` already loaded (saves reading the files again when many
+            runs share them); default: :func:`load_splits`.
+
+    Returns:
+        A :class:`SemiResult` holding the best epoch's weights (validation Dice).
+
+    Raises:
+        ValueError: a bad configuration or a resume onto another configuration's checkpoint.
+        FileNotFoundError: the dataset folder does not exist.
+    """
+    device = pick_device(config.device)
+    train_set, val_set = load_splits(config) if data is None else data
+    labeled_indices, unlabeled_indices = split_labeled(
+        len(train_set), config.label_fraction, config.seed, min_labeled=config.labeled_batch_size
+    )
+    seed_everything(config.seed)
+    first = train_set[0]
+    method = build_method(
+        config.method,
+        in_channels=int(first["image"].shape[0]),
+        num_classes=int(train_set.num_seg_classes),
+        width=config.width,
+        **_method_options(config),
+    ).to(device)
+    optimizer = torch.optim.Adam(
+        method.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    sampler = TwoStreamBatchSampler(
+        labeled_indices,
+        unlabeled_indices if method.uses_unlabeled else [],
+        config.labeled_batch_size,
+        config.unlabeled_batch_size if method.uses_unlabeled else 0,
+        seed=config.seed,
+    )
+    loader = DataLoader(
+        PartiallyLabeled(train_set, labeled_indices),
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+    )
+    labeled_ids = [train_set.ids[i] for i in labeled_indices]
+    output_dir = None if output_dir is None else Path(output_dir)
+    state = {"epoch": 0, "step": 0, "history": [], "best_epoch": -1, "best_score": -np.inf}
+    best_state = None
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (output_dir / CHECKPOINT_LAST).is_file():
+            state, best_state = _resume(output_dir, config, method, optimizer)
+        _atomic_write(
+            output_dir / CONFIG_FILE,
+            lambda target: target.write_text(json.dumps(config.to_dict(), indent=1) + "\n"),
+        )
+
+    bar = tqdm(
+        total=config.epochs * len(sampler),
+        initial=state["epoch"] * len(sampler),
+        desc=f"{config.method} {config.dataset} {config.label_fraction:.0%} seed {config.seed}",
+        disable=not progress,
+        leave=False,
+    )
+    try:
+        for epoch in range(state["epoch"], config.epochs):
+            started = time.perf_counter()
+            lr = learning_rate(config, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            sampler.set_epoch(epoch)
+            sums, state["step"] = _train_epoch(
+                method, loader, optimizer, config, epoch, state["step"], device, bar
+            )
+            validate = (epoch + 1) % config.validation_interval == 0 or epoch + 1 == config.epochs
+            dice = float("nan")
+            if validate:
+                dice = evaluate(
+                    method.test_model,
+                    val_set,
+                    device=device,
+                    batch_size=32,
+                    keep_maps=0,
+                    surface_metrics=False,
+                ).summary["dice"]
+            row = {"epoch": epoch, "step": state["step"], "lr": lr, **sums, "val_dice": dice}
+            row["seconds"] = time.perf_counter() - started
+            state["history"].append(row)
+            if dice > state["best_score"]:
+                state["best_epoch"], state["best_score"] = epoch, dice
+                best_state = _state_copy(method)
+            state["epoch"] = epoch + 1
+            if validate and output_dir is not None:
+                _save_epoch(output_dir, config, method, optimizer, state, best_state, labeled_ids)
+            bar.set_postfix(loss=f"{sums['loss']:.3f}", val_dice=f"{dice:.3f}")
+    finally:
+        bar.close()
+    if best_state is not None:
+        method.load_state_dict(best_state)
+    return SemiResult(
+        method=method.eval(),
+        history=pd.DataFrame(state["history"]),
+        config=config,
+        labeled_ids=labeled_ids,
+        best_epoch=int(state["best_epoch"]),
+        best_score=float(state["best_score"]),
+        output_dir=output_dir,
+    )
+
+
+def _method_options(config: SemiConfig) -> dict[str, Any]:
+    """The method's keyword arguments: the loop-wide ``ce_weight`` unless the options set it."""
+    return {"ce_weight": config.ce_weight, **config.method_options}
+
+
+def resolved_method_options(config: SemiConfig) -> dict[str, Any]:
+    """Every keyword argument the method is built with, its defaults included.
+
+    Part of the cache key, so that changing a method's default (say, BURL's region rule) retrains
+    instead of silently reusing a run made with the old default.
+    """
+    parameters = inspect.signature(METHODS[config.method].__init__).parameters
+    defaults = {
+        name: p.default
+        for name, p in parameters.items()
+        if p.default is not inspect.Parameter.empty
+        and name not in ("in_channels", "num_classes", "width")
+    }
+    return {**defaults, **_method_options(config)}
+
+
+def _train_epoch(method, loader, optimizer, config, epoch, step, device, bar):
+    """One pass over the labeled images; returns the mean loss terms and the next step."""
+    method.train()
+    totals: dict[str, float] = {}
+    steps_per_epoch = len(loader)
+    for index, batch in enumerate(loader):
+        images = batch["image"].to(device)
+        masks = batch["mask"].to(device)
+        labeled = batch["labeled"].to(device)
+        progress = Progress(
+            step=step,
+            epoch=epoch,
+            # t in fractional epochs, so the ramp does not jump at epoch boundaries.
+            ramp=sigmoid_rampup(epoch + index / steps_per_epoch, config.rampup_length),
+            kl_weight=annealing_coefficient(epoch, config.kl_anneal_epochs),
+        )
+        loss, terms = method.training_loss(images, masks, labeled, progress)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.after_step(step)
+        step += 1
+        for name, value in {"loss": loss.item(), **terms, "ramp": progress.ramp}.items():
+            totals[name] = totals.get(name, 0.0) + value
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss'] / (index + 1):.3f}", refresh=False)
+    return {name: value / max(steps_per_epoch, 1) for name, value in totals.items()}, step
+
+
+def _state_copy(method: SemiSupervisedMethod) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in method.state_dict().items()}
+
+
+def _model_config(config: SemiConfig, method: SemiSupervisedMethod) -> dict[str, Any]:
+    """What rebuilds the method's architecture (stored as the checkpoint's ``model_config``)."""
+    return {
+        "method": config.method,
+        "in_channels": method.in_channels,
+        "num_classes": method.num_classes,
+        "width": config.width,
+        "options": _method_options(config),
+    }
+
+
+def _save_epoch(output_dir, config, method, optimizer, state, best_state, labeled_ids) -> None:
+    common = {
+        "umlkit_version": umlkit.__version__,
+        "semi_config": config.to_dict(),
+        "model_config": _model_config(config, method),
+        "labeled_ids": labeled_ids,
+    }
+    epoch = state["epoch"] - 1
+    if state["best_epoch"] == epoch:
+        save_checkpoint(
+            output_dir / CHECKPOINT_BEST,
+            {**common, "model_state": best_state, "epoch": epoch, "score": state["best_score"]},
+        )
+    save_checkpoint(
+        output_dir / CHECKPOINT_LAST,
+        {
+            **common,
+            "model_state": method.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "epoch": epoch,
+            "step": state["step"],
+            "history": state["history"],
+            "best": {"epoch": state["best_epoch"], "score": state["best_score"]},
+            "rng": _rng_states(str(next(method.parameters()).device)),
+        },
+    )
+    _atomic_write(
+        output_dir / HISTORY_FILE,
+        lambda target: pd.DataFrame(state["history"]).to_csv(target, index=False),
+    )
+
+
+def _resume(output_dir: Path, config: SemiConfig, method, optimizer):
+    """Restore method, optimizer, history, best epoch and RNG states from ``last.pt``."""
+    checkpoint = load_checkpoint(output_dir / CHECKPOINT_LAST)
+    saved = {k: v for k, v in checkpoint["semi_config"].items() if k not in NOT_HASHED}
+    current = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+    if saved != current:
+        differences = [
+            f"{k}: {saved.get(k)!r} != {current.get(k)!r}"
+            for k in sorted(set(saved) | set(current))
+            if saved.get(k) != current.get(k)
+        ]
+        raise ValueError(
+            f"cannot resume from {output_dir / CHECKPOINT_LAST}: it was trained with another "
+            "configuration (" + "; ".join(differences) + ")"
+        )
+    method.load_state_dict(checkpoint["model_state"])
+    optimizer.load_state_dict(checkpoint["optimizer_state"])
+    _restore_rng_states(checkpoint["rng"])
+    best = checkpoint["best"]
+    best_state = None
+    if best["epoch"] >= 0:
+        best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
+    state = {
+        "epoch": int(checkpoint["epoch"]) + 1,
+        "step": int(checkpoint["step"]),
+        "history": list(checkpoint["history"]),
+        "best_epoch": int(best["epoch"]),
+        "best_score": float(best["score"]),
+    }
+    return state, best_state
+
+
+# ------------------------------------------------------------------------------------- cache
+def semi_config_hash(config: SemiConfig) -> str:
+    """The cache key: the configuration (less :data:`NOT_HASHED`) with the method's options
+    resolved (:func:`resolved_method_options`), the dataset's fingerprint
+    (:func:`umlkit.train.dataset_fingerprint`) and the umlkit version, as 16 hex digits."""
+    values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+    values["method_options"] = resolved_method_options(config)
+    if config.data_root is not None and Path(config.data_root).is_dir():
+        values["data_fingerprint"] = dataset_fingerprint(config.data_root)
+        values["data_root"] = Path(config.data_root).name
+    values["umlkit_version"] = umlkit.__version__
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_semi_cache_dir() -> Path:
+    """``<project root>/data/cache/semi``."""
+    return project_root() / "data" / "cache" / "semi"
+
+
+def get_or_train_semi(
+    config: SemiConfig,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    data: tuple[Dataset, Dataset] | None = None,
+) -> SemiResult:
+    """The trained method of ``config``, training only if no finished run is cached.
+
+    Runs live in ``<cache_dir>/<semi_config_hash(config)>/``; a finished run is loaded, an
+    interrupted one resumed, a missing one trained.
+
+    Args:
+        config: the configuration.
+        cache_dir: default ``<project root>/data/cache/semi``.
+        progress: progress bar while training.
+        data: ``(train_set, val_set)``, as in :func:`fit_semi`.
+
+    Returns:
+        A :class:`SemiResult`; ``from_cache`` tells whether training was skipped.
+    """
+    cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
+    folder = cache_dir / semi_config_hash(config)
+    finished = _finished_run(folder, config)
+    if finished is not None:
+        return finished
+    return fit_semi(config, output_dir=folder, resume=True, progress=progress, data=data)
+
+
+def load_method(path: str | Path, device: str | None = "cpu") -> SemiSupervisedMethod:
+    """Rebuild a method from a ``best.pt`` / ``last.pt`` of :func:`fit_semi`, in eval mode.
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        ValueError: not a checkpoint of a semi-supervised run.
+    """
+    checkpoint = load_checkpoint(path)
+    model_config = checkpoint["model_config"]
+    if "method" not in model_config:
+        raise ValueError(f"{path} is not a semi-supervised checkpoint (no method in model_config)")
+    method = build_method(
+        model_config["method"],
+        in_channels=model_config["in_channels"],
+        num_classes=model_config["num_classes"],
+        width=model_config["width"],
+        **model_config["options"],
+    )
+    method.load_state_dict(checkpoint["model_state"])
+    return method.to(pick_device(device)).eval()
+
+
+def _finished_run(folder: Path, config: SemiConfig) -> SemiResult | None:
+    last, best = folder / CHECKPOINT_LAST, folder / CHECKPOINT_BEST
+    if not (last.is_file() and best.is_file() and (folder / HISTORY_FILE).is_file()):
+        return None
+    checkpoint = load_checkpoint(last)
+    if int(checkpoint["epoch"]) != config.epochs - 1:
+        return None
+    best_checkpoint = load_checkpoint(best)
+    return SemiResult(
+        method=load_method(best, device=config.device),
+        history=pd.read_csv(folder / HISTORY_FILE),
+        config=copy.deepcopy(config),
+        labeled_ids=list(checkpoint["labeled_ids"]),
+        best_epoch=int(best_checkpoint["epoch"]),
+        best_score=float(best_checkpoint["score"]),
+        output_dir=folder,
+        from_cache=True,
+    )
