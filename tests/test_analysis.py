@@ -320,6 +320,17 @@ def test_pixel_uncertainty_maps_entropy_fallback():
         analysis.pixel_uncertainty_maps(evaluation)
 
 
+def test_with_entropy_uncertainty_scores_the_segmentation_softmax():
+    evaluation = maps_evaluation()
+    evaluation.seg_prob = np.stack([np.full((2, 4, 4), 0.5), np.full((2, 4, 4), 0.5)], axis=1)
+    view = analysis.with_entropy_uncertainty(evaluation)
+    maps, kind = analysis.pixel_uncertainty_maps(view)
+    assert kind == "entropy"
+    np.testing.assert_allclose(maps, 1.0)
+    assert evaluation.pixel_uncertainty is not None  # the original keeps U^s
+    assert view.error_maps is evaluation.error_maps
+
+
 def test_map_cases():
     cases = analysis.map_cases(maps_evaluation(), ids=["b"])
     assert len(cases) == 1 and cases[0]["id"] == "b"
@@ -463,6 +474,10 @@ def test_factor_regression_rejects_bad_input():
         analysis.factor_regression(table.assign(a=[1.0, np.nan, 2.0]), ["a"])
     with pytest.raises(ValueError, match="at least one column"):
         analysis.factor_regression(table, [])
+    few = pd.DataFrame({"error": [1] * 3 + [0] * 30, "a": np.arange(33.0)})
+    with pytest.raises(ValueError, match="only 3 images in its smaller class"):
+        analysis.factor_regression(few, ["a"])
+    assert len(analysis.factor_regression(few, ["a"], min_events=3, n_bootstrap=5)) == 1
 
 
 def test_flag_rates_hand_computed():

@@ -104,7 +104,7 @@ def test_calibration_scatter():
         plots.calibration_scatter(frame.drop(columns="p_true"))
 
 
-def test_metric_bars_one_panel_per_metric():
+def test_metric_comparison_one_panel_per_metric():
     runs = pd.DataFrame(
         {
             "variant": ["UML", "UML", "softmax", "softmax"],
@@ -113,16 +113,21 @@ def test_metric_bars_one_panel_per_metric():
             "HD95": [3.0, 4.0, 5.0, 6.0],
         }
     )
-    fig = plots.metric_bars(runs, ["Dice", "HD95"], lower_is_better=["HD95"], ncols=2)
+    fig = plots.metric_comparison(runs, ["Dice", "HD95"], lower_is_better=["HD95"], ncols=2)
     assert [ax.get_title() for ax in fig.axes] == [
         "Dice (higher is better)",
         "HD95 (lower is better)",
     ]
-    assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == ["UML", "softmax"]
-    bar_heights = [patch.get_height() for patch in fig.axes[0].patches]
-    np.testing.assert_allclose(bar_heights, [0.81, 0.725])
+    ax = fig.axes[0]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["UML", "softmax"]
+    means = [np.nanmax(line.get_ydata()) for line in ax.lines if line.get_marker() == "D"]
+    np.testing.assert_allclose(means, [0.81, 0.725])
+    # the error bar of UML spans mean ± sample std (0.01414)
+    bar = [line for line in ax.lines if line.get_marker() != "D"][0].get_ydata()
+    np.testing.assert_allclose(np.nanmin(bar), 0.81 - np.sqrt(0.0002))
+    assert len(ax.collections[0].get_offsets()) == 2  # the two seeds of UML as dots
     with pytest.raises(ValueError, match="ECE"):
-        plots.metric_bars(runs, ["ECE"])
+        plots.metric_comparison(runs, ["ECE"])
 
 
 def test_as_display_image_channel_orders():

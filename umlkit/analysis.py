@@ -15,7 +15,8 @@ Sections:
 * calibration: :func:`reliability_panels`, :func:`calibration_table`, :func:`pixel_calibration`,
   :func:`pixel_calibration_study`, :func:`truth_calibration`
 * uncertainty maps: :func:`image_uncertainty`, :func:`pixel_uncertainty_maps`,
-  :func:`mean_pixel_uncertainty`, :func:`map_cases`, :func:`pick_spread`,
+  :func:`with_entropy_uncertainty`, :func:`mean_pixel_uncertainty`, :func:`map_cases`,
+  :func:`pick_spread`,
   :func:`factor_correlations`, :func:`pixel_error_detection`
 * robustness and OOD: :func:`robustness_grid`, :func:`robustness_sweep`,
   :func:`robustness_summary`, :func:`describe_robustness`, :func:`ood_scores`
@@ -31,6 +32,7 @@ compare how each *ranks* images (AUROC, risk-coverage), not their raw values acr
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -801,6 +803,17 @@ def map_cases(
     return cases
 
 
+def with_entropy_uncertainty(evaluation: Evaluation) -> Evaluation:
+    """A view of ``evaluation`` whose pixel uncertainty is the entropy of its segmentation softmax.
+
+    UML has two pixel uncertainties: the mutual decoder's U^s = C/S (what the navigator uses) and
+    the normalised entropy of its final segmentation (what a softmax segmenter would report). This
+    copy drops U^s so that :func:`pixel_uncertainty_maps` (and everything built on it) scores the
+    second; the arrays are shared, not copied.
+    """
+    return dataclasses.replace(evaluation, pixel_uncertainty=None)
+
+
 def mean_pixel_uncertainty(evaluation: Evaluation) -> np.ndarray:
     """Each image's mean pixel uncertainty (:func:`pixel_uncertainty_maps`), ``(n,)``."""
     maps, _ = pixel_uncertainty_maps(evaluation)
@@ -1182,6 +1195,7 @@ def factor_regression(
     n_bootstrap: int = 200,
     seed: int = 0,
     C: float = 10.0,
+    min_events: int = 10,
 ) -> pd.DataFrame:
     """Which factors explain the failures: a logistic regression of ``target`` on ``columns``.
 
@@ -1192,12 +1206,17 @@ def factor_regression(
     ``n_bootstrap`` refits on images resampled with replacement (resamples with one class only
     are skipped).
 
+    With a handful of failures the fit (and its bootstrap) is driven by single images and the
+    intervals look sharp while meaning nothing, so at least ``min_events`` failures *and*
+    successes are required.
+
     Returns:
         One row per column: ``factor``, ``coefficient``, ``lower``, ``upper``, sorted by
         ``|coefficient|``, largest first.
 
     Raises:
-        ValueError: missing columns, NaN, a non-binary target or only one class in it.
+        ValueError: missing columns, NaN, a non-binary target, or fewer than ``min_events``
+            images in either class of it.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -1208,8 +1227,14 @@ def factor_regression(
     if data.isna().any().any():
         raise ValueError(f"NaN in {list(data.columns[data.isna().any()])}")
     y = data[target].to_numpy()
-    if not set(np.unique(y)) <= {0, 1} or len(np.unique(y)) < 2:
-        raise ValueError(f"target {target!r} must be 0/1 with both values present")
+    if not set(np.unique(y)) <= {0, 1}:
+        raise ValueError(f"target {target!r} must be 0/1")
+    events = int(min((y == 1).sum(), (y == 0).sum()))
+    if events < min_events:
+        raise ValueError(
+            f"target {target!r} has only {events} images in its smaller class; a regression "
+            f"needs at least min_events={min_events}"
+        )
     x = data[list(columns)].to_numpy(float)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0

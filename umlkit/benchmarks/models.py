@@ -247,12 +247,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['batch_size']}, device {info['device']}, {info['threads']} thread(s)"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    uml = table.set_index("model").get("train_ratio", pd.Series()).get("uml")
-    if uml is not None:
-        verdict = "meets" if uml <= TARGET_RATIO else "misses"
-        print(
-            f"UML training step = {uml:.2f}x {REFERENCE}: {verdict} the target of {TARGET_RATIO}x"
-        )
+    rows = table.set_index("model")
+    if "uml" in rows.index:
+        measures = [("wall time", "train_ratio")]
+        if not info["device"].startswith("cuda"):
+            # On a shared CPU, wall time also counts the waiting for the cores; CPU time does not.
+            measures.append(("CPU time", "train_cpu_ratio"))
+        for measure, column in measures:
+            ratio = rows.loc["uml", column]
+            verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+            print(
+                f"UML training step = {ratio:.2f}x {REFERENCE} ({measure}): "
+                f"{verdict} the target of {TARGET_RATIO}x"
+            )
     return 0
 
 
