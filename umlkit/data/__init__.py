@@ -6,6 +6,7 @@
 * :func:`load_dataset` reads ``isic2017``, ``refuge``, ``ispy1`` and ``folder`` datasets (and the
   synthetic ones) as torch datasets of ``{"image", "mask", "label", "id"}`` dicts.
 * :class:`Corruption` / :func:`corrupt`: Gaussian noise, salt-and-pepper, blur, contrast loss.
+* :func:`descriptor_baseline`: how much of the label simple descriptors of the true mask carry.
 """
 
 from umlkit.data.base import (
@@ -15,6 +16,7 @@ from umlkit.data.base import (
     stratified_split,
 )
 from umlkit.data.corruptions import CORRUPTIONS, DEFAULT_SEVERITIES, Corruption, corrupt
+from umlkit.data.descriptors import DESCRIPTORS, descriptor_baseline, mask_descriptors
 from umlkit.data.ispy1 import preprocess_ispy1
 from umlkit.data.loaders import KINDS, cup_mask, disc_mask, load_dataset, rim_mask
 from umlkit.data.synthetic import (
@@ -28,6 +30,7 @@ from umlkit.data.synthetic import (
 __all__ = [
     "CORRUPTIONS",
     "DEFAULT_SEVERITIES",
+    "DESCRIPTORS",
     "KINDS",
     "LOADER_KIND",
     "SYNTHETIC_KINDS",
@@ -38,9 +41,11 @@ __all__ = [
     "bayes_optimal_scores",
     "corrupt",
     "cup_mask",
+    "descriptor_baseline",
     "disc_mask",
     "load_dataset",
     "make_synthetic",
+    "mask_descriptors",
     "preprocess_ispy1",
     "rim_mask",
     "stratified_split",
