@@ -574,9 +574,20 @@ def config_hash(config: TrainConfig) -> str:
     """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
     fingerprint and the umlkit version, hashed to 16 hex digits."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
-    if config.data_root is not None and Path(config.data_root).is_dir():
-        values["data_fingerprint"] = dataset_fingerprint(config.data_root)
-        values["data_root"] = Path(config.data_root).name
+    return cache_key(values, config.data_root)
+
+
+def cache_key(values: dict[str, Any], data_root: str | Path | None) -> str:
+    """16 hex digits of SHA-256 over ``values``, the dataset and the umlkit version.
+
+    The dataset enters by its fingerprint (:func:`dataset_fingerprint`) and folder name, not its
+    absolute path, so a moved checkout finds its cache; the version makes a new umlkit retrain.
+    Shared by the supervised and the semi-supervised caches.
+    """
+    values = dict(values)
+    if data_root is not None and Path(data_root).is_dir():
+        values["data_fingerprint"] = dataset_fingerprint(data_root)
+        values["data_root"] = Path(data_root).name
     values["umlkit_version"] = umlkit.__version__
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 

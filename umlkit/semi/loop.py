@@ -34,7 +34,6 @@ different:
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import json
 import math
@@ -63,7 +62,7 @@ from umlkit.train import (
     _atomic_write,
     _restore_rng_states,
     _rng_states,
-    dataset_fingerprint,
+    cache_key,
     learning_rate,
     load_checkpoint,
     save_checkpoint,
@@ -490,14 +489,10 @@ def _resume(output_dir: Path, config: SemiConfig, method, optimizer):
 def semi_config_hash(config: SemiConfig) -> str:
     """The cache key: the configuration (less :data:`NOT_HASHED`) with the method's options
     resolved (:func:`resolved_method_options`), the dataset's fingerprint
-    (:func:`umlkit.train.dataset_fingerprint`) and the umlkit version, as 16 hex digits."""
+    and the umlkit version (:func:`umlkit.train.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["method_options"] = resolved_method_options(config)
-    if config.data_root is not None and Path(config.data_root).is_dir():
-        values["data_fingerprint"] = dataset_fingerprint(config.data_root)
-        values["data_root"] = Path(config.data_root).name
-    values["umlkit_version"] = umlkit.__version__
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_key(values, config.data_root)
 
 
 def default_semi_cache_dir() -> Path:
