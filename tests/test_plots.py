@@ -1,5 +1,7 @@
 """Every plot draws from small synthetic inputs and returns a Figure with the expected axes."""
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -302,6 +304,29 @@ def test_rate_by_flag_means():
     assert heights == [0.333, 0.5]
     with pytest.raises(ValueError, match="at least one flag"):
         plots.rate_by_flag(frame, [])
+
+
+def _rendered(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_bootstrap_intervals_are_seeded():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {"error": rng.random(40) < 0.3, "hair": rng.random(40) < 0.5, "size": rng.random(40)}
+    ).astype(float)
+    # seaborn bootstraps the regression band and the bar intervals: the same figure twice
+    for draw in (
+        lambda: plots.factor_scatter(frame, ["size"], y="error"),
+        lambda: plots.rate_by_flag(frame, ["hair"]),
+    ):
+        np.random.seed(None)  # an unseeded global state must not leak into the figure
+        first = _rendered(draw())
+        np.random.seed(None)
+        assert _rendered(draw()) == first
 
 
 def test_reliability_zero_width_bins_stay_visible():

@@ -466,7 +466,7 @@ def ueo_curve(
     """
     _check_columns(frame, (x, y, hue), "UEO frame")
     fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
-    sns.lineplot(data=frame, x=x, y=y, hue=hue, ax=ax)
+    sns.lineplot(data=frame, x=x, y=y, hue=hue, ax=ax, seed=0)
     palette = dict(zip(frame[hue].unique(), sns.color_palette(), strict=False))
     for name, group in frame.groupby(hue, sort=False):
         best = group.loc[group[y].idxmax()]
@@ -726,6 +726,7 @@ def factor_scatter(
                 ax=ax,
                 scatter_kws={"s": 8, "alpha": 0.4},
                 line_kws={"color": ERROR_COLOUR},
+                seed=0,  # the band is a bootstrap interval: seeded, so a rerun draws the same
             )
         ax.set_xlabel(factor)
     for ax in axes.flat[len(factors) :]:
@@ -776,6 +777,9 @@ def rate_by_flag(
 ) -> Figure:
     """The mean of ``y`` (an error rate) with and without each binary nuisance flag.
 
+    The error bars are seaborn's 95 % bootstrap intervals, drawn with a fixed seed so that a
+    rerun draws the same figure.
+
     Args:
         frame: one row per image with the column ``y`` (0/1 or a rate) and the flag columns.
         flags: the binary flag columns (e.g. ``hair``, ``low_contrast``), one pair of bars each.
@@ -795,9 +799,11 @@ def rate_by_flag(
     long["present"] = long["present"].astype(bool).map({False: "absent", True: "present"})
     fig, ax = plt.subplots(figsize=(1.3 * len(flags) + 3, 3.6), layout="constrained")
     if hue is None:
-        sns.barplot(data=long, x="flag", y=y, hue="present", hue_order=["absent", "present"], ax=ax)
+        sns.barplot(
+            data=long, x="flag", y=y, hue="present", hue_order=["absent", "present"], ax=ax, seed=0
+        )
     else:
-        sns.barplot(data=long[long["present"] == "present"], x="flag", y=y, hue=hue, ax=ax)
+        sns.barplot(data=long[long["present"] == "present"], x="flag", y=y, hue=hue, ax=ax, seed=0)
         ax.set_title("images with the flag present", fontsize="medium")
     ax.set_xlabel("")
     ax.set_ylabel(f"mean {y}")
