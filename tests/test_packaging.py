@@ -1,5 +1,7 @@
-"""The install surface: pyproject and environment.yml list the same packages; the README and CI agree."""
+"""The install surface: pyproject and environment.yml list the same packages; the README and CI
+agree; committed notebooks and figures follow the layout conventions."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -49,3 +51,27 @@ def test_readme_opens_with_the_two_commands_and_ci_calls_make_test():
 def test_console_command_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["umlkit"] == "umlkit.cli:main"
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_committed_notebooks_follow_the_conventions():
+    assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))]
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        code = [cell for cell in cells if cell["cell_type"] == "code"]
+        executed = [i for i, cell in enumerate(code) if cell["outputs"] or cell["execution_count"]]
+        assert not executed, f"{path.name}: code cells {executed} hold outputs (nbconvert --clear)"
+        parameters = [cell for cell in code if "parameters" in cell["metadata"].get("tags", [])]
+        assert len(parameters) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+        assert re.search(r"^profile = ", "".join(parameters[0]["source"]), re.M), path.name
+
+
+def test_committed_figures_are_named_after_a_notebook_in_both_formats():
+    stems = {path.stem for path in NOTEBOOKS}
+    figures = sorted((ROOT / "figures").glob("*.png"))
+    assert figures, "figures/ holds no PNG"
+    for png in figures:
+        assert any(png.stem.startswith(f"{stem}_") for stem in stems), png.name
+        assert png.with_suffix(".pdf").is_file(), f"{png.name} has no PDF twin"
