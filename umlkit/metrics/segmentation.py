@@ -93,8 +93,9 @@ def _spacing(spacing: float | Sequence[float] | None, ndim: int) -> tuple[float,
     return tuple(float(v) for v in values)
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
-    """Boundary pixels: the mask XOR its erosion (face-connected structuring element)."""
+def surface_pixels(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a boolean mask: the mask XOR its erosion (face-connected structuring
+    element; pixels on the image border count as boundary)."""
     return mask ^ ndimage.binary_erosion(mask)
 
 
@@ -114,7 +115,7 @@ def surface_distances(
         return np.zeros(0)
     if p_any != g_any:
         return None
-    surface_p, surface_g = _surface(p), _surface(g)
+    surface_p, surface_g = surface_pixels(p), surface_pixels(g)
     # distance_transform_edt measures the distance to the nearest zero, so invert each surface.
     to_g = ndimage.distance_transform_edt(~surface_g, sampling=sampling)
     to_p = ndimage.distance_transform_edt(~surface_p, sampling=sampling)
