@@ -21,8 +21,8 @@ Descriptors of the foreground ``mask > 0``, from its centroid and its boundary p
   the area: about 0.75 for a digital disc (counting pixels undercounts a circle's perimeter),
   larger for a ragged or elongated shape;
 - ``asymmetry_harmonics`` and ``irregularity_harmonics``: the amplitude of the border's radial
-  profile :math:`r(\theta)`, normalised by its mean, in the odd harmonics 1 and 3 and in the
-  harmonics 6-14 (its Fourier spectrum over 64 angular bins);
+  profile :math:`r(\theta)`, normalised by its mean, in the harmonics 3-5 and 6-14 of its
+  Fourier spectrum over 64 angular bins (the generator's asymmetry and irregularity bands);
 - ``colour_spread``: the mean over channels of the standard deviation of the colours inside the
   mask (colour variegation); ``colour_contrast``: the standard deviation over channels of the mean
   colour inside minus outside.
@@ -97,7 +97,7 @@ def mask_descriptors(image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     profile = np.interp(positions, positions[known], profile[known], period=PROFILE_BINS)
     if profile.mean() > 0:
         spectrum = np.abs(np.fft.rfft(profile / profile.mean())) / PROFILE_BINS
-        values["asymmetry_harmonics"] = float(spectrum[[1, 3]].sum())
+        values["asymmetry_harmonics"] = float(spectrum[3:6].sum())
         values["irregularity_harmonics"] = float(spectrum[6:15].sum())
 
     inside = image[:, foreground]
