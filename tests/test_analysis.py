@@ -642,3 +642,49 @@ def test_describe_robustness_reports_the_uncertainty_rise(sweep):
     assert sentences[-1] == (
         "gaussian_noise, uncertainty from clean to the strongest level: UML +0.200, multitask +0.000."
     )
+
+
+# ------------------------------------------------------------------------------- factor weights
+def test_factor_weights_recover_a_known_linear_log_odds():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.uniform(size=(50, 3)), columns=["a", "b", "c"])
+    table["prob"] = 1.0 / (1.0 + np.exp(-(0.5 + 2.0 * table["a"] - 1.0 * table["c"])))
+    weights = analysis.factor_weights(table, ["a", "b", "c"], true_weights=[4.0, 2.0, -2.0])
+    assert weights["factor"].tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(weights["weight"], [2.0, 0.0, -1.0], atol=1e-6)
+    # shares: w / sum |w| = 2/3, 0, -1/3; the generator's 4/8, 2/8, -2/8
+    np.testing.assert_allclose(weights["share"], [2 / 3, 0.0, -1 / 3], atol=1e-6)
+    np.testing.assert_allclose(weights["true_share"], [0.5, 0.25, -0.25])
+    assert weights.attrs["r2"] == pytest.approx(1.0)
+
+
+def test_factor_weights_default_to_the_derm_risk_model():
+    from umlkit.data.scenes import DERM_FACTORS, DERM_RISK_INTERCEPT, DERM_RISK_WEIGHTS
+
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame(rng.uniform(size=(40, 4)), columns=list(DERM_FACTORS))
+    logit = DERM_RISK_INTERCEPT + (table - 0.5).to_numpy() @ np.array(DERM_RISK_WEIGHTS)
+    table["prob"] = 1.0 / (1.0 + np.exp(-logit))
+    weights = analysis.factor_weights(table, eps=1e-12)
+    np.testing.assert_allclose(weights["weight"], DERM_RISK_WEIGHTS, atol=1e-4)
+    np.testing.assert_allclose(weights["share"], weights["true_share"], atol=1e-5)
+    no_truth = analysis.factor_weights(table, list(DERM_FACTORS))
+    assert no_truth["true_weight"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop(columns="b"), r"lacks the column\(s\) \['b'\]"),
+        (lambda t: t.assign(prob=1.5), "probabilities in"),
+        (lambda t: t.assign(a=np.nan), "NaN"),
+        (lambda t: t.head(3), "at least 4 images"),
+    ],
+)
+def test_factor_weights_bad_input(change, message):
+    table = pd.DataFrame({"a": np.linspace(0, 1, 10), "b": np.linspace(1, 0, 10) ** 2})
+    table["prob"] = np.linspace(0.1, 0.9, 10)
+    with pytest.raises(ValueError, match=message):
+        analysis.factor_weights(change(table), ["a", "b"])
+    with pytest.raises(ValueError, match="3 true weights for 2 factors"):
+        analysis.factor_weights(table, ["a", "b"], true_weights=[1, 2, 3])

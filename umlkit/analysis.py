@@ -1264,6 +1264,80 @@ def factor_regression(
     ).reset_index(drop=True)
 
 
+def factor_weights(
+    table: pd.DataFrame,
+    factors: Sequence[str] | None = None,
+    true_weights: Sequence[float] | None = None,
+    prob: str = "prob",
+    eps: float = 1e-4,
+) -> pd.DataFrame:
+    r"""Which generator factors a classifier uses: a linear fit of its log-odds on the factors.
+
+    On synthetic derm data the true log-odds are linear in the factors,
+    :math:`\mathrm{logit}\,p_{true} = b_0 + \sum_j w_j (f_j - 1/2)`. Fitting the model's own
+    log-odds :math:`\log(p / (1 - p))` the same way (least squares, scikit-learn's
+    ``LinearRegression``) shows what it learned to read: a factor with a weight near 0 is one the
+    network ignores, however well it classifies overall. Evidential models are shrunk towards
+    p = 1/2, so compare the *shares* (each weight over the sum of the absolute weights) rather
+    than the raw weights.
+
+    Args:
+        table: one row per image with the probability column ``prob`` (α/S of the positive
+            class, as in :attr:`umlkit.evaluate.Evaluation.table`) and the factor columns.
+        factors: the factor columns; default the derm factors of :mod:`umlkit.data.scenes`.
+        true_weights: the generator's weights in the same order; default the derm risk weights
+            when ``factors`` is the default, else none (the ``true_*`` columns are then NaN).
+        prob: the probability column.
+        eps: probabilities are clipped to [eps, 1 - eps] so that a certain prediction has a
+            finite log-odds.
+
+    Returns:
+        One row per factor: ``factor``, ``weight`` (log-odds per unit of the factor), ``share``,
+        ``true_weight``, ``true_share``; ``table.attrs["r2"]`` holds the fit's R².
+
+    Raises:
+        ValueError: missing columns, NaN, probabilities outside [0, 1], fewer images than
+            factors + 2, or true weights of the wrong length.
+    """
+    from sklearn.linear_model import LinearRegression
+
+    from umlkit.data.scenes import DERM_FACTORS, DERM_RISK_WEIGHTS
+
+    if factors is None:
+        factors = DERM_FACTORS
+        if true_weights is None:
+            true_weights = DERM_RISK_WEIGHTS
+    factors = list(factors)
+    _require(table, (prob, *factors), "table")
+    data = table[[prob, *factors]]
+    if data.isna().any().any():
+        raise ValueError(f"NaN in {list(data.columns[data.isna().any()])}")
+    p = data[prob].to_numpy(float)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError(f"column {prob!r} must hold probabilities in [0, 1]")
+    if len(data) < len(factors) + 2:
+        raise ValueError(f"need at least {len(factors) + 2} images to fit {len(factors)} weights")
+    if true_weights is not None and len(true_weights) != len(factors):
+        raise ValueError(f"{len(true_weights)} true weights for {len(factors)} factors")
+    p = np.clip(p, eps, 1.0 - eps)
+    log_odds = np.log(p / (1.0 - p))
+    x = data[factors].to_numpy(float)
+    fit = LinearRegression().fit(x, log_odds)
+    weight = fit.coef_
+    truth = np.full(len(factors), np.nan) if true_weights is None else np.asarray(true_weights)
+    result = pd.DataFrame(
+        {
+            "factor": factors,
+            "weight": weight,
+            "share": weight / np.abs(weight).sum(),
+            "true_weight": truth.astype(float),
+            "true_share": truth / np.abs(truth).sum(),
+        }
+    )
+    result.attrs["r2"] = float(fit.score(x, log_odds))
+    return result
+
+
 def describe_effects(effects: pd.DataFrame, outcome: str) -> list[str]:
     """Sentences naming the factors whose bootstrap interval excludes 0 (:func:`factor_regression`).
 

@@ -810,6 +810,32 @@ def rate_by_flag(
     return fig
 
 
+def factor_weight_bars(weights: pd.DataFrame, model: str = "UML") -> Figure:
+    """The share of each factor in a classifier's log-odds beside the generator's share.
+
+    Args:
+        weights: :func:`umlkit.analysis.factor_weights` output (``factor``, ``share``,
+            ``true_share``).
+        model: the classifier's name, for the legend.
+
+    Returns:
+        The figure with one axes: one pair of bars per factor. A factor whose bar is near 0 is
+        one the classifier ignores.
+    """
+    _check_columns(weights, ("factor", "share", "true_share"), "factor weights")
+    long = weights.melt(
+        id_vars="factor", value_vars=["share", "true_share"], var_name="source", value_name="value"
+    )
+    long["source"] = long["source"].map({"share": model, "true_share": "generator"})
+    fig, ax = plt.subplots(figsize=(1.4 * len(weights) + 2.5, 3.4), layout="constrained")
+    sns.barplot(data=long, x="factor", y="value", hue="source", ax=ax)
+    ax.axhline(0.0, color="0.3", linewidth=0.8)
+    ax.set_xlabel("")
+    ax.set_ylabel("share of the log-odds weight")
+    ax.tick_params(axis="x", labelrotation=15)
+    return fig
+
+
 # --------------------------------------------------------------------------------------------------
 # Datasets (notebook 01)
 # --------------------------------------------------------------------------------------------------
