@@ -54,10 +54,12 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "default": {
-        "data": {"n": 1000, "size": 128, "n_ood": 100},
+        # 3000 images (2100 for training): the classifier's accuracy is limited by how many
+        # noisy labels it sees (700 training images: 0.71; 2100: 0.77-0.79 at the same cost).
+        "data": {"n": 3000, "size": 128, "n_ood": 100},
         "train": {
-            "epochs": 12,
-            "width": 16,
+            "epochs": 4,
+            "width": 8,
             "image_size": 64,
             "batch_size": 16,
             "seeds": [0, 1, 2],
