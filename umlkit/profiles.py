@@ -55,7 +55,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "default": {
         # 3000 images (2100 for training): the classifier's accuracy is limited by how many
-        # noisy labels it sees (700 training images: 0.71; 2100: 0.77-0.79 at the same cost).
+        # noisy labels it sees (700 training images: 0.71; 2100: 0.76-0.79 at the same cost).
         "data": {"n": 3000, "size": 128, "n_ood": 100},
         "train": {
             "epochs": 4,
