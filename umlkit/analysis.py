@@ -1299,6 +1299,7 @@ def factor_weights(
         ValueError: missing columns, NaN, probabilities outside [0, 1], fewer images than
             factors + 2, or true weights of the wrong length.
     """
+    from scipy.special import logit
     from sklearn.linear_model import LinearRegression
 
     from umlkit.data.scenes import DERM_FACTORS, DERM_RISK_WEIGHTS
@@ -1319,8 +1320,7 @@ def factor_weights(
         raise ValueError(f"need at least {len(factors) + 2} images to fit {len(factors)} weights")
     if true_weights is not None and len(true_weights) != len(factors):
         raise ValueError(f"{len(true_weights)} true weights for {len(factors)} factors")
-    p = np.clip(p, eps, 1.0 - eps)
-    log_odds = np.log(p / (1.0 - p))
+    log_odds = logit(np.clip(p, eps, 1.0 - eps))
     x = data[factors].to_numpy(float)
     fit = LinearRegression().fit(x, log_odds)
     weight = fit.coef_
