@@ -54,7 +54,7 @@ from umlkit.data.scenes import FAMILIES
 MANIFEST_NAME = "umlkit_synthetic.json"
 METADATA_NAME = "umlkit_metadata.csv"
 #: Bumped whenever the drawing changes, so an old dataset is never mistaken for a new one.
-GENERATOR_VERSION = 3  # 3: derm asymmetry drawn in harmonics 3-5, not 1 and 3
+GENERATOR_VERSION = 4  # 3: derm asymmetry in harmonics 3-5; 4: variegation patches of fixed area
 SYNTHETIC_KINDS = ("derm", "fundus", "ood")
 DEFAULT_SPLITS = {"derm": (0.7, 0.1, 0.2), "fundus": (0.7, 0.1, 0.2), "ood": (0.0, 0.0, 1.0)}
 #: Which real loader reads each synthetic kind.
