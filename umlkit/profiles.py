@@ -54,8 +54,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "default": {
-        # 3000 images (2100 for training): the classifier's accuracy is limited by how many
-        # noisy labels it sees (700 training images: 0.71; 2100: 0.76-0.79 at the same cost).
+        # 3000 images (2100 for training): 700 training images gave 0.71, 2100 give 0.76-0.79 at
+        # the same cost; more epochs, width or resolution did not help (notebook 03).
         "data": {"n": 3000, "size": 128, "n_ood": 100},
         "train": {
             "epochs": 4,

@@ -163,9 +163,7 @@ def _patch(field: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
     The patch is where the smooth ``field`` exceeds its own quantile over ``inside``, with a soft
     edge of ``0.25`` field units, so its area is the same whatever the field's blobs happen to
-    do. (Generator version 3 thresholded the field at a fixed level: how much of a lesion was
-    variegated then depended on luck, and the visible colour change explained only 69 % of the
-    variance of the factor that set the risk.)
+    do (why this matters: :func:`draw_derm`, version 4).
     """
     if not inside.any():
         return np.zeros_like(field)
