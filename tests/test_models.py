@@ -16,7 +16,7 @@ from umlkit.models import (
     load_encoder_weights,
     model_from_config,
 )
-from umlkit.models.uml import PolarizedSelfAttention, channel_shuffle
+from umlkit.models.uml import PolarizedSelfAttention, UncertaintyNavigator, channel_shuffle
 
 B, H, W = 2, 32, 32
 K, C = 2, 3  # three pixel classes so that class and pixel dimensions cannot be confused
@@ -236,6 +236,28 @@ def test_polarized_self_attention_is_near_identity_plus_input_at_zero_gates():
     assert out.shape == x.shape
     # Both gates lie in (0, 1), so the output lies between x and 2x element-wise.
     assert bool(((out - x) * x >= 0).all()) and bool(((out - x).abs() <= x.abs()).all())
+
+
+def test_navigator_matches_its_formula_with_the_concatenations_written_out():
+    """The stacked-weight implementation equals z = cat(x, m) e^{-U}, s = conv(z), R, eta."""
+    torch.manual_seed(0)
+    navigator = UncertaintyNavigator(channels=6, mutual_channels=4, num_seg_classes=C)
+    x, mutual = torch.randn(B, 6, 5, 4), torch.randn(B, 4, 5, 4)
+    evidence, uncertainty = 3 * torch.rand(B, C, 5, 4), torch.rand(B, 1, 5, 4)
+    trust = torch.exp(-uncertainty)
+    screened = torch.cat([x, mutual], dim=1) * trust
+    side = navigator.side_head(screened)
+    reliable = (side.softmax(1) + evidence) * trust
+    eta = navigator.fuse(torch.cat([screened, navigator.embed_mask(reliable)], dim=1))
+    got_eta, got_side, got_reliable = navigator(x, mutual, evidence, uncertainty)
+    torch.testing.assert_close(got_side, side)
+    torch.testing.assert_close(got_reliable, reliable)
+    torch.testing.assert_close(got_eta, eta)
+    # Where the mutual decoder has no evidence at all (U = 1), features keep e^-1 of their weight.
+    _, side_uncertain, _ = navigator(x, mutual, evidence, torch.ones(B, 1, 5, 4))
+    bias = navigator.side_head.bias.view(1, -1, 1, 1)
+    unscreened = navigator.side_head(torch.cat([x, mutual], dim=1)) - bias
+    torch.testing.assert_close(side_uncertain - bias, unscreened * torch.exp(torch.tensor(-1.0)))
 
 
 def test_conv_block_keeps_the_size_and_changes_the_channels():
