@@ -1,5 +1,8 @@
 """The experiment helpers of notebooks 04-08 on tiny data (hand-computed where possible)."""
 
+import copy
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,6 +92,19 @@ def test_train_config_is_shared_and_distinguishes_variants(ctx, data):
     )
     with pytest.raises(ValueError, match="unknown variant"):
         analysis.train_config(ctx.settings, data, "UML++")
+
+
+def test_train_config_takes_the_profile_augmentation_within_the_data_symmetries(ctx, data):
+    settings = copy.deepcopy(ctx.settings)
+    settings["train"]["augment"] = "dihedral"
+    assert analysis.train_config(settings, data, "UML").augment == "dihedral"
+    fundus = dataclasses.replace(data, loader_kind="refuge")
+    assert analysis.train_config(settings, fundus, "UML").augment == "flip"
+    del settings["train"]["augment"]
+    assert analysis.train_config(settings, data, "UML").augment == "none"
+    settings["train"]["augment"] = "mixup"
+    with pytest.raises(ValueError, match="augment must be one of"):
+        analysis.train_config(settings, data, "UML")
 
 
 def test_train_variants_trains_once_then_loads_from_the_cache(ctx, data, tmp_path):

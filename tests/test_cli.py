@@ -25,7 +25,9 @@ def test_synth_train_evaluate_end_to_end(tmp_path, capsys):
     assert (data / "ISIC-2017_Training_Part3_GroundTruth.csv").is_file()
     run = tmp_path / "run"
     common = ["--data-root", str(data), "--image-size", "32", "--device", "cpu"]
-    assert main(["train", *common, "--output-dir", str(run), "--width", "4", "--epochs", "1"]) == 0
+    train = ["train", *common, "--output-dir", str(run), "--width", "4", "--epochs", "1"]
+    assert main([*train, "--augment", "dihedral"]) == 0
+    assert '"augment": "dihedral"' in (run / "config.json").read_text()
     assert (run / "best.pt").is_file() and (run / "history.csv").is_file()
     table = tmp_path / "table.csv"
     assert main(["evaluate", str(run / "best.pt"), *common, "--output", str(table)]) == 0
@@ -39,6 +41,13 @@ def test_synth_refuses_a_foreign_folder(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--n", "4", "--size", "32"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("umlkit synth:") and "notes.txt" in err
+
+
+def test_train_names_a_bad_augmentation(tmp_path, capsys):
+    main(["synth", str(tmp_path / "derm"), "--n", "16", "--size", "32"])
+    args = ["train", "--data-root", str(tmp_path / "derm"), "--output-dir", str(tmp_path / "run")]
+    assert main([*args, "--augment", "mixup"]) == 2
+    assert "augment must be one of" in capsys.readouterr().err
 
 
 def test_evaluate_a_missing_checkpoint(tmp_path, capsys):

@@ -165,10 +165,19 @@ ABLATION_METRICS = {
 LOWER_IS_BETTER = ("HD95", "ECE")
 
 
+#: Loader kinds whose labels do not survive a 90-degree turn: :func:`train_config` uses flips only.
+#: ``folder`` holds a user's own images, whose orientation may matter (an X-ray's left and right).
+ROTATION_SENSITIVE = frozenset({"refuge", "folder"})
+
+
 def train_config(
     settings: Mapping[str, Any], data: DataSpec, variant: str = "UML", seed: int = 0
 ) -> TrainConfig:
     """The training configuration of ``variant`` under a profile's ``train`` settings.
+
+    The settings' ``augment`` (default ``"none"``) becomes :attr:`TrainConfig.augment`, except that
+    ``"dihedral"`` falls back to ``"flip"`` on the loader kinds of :data:`ROTATION_SENSITIVE`, whose
+    labels a quarter turn can change (a vertical cup-to-disc ratio becomes a horizontal one).
 
     Every notebook builds its configurations here, so the same variant and seed give the same
     :func:`umlkit.train.config_hash` and :func:`~umlkit.train.get_or_train` finds the cached model.
@@ -186,6 +195,9 @@ def train_config(
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
     train = settings["train"]
     spec = VARIANTS[variant]
+    augment = str(train.get("augment", "none"))
+    if augment == "dihedral" and data.loader_kind in ROTATION_SENSITIVE:
+        augment = "flip"
     return TrainConfig(
         model=spec["model"],
         model_options=dict(spec["options"]),
@@ -195,6 +207,7 @@ def train_config(
         image_size=int(train["image_size"]),
         epochs=int(train["epochs"]),
         batch_size=int(train["batch_size"]),
+        augment=augment,
         seed=int(seed),
     )
 

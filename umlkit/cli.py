@@ -53,6 +53,7 @@ def _train_config(args: argparse.Namespace):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        augment=args.augment,
         seed=args.seed,
         device=args.device,
     )
@@ -157,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--batch-size", type=int, default=16)
             cmd.add_argument("--lr", type=float, default=1e-3)
             cmd.add_argument("--seed", type=int, default=0)
+            cmd.add_argument(
+                "--augment",
+                default="none",
+                help="none, flip (random flips) or dihedral (flips and quarter turns) per image",
+            )
             cmd.add_argument(
                 "--resume", action="store_true", help="continue from output-dir/last.pt"
             )
