@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "--augment",
                 default="none",
-                help="none, flip (random flips) or dihedral (flips and quarter turns) per image",
+                help="none, flip (random flips) or dihedral (flips and quarter turns) per image; "
+                "use flip where a turn changes the label (REFUGE's vertical cup-to-disc ratio)",
             )
             cmd.add_argument(
                 "--resume", action="store_true", help="continue from output-dir/last.pt"
