@@ -13,6 +13,7 @@ from umlkit.evidential import (
     dirichlet_from_alpha,
     evidence_from_logits,
     evidential_loss,
+    evidential_terms,
     kl_to_uniform,
 )
 
@@ -114,6 +115,29 @@ def test_kl_hand_computed_and_against_torch_distributions():
         torch.distributions.Dirichlet(alpha_tilde), torch.distributions.Dirichlet(torch.ones(4))
     )
     torch.testing.assert_close(kl_to_uniform(alpha, target), expected.double())
+
+
+def test_evidential_terms_hand_computed_and_equal_to_the_two_functions():
+    # alpha = (1, 3), target 0: psi(4) - psi(1) = 1 + 1/2 + 1/3 and, as above, KL = ln 3 - 2/3
+    loss, kl = evidential_terms(torch.tensor([[1.0, 3.0]]), TARGET)
+    assert loss.item() == pytest.approx(11 / 6, rel=1e-5)
+    assert kl.item() == pytest.approx(math.log(3) - 2 / 3, rel=1e-5)
+    generator = torch.Generator().manual_seed(2)
+    alpha = 1 + 4 * torch.rand(2, 3, 4, 5, generator=generator)
+    target = torch.randint(0, 3, (2, 4, 5), generator=generator)
+    for kind in ("digamma", "log", "mse"):
+        loss, kl = evidential_terms(alpha, target, kind)
+        torch.testing.assert_close(loss, evidential_loss(alpha, target, kind))
+        torch.testing.assert_close(kl, kl_to_uniform(alpha, target))
+
+
+def test_evidential_terms_rejects_bad_input():
+    with pytest.raises(ValueError, match="alpha must be >= 1"):
+        evidential_terms(torch.tensor([[0.5, 2.0]]), TARGET)
+    with pytest.raises(ValueError, match="out of range"):
+        evidential_terms(ALPHA, torch.tensor([2]))
+    with pytest.raises(ValueError, match="unknown evidential loss kind"):
+        evidential_terms(ALPHA, TARGET, "hinge")
 
 
 def test_kl_is_zero_without_misleading_evidence():

@@ -242,14 +242,20 @@ def evidential_loss(
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"unknown evidential loss kind {kind!r}: choose one of {LOSS_KINDS}")
-    alpha, y = _prepare(alpha, target)
-    strength = alpha.sum(dim=1, keepdim=True)
+    return _evidential_loss(*_prepare(alpha, target), kind)
+
+
+def _evidential_loss(alpha: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """:func:`evidential_loss` of a checked float ``alpha`` and one-hot ``y`` (B, K, ...)."""
+    strength = alpha.sum(dim=1)
     if kind == "digamma":
-        # sum_k y_k (psi(S) - psi(alpha_k))
-        return (y * (torch.digamma(strength) - torch.digamma(alpha))).sum(dim=1)
+        # sum_k y_k (psi(S) - psi(alpha_k)) = psi(S) - psi(alpha_y) for a one-hot y; taking
+        # alpha_y = sum_k y_k alpha_k first evaluates psi on one map instead of K.
+        return torch.digamma(strength) - torch.digamma((y * alpha).sum(dim=1))
     if kind == "log":
-        # sum_k y_k (ln S - ln alpha_k)
-        return (y * (torch.log(strength) - torch.log(alpha))).sum(dim=1)
+        # sum_k y_k (ln S - ln alpha_k) = ln S - ln alpha_y
+        return torch.log(strength) - torch.log((y * alpha).sum(dim=1))
+    strength = strength.unsqueeze(1)
     prob = alpha / strength
     # sum_k (y_k - p_k)^2 + p_k (1 - p_k) / (S + 1)
     return ((y - prob) ** 2 + prob * (1.0 - prob) / (strength + 1.0)).sum(dim=1)
@@ -285,7 +291,11 @@ def kl_to_uniform(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: as :func:`evidential_loss`.
     """
-    alpha, y = _prepare(alpha, target)
+    return _kl_to_uniform(*_prepare(alpha, target))
+
+
+def _kl_to_uniform(alpha: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`kl_to_uniform` of a checked float ``alpha`` and one-hot ``y`` (B, K, ...)."""
     # alpha~ = y + (1 - y) alpha: the true class gets alpha 1, i.e. zero evidence.
     alpha_tilde = y + (1.0 - y) * alpha
     strength_tilde = alpha_tilde.sum(dim=1)
@@ -302,6 +312,25 @@ def kl_to_uniform(alpha: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         * (torch.digamma(alpha_tilde) - torch.digamma(strength_tilde).unsqueeze(1))
     ).sum(dim=1)
     return log_normaliser + digamma_term
+
+
+def evidential_terms(
+    alpha: torch.Tensor, target: torch.Tensor, kind: str = "digamma"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both per-sample terms of an evidential objective: ``(evidential_loss, kl_to_uniform)``.
+
+    The same numbers as calling :func:`evidential_loss` and :func:`kl_to_uniform` one after the
+    other, but ``alpha`` and ``target`` are checked and ``target`` one-hot encoded once: on
+    pixel maps, where the losses run over every pixel of a batch, that is a noticeable share of
+    a training step.
+
+    Raises:
+        ValueError: as :func:`evidential_loss`.
+    """
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown evidential loss kind {kind!r}: choose one of {LOSS_KINDS}")
+    alpha, y = _prepare(alpha, target)
+    return _evidential_loss(alpha, y, kind), _kl_to_uniform(alpha, y)
 
 
 def annealing_coefficient(epoch: int, anneal_epochs: int = 50) -> float:

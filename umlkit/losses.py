@@ -34,8 +34,7 @@ from umlkit.evidential import (
     LOSS_KINDS,
     annealing_coefficient,
     dirichlet_from_alpha,
-    evidential_loss,
-    kl_to_uniform,
+    evidential_terms,
 )
 
 #: The paper-era weights of (L_cls, L_seg, L_mutual).
@@ -145,8 +144,8 @@ def classification_loss(
         A scalar tensor.
     """
     weight = annealing_coefficient(epoch, anneal_epochs)
-    loss = evidential_loss(class_alpha, labels, kind=kind)
-    return (loss + weight * kl_to_uniform(class_alpha, labels)).mean()
+    loss, kl = evidential_terms(class_alpha, labels, kind=kind)
+    return (loss + weight * kl).mean()
 
 
 def softmax_classification_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -269,10 +268,9 @@ def mutual_loss(
         A scalar tensor.
     """
     weight = annealing_coefficient(epoch, anneal_epochs)
-    evidential = evidential_loss(pixel_alpha, mask, kind=kind).mean()
-    kl = kl_to_uniform(pixel_alpha, mask).mean()
+    evidential, kl = evidential_terms(pixel_alpha, mask, kind=kind)
     prob = dirichlet_from_alpha(pixel_alpha, dim=1).prob
-    return dice_loss(prob, mask, log=True) + evidential + weight * kl
+    return dice_loss(prob, mask, log=True) + evidential.mean() + weight * kl.mean()
 
 
 def softmax_mutual_loss(pixel_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

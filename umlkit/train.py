@@ -88,7 +88,7 @@ class TrainConfig:
     augment: str = "none"  # random "flip" (h/v), "dihedral" (flips + 90-degree turns) or "none"
     seed: int = 0  # seeds model initialisation and the shuffling
     device: str | None = None  # cpu, cuda, mps; None: CUDA, then MPS, then CPU
-    amp: bool = True  # bf16 autocast and channels_last, on CUDA only
+    amp: bool = True  # bf16 autocast on CUDA only (every device runs channels_last)
     num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self) -> None:
@@ -371,12 +371,9 @@ def train(
         FileNotFoundError: the dataset folder does not exist.
     """
     device = pick_device(config.device)
-    use_amp = config.amp and device.startswith("cuda")
     train_set, val_set = _load_splits(config)
     seed_everything(config.seed)
     model = _build(config, train_set).to(device)
-    if use_amp:
-        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     objective = UMLObjective(
         weights=config.loss_weights,
@@ -482,8 +479,6 @@ def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, 
     for batch in loader:
         images, masks = augment_batch(batch["image"], batch["mask"], config.augment, augmentation)
         images = images.to(device, non_blocking=True)
-        if use_amp:
-            images = images.to(memory_format=torch.channels_last)
         masks = masks.to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         with torch.autocast(

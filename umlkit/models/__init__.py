@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import torch
 from torch import nn
 
 from umlkit.evidential import EVIDENCE_KINDS
@@ -188,7 +189,10 @@ def model_from_config(config: ModelConfig | dict[str, Any], load_weights: bool =
     """
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
-    return _CLASSES[config.name](config, load_weights=load_weights)
+    model = _CLASSES[config.name](config, load_weights=load_weights)
+    # Weights in channels-last memory, like the features (see Encoder.forward): a convolution
+    # whose weight and input share the layout needs no reorder on every call.
+    return model.to(memory_format=torch.channels_last)
 
 
 __all__ = [

@@ -133,6 +133,10 @@ class Encoder(nn.Module):
                 ``2**(depth-1)``.
         """
         check_image_batch(x, self.in_channels, self.depth)
+        # Channels-last (NHWC) memory: oneDNN's convolutions on a CPU run about twice as fast on
+        # it as on NCHW with the few channels of umlkit's small networks (fastest of all on 1x1
+        # convolutions), and CUDA's tensor cores want it too. Every later feature inherits it.
+        x = x.contiguous(memory_format=torch.channels_last)
         features = []
         for stage in self.stages:
             x = stage(x)

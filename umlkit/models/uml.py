@@ -65,10 +65,15 @@ def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
 
     After ``cat([a, b])`` the channels read ``a1 a2 .. b1 b2 ..``; shuffled they read
     ``a1 b1 a2 b2 ..``, so every later grouped or local operation sees both tasks side by side.
+
+    The result is channels-last, like every umlkit feature map (see
+    :class:`~umlkit.models.blocks.Encoder`): the shuffle permutes each pixel's channel vector,
+    which in that layout is one contiguous run of memory.
     """
     batch, channels, height, width = x.shape
-    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
-    return x.reshape(batch, channels, height, width)
+    pixels = x.permute(0, 2, 3, 1)  # (B, H, W, C): a view of channels-last memory
+    pixels = pixels.reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
+    return pixels.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 class PolarizedSelfAttention(nn.Module):
@@ -281,7 +286,8 @@ class UncertaintyNavigator(nn.Module):
         )
         side_logits = projected[:, :classes] + self.side_head.bias.view(1, -1, 1, 1)
         reliable_mask = (F.softmax(side_logits, dim=1) + evidence) * trust
-        embedded = self.embed_mask(reliable_mask)
+        # softmax returns NCHW memory; the embedding convolution runs faster on channels-last.
+        embedded = self.embed_mask(reliable_mask.contiguous(memory_format=torch.channels_last))
         fused = projected[:, classes:] + F.conv2d(
             embedded, fuse_conv.weight[:, -embedded.shape[1] :]
         )

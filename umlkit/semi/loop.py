@@ -274,7 +274,7 @@ def fit_semi(
         num_classes=int(train_set.num_seg_classes),
         width=config.width,
         **_method_options(config),
-    ).to(device)
+    ).to(device, memory_format=torch.channels_last)  # as umlkit.models.build_model does
     optimizer = torch.optim.Adam(
         method.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
