@@ -12,7 +12,7 @@ from umlkit import analysis, metrics
 from umlkit.evaluate import Evaluation, evaluate
 from umlkit.models import build_model
 from umlkit.profiles import setup_notebook
-from umlkit.train import config_hash
+from umlkit.train import TrainConfig, config_hash
 
 # ---------------------------------------------------------------------------------------- fixtures
 
@@ -104,6 +104,19 @@ def test_train_config_takes_the_profile_augmentation_within_the_data_symmetries(
     assert analysis.train_config(settings, data, "UML").augment == "none"
     settings["train"]["augment"] = "mixup"
     with pytest.raises(ValueError, match="augment must be one of"):
+        analysis.train_config(settings, data, "UML")
+
+
+def test_train_config_takes_the_profile_learning_rate(ctx, data):
+    settings = copy.deepcopy(ctx.settings)
+    settings["train"]["lr"] = 0.003
+    config = analysis.train_config(settings, data, "UML")
+    assert config.lr == 0.003
+    del settings["train"]["lr"]
+    assert analysis.train_config(settings, data, "UML").lr == TrainConfig().lr
+    assert config_hash(config) != config_hash(analysis.train_config(settings, data, "UML"))
+    settings["train"]["lr"] = -1.0
+    with pytest.raises(ValueError, match="need lr > 0"):
         analysis.train_config(settings, data, "UML")
 
 

@@ -16,7 +16,12 @@ from umlkit.models import (
     load_encoder_weights,
     model_from_config,
 )
-from umlkit.models.uml import PolarizedSelfAttention, UncertaintyNavigator, channel_shuffle
+from umlkit.models.uml import (
+    PolarizedSelfAttention,
+    UncertaintyNavigator,
+    channel_shuffle,
+    interleave_channels,
+)
 
 B, H, W = 2, 32, 32
 K, C = 2, 3  # three pixel classes so that class and pixel dimensions cannot be confused
@@ -206,6 +211,23 @@ def test_depth_sets_the_divisibility_of_the_input():
 def test_channel_shuffle_interleaves_the_two_halves():
     x = torch.arange(6.0).view(1, 6, 1, 1)
     assert channel_shuffle(x, groups=2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+
+
+def test_interleave_channels_equals_concatenate_then_shuffle():
+    first = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    second = torch.randn(2, 3, 4, 5)
+    expected = channel_shuffle(torch.cat([first, second], 1), groups=2)
+    assert torch.equal(interleave_channels(first, second), expected)
+    assert interleave_channels(first, second)[0, :, 0, 0].tolist() == [
+        first[0, 0, 0, 0].item(),
+        second[0, 0, 0, 0].item(),
+        first[0, 1, 0, 0].item(),
+        second[0, 1, 0, 0].item(),
+        first[0, 2, 0, 0].item(),
+        second[0, 2, 0, 0].item(),
+    ]
+    with pytest.raises(ValueError, match="cannot interleave"):
+        interleave_channels(first, second[:, :2])
 
 
 def test_polarized_self_attention_matches_the_per_pixel_formula():

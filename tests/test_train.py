@@ -1,5 +1,6 @@
 """umlkit.train: schedule, selection, determinism, checkpoints, exact resume, the model cache."""
 
+import itertools
 import json
 
 import numpy as np
@@ -57,6 +58,17 @@ def test_learning_rate_is_constant_then_poly_decay_with_a_floor():
     assert learning_rate(config, 5) == pytest.approx(1e-3 * (5 / 7) ** 0.9)
     tight = TrainConfig(epochs=10, lr=1e-3, constant_fraction=0.3, min_lr=9e-4)
     assert learning_rate(tight, 9) == 9e-4
+
+
+def test_learning_rate_decays_within_an_epoch_down_to_the_floor():
+    config = TrainConfig(epochs=4, lr=3e-3, constant_fraction=0.3, min_lr=1e-5)
+    # t0 = floor(1.2) = 1; t = 3.5: progress 2.5 / 3, lr = 3e-3 (1/6)^0.9
+    assert learning_rate(config, 3.5) == pytest.approx(3e-3 * (1 / 6) ** 0.9)
+    assert learning_rate(config, 0.99) == 3e-3
+    grid = [learning_rate(config, t / 100) for t in range(400)]
+    assert all(later <= earlier for earlier, later in itertools.pairwise(grid))
+    assert grid[-1] < 0.02 * 3e-3  # the last step runs at about the floor, not at 37 % of lr
+    assert learning_rate(config, 4.0) == 1e-5
 
 
 def test_selection_score_averages_the_available_metrics():

@@ -103,7 +103,13 @@ def prepare_data(
         if data_root is None:
             data = ctx.settings["data"]
             make_synthetic(
-                root, kind=kind, n=data["n"], size=data["size"], seed=seed, progress=False
+                root,
+                kind=kind,
+                n=data["n"],
+                size=data["size"],
+                seed=seed,
+                splits=data.get("splits"),
+                progress=False,
             )
         return DataSpec(LOADER_KIND[kind], Path(root), kind, image_size)
     if kind not in KINDS:
@@ -175,7 +181,8 @@ def train_config(
 ) -> TrainConfig:
     """The training configuration of ``variant`` under a profile's ``train`` settings.
 
-    The settings' ``augment`` (default ``"none"``) becomes :attr:`TrainConfig.augment`, except that
+    The settings' ``lr`` (if present) becomes :attr:`TrainConfig.lr`, and ``augment`` (default
+    ``"none"``) becomes :attr:`TrainConfig.augment`, except that
     ``"dihedral"`` falls back to ``"flip"`` on the loader kinds of :data:`ROTATION_SENSITIVE`, whose
     labels a quarter turn can change (a vertical cup-to-disc ratio becomes a horizontal one).
 
@@ -198,6 +205,9 @@ def train_config(
     augment = str(train.get("augment", "none"))
     if augment == "dihedral" and data.loader_kind in ROTATION_SENSITIVE:
         augment = "flip"
+    # The learning rate is a profile setting where the profile names one (TrainConfig's default
+    # otherwise).
+    optional = {"lr": float(train["lr"])} if "lr" in train else {}
     return TrainConfig(
         model=spec["model"],
         model_options=dict(spec["options"]),
@@ -209,6 +219,7 @@ def train_config(
         batch_size=int(train["batch_size"]),
         augment=augment,
         seed=int(seed),
+        **optional,
     )
 
 

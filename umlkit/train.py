@@ -8,9 +8,9 @@
 
 What happens in an epoch:
 
-1. The learning rate of the epoch is set (:func:`learning_rate`): constant for the first
-   ``constant_fraction`` of the epochs, then poly(0.9) decay floored at ``min_lr`` — the UML
-   reference schedule (constant 30 of 100 epochs, then poly), stretched to ``epochs``.
+1. The learning rate follows :func:`learning_rate`, set before every step: constant for the
+   first ``constant_fraction`` of the epochs, then poly(0.9) decay floored at ``min_lr`` — the
+   UML reference schedule (constant 30 of 100 epochs, then poly), stretched to ``epochs``.
 2. The training split is shuffled by a generator seeded from ``(seed, epoch)``, so an epoch's
    batches do not depend on what ran before it (this is what makes resuming exact).
 3. Each batch: forward (bf16 autocast on CUDA), :func:`umlkit.losses.uml_objective` in float32,
@@ -143,8 +143,8 @@ class TrainResult:
     from_cache: bool = False  # True when get_or_train found a finished run
 
 
-def learning_rate(config: TrainConfig, epoch: int) -> float:
-    r"""The learning rate of a 0-based ``epoch``: constant, then poly(0.9) decay with a floor.
+def learning_rate(config: TrainConfig, epoch: float) -> float:
+    r"""The learning rate at training time ``epoch``: constant, then poly(0.9) decay with a floor.
 
     .. math::
         \mathrm{lr}_t = \begin{cases} \mathrm{lr} & t < t_0 \\
@@ -152,12 +152,16 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
         & t \ge t_0 \end{cases}, \qquad t_0 = \lfloor f\,T \rfloor
 
     with T = ``epochs`` and f = ``constant_fraction`` (UML reference: 30 of 100 epochs, floor
-    1e-5).
+    1e-5). ``epoch`` is 0-based and may be fractional: the loop sets the rate before every
+    optimisation step, at ``t = epoch + step / steps_per_epoch``, so the decay is smooth and the
+    last steps run at nearly ``min_lr``. (Set once per epoch, a 4-epoch run would spend its
+    whole last epoch at 37 % of the peak rate, and where it stops would depend on the last few
+    noisy steps: see notebook 03.)
     """
     start = int(config.constant_fraction * config.epochs)
     if epoch < start:
         return config.lr
-    progress = (epoch - start) / max(config.epochs - start, 1)
+    progress = min((epoch - start) / max(config.epochs - start, 1), 1.0)
     return max(config.min_lr, config.lr * (1.0 - progress) ** 0.9)
 
 
@@ -404,9 +408,7 @@ def train(
     try:
         for epoch in range(start_epoch, config.epochs):
             started, started_cpu = time.perf_counter(), time.process_time()
-            lr = learning_rate(config, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = learning_rate(config, epoch)  # at the epoch's first step (then set per step)
             sums = _train_epoch(model, train_set, optimizer, objective, config, epoch, device, bar)
             metrics = evaluate(
                 model,
@@ -476,7 +478,10 @@ def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, 
     model.train()
     totals: dict[str, float] = {}
     batches = 0
-    for batch in loader:
+    steps = len(loader)
+    for step, batch in enumerate(loader):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, epoch + step / steps)
         images, masks = augment_batch(batch["image"], batch["mask"], config.augment, augmentation)
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
@@ -565,10 +570,16 @@ def dataset_fingerprint(root: str | Path) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
+#: Raised whenever the loop's numbers change for an unchanged configuration (2: the learning
+#: rate is set per step, not per epoch), so that no model trained by older code is loaded.
+TRAINING_REVISION = 2
+
+
 def config_hash(config: TrainConfig) -> str:
     """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
-    fingerprint and the umlkit version, hashed to 16 hex digits."""
+    fingerprint, the umlkit version and :data:`TRAINING_REVISION`, hashed to 16 hex digits."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+    values["training_revision"] = TRAINING_REVISION
     return cache_key(values, config.data_root)
 
 

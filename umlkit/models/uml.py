@@ -76,6 +76,19 @@ def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
     return pixels.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
+def interleave_channels(first: Tensor, second: Tensor) -> Tensor:
+    """``channel_shuffle(cat([first, second]), groups=2)`` in one copy instead of two.
+
+    Stacking the two maps along a new last axis of their channels-last pixel vectors writes
+    ``a1 b1 a2 b2 ..`` directly; the numbers are exactly those of concatenating, then shuffling.
+    """
+    if first.shape != second.shape:
+        raise ValueError(f"cannot interleave maps of shapes {first.shape} and {second.shape}")
+    batch, channels, height, width = first.shape
+    pixels = torch.stack([first.permute(0, 2, 3, 1), second.permute(0, 2, 3, 1)], dim=-1)
+    return pixels.reshape(batch, height, width, 2 * channels).permute(0, 3, 1, 2)
+
+
 class PolarizedSelfAttention(nn.Module):
     r"""Polarized self-attention, sequential layout: channel branch, then spatial branch.
 
@@ -160,8 +173,11 @@ class FeatureMixer(nn.Module):
         self.fuse = conv_bn_relu(2 * mutual_channels, mutual_channels, kernel_size=1)
 
     def forward(self, seg_feature: Tensor, cls_feature: Tensor) -> Tensor:
-        mixed = torch.cat([self.seg_projection(seg_feature), self.cls_projection(cls_feature)], 1)
-        return self.fuse(self.attention(channel_shuffle(mixed, groups=2)))
+        # shuffle(cat[seg, cls]) written in one step (see interleave_channels)
+        mixed = interleave_channels(
+            self.seg_projection(seg_feature), self.cls_projection(cls_feature)
+        )
+        return self.fuse(self.attention(mixed))
 
 
 def evidential_pixels(head: nn.Module, feature: Tensor, evidence: str) -> DirichletStats:
@@ -271,26 +287,26 @@ class UncertaintyNavigator(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Returns ``(eta, side_logits, reliable_mask)`` at the resolution of ``x``."""
         trust = torch.exp(-uncertainty)  # e^{-U^s}: 1 where the mutual decoder is certain
-        channels, classes = x.shape[1], self.side_head.out_channels
+        channels = x.shape[1]
         fuse_conv, fuse_rest = self.fuse[0], self.fuse[1:]
         # The side head and the fusion's first part are both 1x1 convolutions of
         # z = cat(x, m) * trust. As trust is one number per pixel, W z = trust * (W_x x + W_m m):
-        # two convolutions of x and m with the stacked weights give both at once, and neither z
-        # nor the concatenation is ever stored (at 64 px, width 16, that saved 2-5 % of a UML
-        # training step on a 2-core CPU). The numbers are those of the formulas above.
-        stacked = torch.cat(
-            [self.side_head.weight, fuse_conv.weight[:, : channels + mutual.shape[1]]]
+        # convolutions of x and m with the two weights' column blocks give both, and neither z
+        # nor the concatenation is ever stored. (One convolution with the two weights stacked,
+        # sliced after, costs more on channels-last memory: the slices' gradients come back in
+        # the other layout and have to be converted.) The numbers are those of the formulas.
+        side_weight, fuse_weight = self.side_head.weight, fuse_conv.weight
+        side_logits = trust * (
+            F.conv2d(x, side_weight[:, :channels]) + F.conv2d(mutual, side_weight[:, channels:])
+        ) + self.side_head.bias.view(1, -1, 1, 1)
+        screened = trust * (
+            F.conv2d(x, fuse_weight[:, :channels])
+            + F.conv2d(mutual, fuse_weight[:, channels : channels + mutual.shape[1]])
         )
-        projected = trust * (
-            F.conv2d(x, stacked[:, :channels]) + F.conv2d(mutual, stacked[:, channels:])
-        )
-        side_logits = projected[:, :classes] + self.side_head.bias.view(1, -1, 1, 1)
         reliable_mask = (F.softmax(side_logits, dim=1) + evidence) * trust
         # softmax returns NCHW memory; the embedding convolution runs faster on channels-last.
         embedded = self.embed_mask(reliable_mask.contiguous(memory_format=torch.channels_last))
-        fused = projected[:, classes:] + F.conv2d(
-            embedded, fuse_conv.weight[:, -embedded.shape[1] :]
-        )
+        fused = screened + F.conv2d(embedded, fuse_weight[:, -embedded.shape[1] :])
         return fuse_rest(fused), side_logits, reliable_mask
 
 
