@@ -103,13 +103,7 @@ def prepare_data(
         if data_root is None:
             data = ctx.settings["data"]
             make_synthetic(
-                root,
-                kind=kind,
-                n=data["n"],
-                size=data["size"],
-                seed=seed,
-                splits=data.get("splits"),
-                progress=False,
+                root, kind=kind, n=data["n"], size=data["size"], seed=seed, progress=False
             )
         return DataSpec(LOADER_KIND[kind], Path(root), kind, image_size)
     if kind not in KINDS:
@@ -205,9 +199,6 @@ def train_config(
     augment = str(train.get("augment", "none"))
     if augment == "dihedral" and data.loader_kind in ROTATION_SENSITIVE:
         augment = "flip"
-    # The learning rate is a profile setting where the profile names one (TrainConfig's default
-    # otherwise).
-    optional = {"lr": float(train["lr"])} if "lr" in train else {}
     return TrainConfig(
         model=spec["model"],
         model_options=dict(spec["options"]),
@@ -219,7 +210,8 @@ def train_config(
         batch_size=int(train["batch_size"]),
         augment=augment,
         seed=int(seed),
-        **optional,
+        # TrainConfig's default rate where the profile names none
+        lr=float(train.get("lr", TrainConfig.lr)),
     )
 
 
