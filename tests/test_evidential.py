@@ -15,6 +15,7 @@ from umlkit.evidential import (
     evidential_loss,
     evidential_terms,
     kl_to_uniform,
+    mean_evidential_terms,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -129,6 +130,59 @@ def test_evidential_terms_hand_computed_and_equal_to_the_two_functions():
         loss, kl = evidential_terms(alpha, target, kind)
         torch.testing.assert_close(loss, evidential_loss(alpha, target, kind))
         torch.testing.assert_close(kl, kl_to_uniform(alpha, target))
+
+
+def test_mean_evidential_terms_hand_computed_value_and_gradient():
+    # alpha = (1, 3), target 0 (as above): L = 11/6, KL = ln 3 - 2/3.
+    # dL/dalpha = (psi'(4) - psi'(1), psi'(4)) with psi'(1) = pi^2/6, psi'(4) = pi^2/6 - 1 - 1/4 - 1/9;
+    # dKL/dalpha_1 = (3 - 1) psi'(3) - (S~ - K) psi'(S~) with S~ = 1 + 3, K = 2:
+    # 2 (psi'(3) - psi'(4)) = 2/9 (the derivative of KL = ln a - (a - 1)/a at a = 3), and 0 for
+    # the true class, whose alpha~ is the constant 1.
+    alpha = torch.tensor([[1.0, 3.0]], dtype=torch.float64, requires_grad=True)
+    loss, kl = mean_evidential_terms(alpha, TARGET)
+    assert loss.item() == pytest.approx(11 / 6)
+    assert kl.item() == pytest.approx(math.log(3) - 2 / 3)
+    (grad_loss,) = torch.autograd.grad(loss, alpha, retain_graph=True)
+    (grad_kl,) = torch.autograd.grad(kl, alpha)
+    trigamma_1, trigamma_4 = math.pi**2 / 6, math.pi**2 / 6 - 1 - 1 / 4 - 1 / 9
+    torch.testing.assert_close(
+        grad_loss, torch.tensor([[trigamma_4 - trigamma_1, trigamma_4]], dtype=torch.float64)
+    )
+    torch.testing.assert_close(grad_kl, torch.tensor([[0.0, 2 / 9]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["digamma", "log", "mse"])
+def test_mean_evidential_terms_equal_the_means_of_the_plain_terms_with_gradients(kind):
+    generator = torch.Generator().manual_seed(5)
+    alpha = (1 + 20 * torch.rand(3, 4, 5, 6, generator=generator, dtype=torch.float64)) ** 1.5
+    target = torch.randint(0, 4, (3, 5, 6), generator=generator)
+    fused_alpha, plain_alpha = alpha.clone().requires_grad_(), alpha.clone().requires_grad_()
+    loss, kl = mean_evidential_terms(fused_alpha, target, kind)
+    plain_loss, plain_kl = evidential_terms(plain_alpha, target, kind)
+    torch.testing.assert_close(loss, plain_loss.mean())
+    torch.testing.assert_close(kl, plain_kl.mean())
+    (0.7 * loss + 0.3 * kl).backward()
+    (0.7 * plain_loss.mean() + 0.3 * plain_kl.mean()).backward()
+    torch.testing.assert_close(fused_alpha.grad, plain_alpha.grad)
+
+
+def test_mean_evidential_terms_pass_gradcheck_on_channels_last_maps():
+    generator = torch.Generator().manual_seed(6)
+    alpha = 1 + 3 * torch.rand(2, 3, 4, 4, generator=generator, dtype=torch.float64)
+    alpha = alpha.contiguous(memory_format=torch.channels_last).requires_grad_()
+    target = torch.randint(0, 3, (2, 4, 4), generator=generator)
+    assert torch.autograd.gradcheck(lambda a: mean_evidential_terms(a, target), (alpha,))
+
+
+def test_mean_evidential_terms_reject_bad_input():
+    with pytest.raises(ValueError, match="alpha must be >= 1"):
+        mean_evidential_terms(torch.tensor([[0.5, 2.0]]), TARGET)
+    with pytest.raises(ValueError, match="out of range"):
+        mean_evidential_terms(ALPHA, torch.tensor([2]))
+    with pytest.raises(ValueError, match="must hold class indices of shape"):
+        mean_evidential_terms(torch.full((2, 2, 3, 3), 2.0), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="unknown evidential loss kind"):
+        mean_evidential_terms(ALPHA, TARGET, "hinge")
 
 
 def test_evidential_terms_rejects_bad_input():

@@ -339,3 +339,45 @@ def test_encoder_weights_load_from_a_local_checkpoint(tmp_path):
         load_encoder_weights(Encoder(3, width=8), path)
     with pytest.raises(FileNotFoundError, match="missing.pt not found"):
         build_model("multitask", width=4, encoder_weights=str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.parametrize("channels", [4, 8, 16, 24])
+def test_batch_norm_equals_torch_batch_norm_on_several_threads(channels):
+    from umlkit.models.blocks import BatchNorm2d
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the one-thread path only runs when torch has several threads
+    try:
+        generator = torch.Generator().manual_seed(channels)
+        x = 3 * torch.randn(4, channels, 6, 5, generator=generator) + 1
+        x = x.contiguous(memory_format=torch.channels_last)
+        upstream = torch.randn(4, channels, 6, 5, generator=generator)
+        ours, reference = BatchNorm2d(channels), torch.nn.BatchNorm2d(channels)
+        with torch.no_grad():
+            for layer in (ours, reference):
+                layer.weight.copy_(torch.linspace(0.5, 2.0, channels))
+                layer.bias.copy_(torch.linspace(-1.0, 1.0, channels))
+        results = []
+        for layer in (ours, reference):
+            inputs = x.clone().requires_grad_()
+            for _ in range(2):  # twice: the running statistics are updated from their last values
+                output = layer(inputs)
+            output.backward(upstream)
+            results.append((output, inputs.grad, layer.weight.grad, layer.bias.grad))
+            assert torch.get_num_threads() == 2
+        for ours_value, reference_value in zip(*results, strict=True):
+            torch.testing.assert_close(ours_value, reference_value, rtol=1e-5, atol=1e-5)
+        assert results[0][0].is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(ours.running_mean, reference.running_mean)
+        torch.testing.assert_close(ours.running_var, reference.running_var)
+        assert ours.num_batches_tracked.item() == reference.num_batches_tracked.item() == 2
+        assert ours.state_dict().keys() == reference.state_dict().keys()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_batch_norm_rejects_input_without_a_channel_map():
+    from umlkit.models.blocks import BatchNorm2d
+
+    with pytest.raises(ValueError, match="expected 4D input"):
+        BatchNorm2d(8)(torch.ones(8, 8))

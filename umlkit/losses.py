@@ -33,8 +33,11 @@ import torch.nn.functional as F
 from umlkit.evidential import (
     LOSS_KINDS,
     annealing_coefficient,
+    check_class_indices,
     dirichlet_from_alpha,
     evidential_terms,
+    mean_evidential_terms,
+    one_hot_classes,
 )
 
 #: The paper-era weights of (L_cls, L_seg, L_mutual).
@@ -56,11 +59,7 @@ def _check_dense(x: torch.Tensor, name: str, target: torch.Tensor, target_name: 
     if target.dtype.is_floating_point or target.dtype == torch.bool:
         raise ValueError(f"{target_name} must hold integer class indices, got {target.dtype}")
     num_classes = x.shape[1]
-    if target.numel() and (bool((target < 0).any()) or bool((target >= num_classes).any())):
-        raise ValueError(
-            f"{target_name} holds class indices outside [0, {num_classes - 1}] "
-            f"(min {target.min().item()}, max {target.max().item()})"
-        )
+    check_class_indices(target, num_classes, target_name)
 
 
 def dice_loss(
@@ -107,7 +106,7 @@ def dice_loss(
     num_classes = probs.shape[1]
     if not include_background and num_classes < 2:
         raise ValueError("include_background=False needs at least 2 classes")
-    one_hot = F.one_hot(target.long(), num_classes).movedim(-1, 1).to(probs.dtype)
+    one_hot = one_hot_classes(target, num_classes, probs.dtype)
     reduce_dims = [0, *range(2, probs.ndim)]
     intersection = (probs * one_hot).sum(dim=reduce_dims)
     # D_c = (2 sum p_c g_c + eps) / (sum p_c + sum g_c + eps)
@@ -268,9 +267,9 @@ def mutual_loss(
         A scalar tensor.
     """
     weight = annealing_coefficient(epoch, anneal_epochs)
-    evidential, kl = evidential_terms(pixel_alpha, mask, kind=kind)
+    evidential, kl = mean_evidential_terms(pixel_alpha, mask, kind=kind)
     prob = dirichlet_from_alpha(pixel_alpha, dim=1).prob
-    return dice_loss(prob, mask, log=True) + evidential.mean() + weight * kl.mean()
+    return dice_loss(prob, mask, log=True) + evidential + weight * kl
 
 
 def softmax_mutual_loss(pixel_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -378,7 +378,16 @@ def train(
     train_set, val_set = _load_splits(config)
     seed_everything(config.seed)
     model = _build(config, train_set).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Fused Adam updates every parameter in one kernel instead of a handful of small ops per
+    # tensor: UML has 178 parameter tensors, and at width 16 the per-tensor loop cost 4.9 ms of
+    # a 215-ms CPU step against 1.6 ms fused. (Where the fused kernel does not exist, e.g. MPS,
+    # the default implementation runs.)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=torch.device(device).type in ("cpu", "cuda"),
+    )
     objective = UMLObjective(
         weights=config.loss_weights,
         anneal_epochs=config.kl_anneal_epochs,
@@ -571,8 +580,10 @@ def dataset_fingerprint(root: str | Path) -> str:
 
 
 #: Raised whenever the loop's numbers change for an unchanged configuration (2: the learning
-#: rate is set per step, not per epoch), so that no model trained by older code is loaded.
-TRAINING_REVISION = 2
+#: rate is set per step, not per epoch; 3: fused Adam, the hand-derived gradient of the pixel
+#: evidential terms and one-thread batch norm change the last digits of every step), so that
+#: no model trained by older code is loaded.
+TRAINING_REVISION = 3
 
 
 def config_hash(config: TrainConfig) -> str:

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from umlkit.evidential import DirichletStats, dirichlet, evidence_from_logits
 from umlkit.models.blocks import (
+    BatchNorm2d,
     Decoder,
     Encoder,
     ModelOutput,
@@ -148,7 +149,8 @@ class PolarizedSelfAttention(nn.Module):
         offset = query @ self.spatial_value.bias  # (B,): q^T b
         scores = torch.bmm(pixel_weights.unsqueeze(1), gated.view(batch, channels, -1))
         spatial_logits = scores.view(batch, 1, height, width) + offset.view(batch, 1, 1, 1)
-        return gated * torch.sigmoid(spatial_logits) + x
+        # X'' + X = X + X' * A^sp(X') in one pass over the map
+        return torch.addcmul(x, gated, torch.sigmoid(spatial_logits))
 
 
 class FeatureMixer(nn.Module):
@@ -332,13 +334,13 @@ class AttentionGateNavigator(nn.Module):
         super().__init__()
         inner = max(channels // 2, 1)
         self.skip_projection = nn.Sequential(
-            nn.Conv2d(channels, inner, 1, bias=False), nn.BatchNorm2d(inner)
+            nn.Conv2d(channels, inner, 1, bias=False), BatchNorm2d(inner)
         )
         self.mutual_projection = nn.Sequential(
-            nn.Conv2d(mutual_channels, inner, 1, bias=False), nn.BatchNorm2d(inner)
+            nn.Conv2d(mutual_channels, inner, 1, bias=False), BatchNorm2d(inner)
         )
         self.gate = nn.Sequential(
-            nn.ReLU(inplace=True), nn.Conv2d(inner, 1, 1, bias=False), nn.BatchNorm2d(1)
+            nn.ReLU(inplace=True), nn.Conv2d(inner, 1, 1, bias=False), BatchNorm2d(1)
         )
 
     def forward(self, x: Tensor, mutual: Tensor, uncertainty: Tensor) -> tuple[Tensor, Tensor]:
@@ -371,7 +373,7 @@ class UncertaintyInstructor(nn.Module):
         super().__init__()
         self.projection = nn.Sequential(
             nn.Conv2d(reliable_channels, cls_channels, 1, bias=False),
-            nn.BatchNorm2d(cls_channels),
+            BatchNorm2d(cls_channels),
             nn.ReLU(inplace=True),
         )
 

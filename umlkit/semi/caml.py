@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umlkit.models.blocks import ModelOutput, segmentation_output
+from umlkit.models.blocks import BatchNorm2d, ModelOutput, segmentation_output
 from umlkit.semi.base import (
     Progress,
     SemiSupervisedMethod,
@@ -190,7 +190,7 @@ class ProjectionHead(nn.Module):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(in_channels),
+            BatchNorm2d(in_channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(in_channels, out_channels, kernel_size=1),
         )
