@@ -62,9 +62,10 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "default": {
         # 6000 images (4200 for training), 4 epochs at 48 px with random flips and quarter turns,
-        # lr 3e-3 decayed every step: UML 0.806 +- 0.013 accuracy (Bayes-optimal 0.841 on these
-        # test labels), AUC 0.878, Dice 0.960 over 3 seeds (notebook 04; seed 0 in notebook 03:
-        # 0.819). Training takes about 130 s on 2 cores. Measured on the way (notebook 03):
+        # lr 3e-3 decayed every step: UML 0.799 +- 0.008 accuracy (Bayes-optimal 0.841 on these
+        # test labels), AUC 0.874, Dice 0.959 over 3 seeds (notebook 04; seed 0 in notebook 03:
+        # 0.807). Training takes about 112 s on 2 cores. 40 px in batches of 32 would cut make
+        # figures to about 23 min but left UML 4.97 points short (notebook 03 has the numbers). Measured on the way (notebook 03):
         # 2100 training images overfit the noisy labels at 64 px without augmentation (0.77);
         # with augmentation, 8 epochs of 2100 gave 0.79; at 1e-3 more images alone plateau at
         # 0.79-0.80; and a rate set once per epoch left a 4-epoch run's last epoch at 37 % of the
