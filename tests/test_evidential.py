@@ -174,24 +174,16 @@ def test_mean_evidential_terms_pass_gradcheck_on_channels_last_maps():
     assert torch.autograd.gradcheck(lambda a: mean_evidential_terms(a, target), (alpha,))
 
 
-def test_mean_evidential_terms_reject_bad_input():
+@pytest.mark.parametrize("terms", [evidential_terms, mean_evidential_terms])
+def test_evidential_terms_reject_bad_input(terms):
     with pytest.raises(ValueError, match="alpha must be >= 1"):
-        mean_evidential_terms(torch.tensor([[0.5, 2.0]]), TARGET)
+        terms(torch.tensor([[0.5, 2.0]]), TARGET)
     with pytest.raises(ValueError, match="out of range"):
-        mean_evidential_terms(ALPHA, torch.tensor([2]))
+        terms(ALPHA, torch.tensor([2]))
     with pytest.raises(ValueError, match="must hold class indices of shape"):
-        mean_evidential_terms(torch.full((2, 2, 3, 3), 2.0), torch.zeros(2, 3, dtype=torch.long))
+        terms(torch.full((2, 2, 3, 3), 2.0), torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown evidential loss kind"):
-        mean_evidential_terms(ALPHA, TARGET, "hinge")
-
-
-def test_evidential_terms_rejects_bad_input():
-    with pytest.raises(ValueError, match="alpha must be >= 1"):
-        evidential_terms(torch.tensor([[0.5, 2.0]]), TARGET)
-    with pytest.raises(ValueError, match="out of range"):
-        evidential_terms(ALPHA, torch.tensor([2]))
-    with pytest.raises(ValueError, match="unknown evidential loss kind"):
-        evidential_terms(ALPHA, TARGET, "hinge")
+        terms(ALPHA, TARGET, "hinge")
 
 
 def test_kl_is_zero_without_misleading_evidence():

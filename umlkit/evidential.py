@@ -416,13 +416,14 @@ class _MeanDigammaTerms(torch.autograd.Function):
         num_classes = alpha_tilde.shape[1]
         scale_loss = grad_loss / strength.numel()  # d mean / d sample = 1 / (number of samples)
         scale_kl = grad_kl / strength.numel()
+        trigamma_strength = torch.polygamma(1, strength)
         # Every class: the psi(S) part of L and the KL gradient (zero at the true class below).
-        shared = scale_loss * torch.polygamma(1, strength) - scale_kl * (
+        shared = scale_loss * trigamma_strength - scale_kl * (
             (strength_tilde - num_classes) * torch.polygamma(1, strength_tilde)
         )
         grad = shared + scale_kl * (alpha_tilde - 1.0) * torch.polygamma(1, alpha_tilde)
         # The true class: alpha~_y is the constant 1 (no KL gradient); L adds -psi'(alpha_y).
-        true_class = scale_loss * (torch.polygamma(1, strength) - torch.polygamma(1, alpha_true))
+        true_class = scale_loss * (trigamma_strength - torch.polygamma(1, alpha_true))
         return grad.scatter(1, index, true_class), None
 
 

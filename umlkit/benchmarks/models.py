@@ -39,6 +39,7 @@ import torch
 from umlkit.losses import UMLObjective
 from umlkit.models import build_model
 from umlkit.profiles import pick_device
+from umlkit.train import make_optimizer
 
 #: The model every other one is compared with.
 REFERENCE = "multitask"
@@ -62,10 +63,7 @@ def _step_functions(name: str, width: int, batch, device: str):
     """A model's (train step, inference pass) closures and its parameter count."""
     torch.manual_seed(0)
     model = build_model(name, width=width).to(device)
-    # As umlkit.train does: fused Adam where the kernel exists.
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=1e-4, fused=torch.device(device).type in ("cpu", "cuda")
-    )
+    optimizer = make_optimizer(model, device, lr=1e-4)
     objective = UMLObjective()
     images, masks, labels = batch
 

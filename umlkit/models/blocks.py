@@ -20,6 +20,8 @@ exists (e.g. an encoder saved from an earlier run).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -101,15 +103,15 @@ class _OneThreadBatchNorm(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None, None
 
 
-class _one_thread:
-    """Context manager: torch's intra-op CPU threads set to 1 inside, restored on the way out."""
-
-    def __enter__(self) -> None:
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.threads)
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch's intra-op CPU threads set to 1 inside the block, restored on the way out."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class BatchNorm2d(nn.BatchNorm2d):
