@@ -27,6 +27,7 @@ from umlkit.data import (
     rim_mask,
     stratified_split,
 )
+from umlkit.data.base import SegmentationClassificationDataset
 
 #: Image size of the layout fixtures: H x W, deliberately not square.
 HEIGHT, WIDTH = 24, 32
@@ -235,6 +236,67 @@ def test_cache_keeps_items_in_memory(isic_root):
     write_rgb(isic_root / TRAIN_IMAGES / "ISIC_0000000.jpg", 1234)  # change the file on disk
     assert torch.equal(cached[0]["image"], first)  # the cache still serves the first read
     assert not torch.equal(fresh[0]["image"], first)  # without cache the file is read again
+
+
+def test_array_store_is_written_once_then_read_instead_of_the_files(
+    isic_root, tmp_path, monkeypatch
+):
+    store = tmp_path / "arrays"
+    fresh = load_dataset("isic2017", isic_root, "train", size=(12, 16), cache=False)
+    fresh = [fresh[index] for index in range(len(fresh))]  # decoded from the files
+    first = load_dataset("isic2017", isic_root, "train", size=(12, 16), cache=store)
+    assert len(list(store.glob("isic2017-train-*.npz"))) == 1
+    assert not list(store.glob("*.tmp"))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded although the split is stored")
+
+    monkeypatch.setattr(SegmentationClassificationDataset, "_load", no_decoding)
+    second = load_dataset("isic2017", isic_root, "train", size=(12, 16), cache=store)
+    for index in range(len(fresh)):
+        for loaded in (first, second):
+            item = loaded[index]
+            assert torch.equal(item["image"], fresh[index]["image"])  # exact float32 values
+            assert torch.equal(item["mask"], fresh[index]["mask"])
+            assert item["mask"].dtype == torch.int64 and item["id"] == fresh[index]["id"]
+            assert int(item["label"]) == int(fresh[index]["label"])
+    second[0]["image"].zero_()  # items are copies: the stored split is not altered
+    assert torch.equal(second[0]["image"], fresh[0]["image"])
+
+
+def test_array_store_is_keyed_by_the_files_and_the_size(isic_root, tmp_path):
+    store = tmp_path / "arrays"
+    before = load_dataset("isic2017", isic_root, "train", size=16, cache=store)[0]["image"]
+    load_dataset("isic2017", isic_root, "train", size=8, cache=store)
+    load_dataset("isic2017", isic_root, "val", size=16, cache=store)
+    assert len(list(store.glob("*.npz"))) == 3
+    write_rgb(isic_root / TRAIN_IMAGES / "ISIC_0000000.jpg", 1234)  # rewrite one image
+    after = load_dataset("isic2017", isic_root, "train", size=16, cache=store)[0]["image"]
+    assert not torch.equal(after, before)  # the changed file was read, not the stale copy
+    assert torch.equal(after, load_dataset("isic2017", isic_root, "train", size=16)[0]["image"])
+    assert len(list(store.glob("isic2017-train-*.npz"))) == 3  # one per state of the files
+
+
+def test_array_store_rewrites_a_damaged_file_and_skips_native_size(isic_root, tmp_path):
+    store = tmp_path / "arrays"
+    load_dataset("isic2017", isic_root, "train", size=16, cache=store)
+    (stored,) = store.glob("*.npz")
+    stored.write_bytes(b"not an npz file")
+    again = load_dataset("isic2017", isic_root, "train", size=16, cache=store)
+    assert torch.equal(
+        again[1]["image"], load_dataset("isic2017", isic_root, "train", size=16)[1]["image"]
+    )
+    assert np.load(stored)["images"].shape == (6, 3, 16, 16)  # written again, whole
+    native = tmp_path / "native"
+    load_dataset("isic2017", isic_root, "train", size=None, cache=native)
+    assert not native.exists()  # native sizes differ per image: nothing to store
+
+
+def test_array_store_raises_naming_a_bad_file(isic_root, tmp_path):
+    (isic_root / TRAIN_IMAGES / "ISIC_0000001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetItemError, match="ISIC_0000001.jpg"):
+        load_dataset("isic2017", isic_root, "train", size=16, cache=tmp_path / "arrays")
+    assert not list((tmp_path / "arrays").glob("*.npz"))
 
 
 def test_transform_is_applied_to_items(isic_root):

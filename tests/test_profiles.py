@@ -16,8 +16,20 @@ from umlkit.profiles import (
 def test_every_profile_sizes_data_training_and_semi():
     for profile in PROFILES:
         settings = get_settings(profile)
-        assert {"data", "train", "semi"} <= set(settings)
+        assert {"data", "train", "compare", "semi"} <= set(settings)
         assert settings["data"]["n"] > 0 and settings["train"]["epochs"] > 0
+        assert set(settings["compare"]) <= set(settings["train"])  # it changes, never adds
+
+
+def test_comparing_notebooks_get_the_compare_budget():
+    full = setup_notebook("99_test", "default").settings
+    compared = setup_notebook("99_test", "default", compare=True).settings
+    assert compared["train"]["image_size"] == full["compare"]["image_size"] == 32
+    assert full["train"]["image_size"] == 48  # notebook 03 trains at the full budget
+    assert compared["train"]["epochs"] == full["train"]["epochs"]  # only what compare names
+    assert setup_notebook("99_test", "smoke", compare=True).settings["train"] == (
+        get_settings("smoke")["train"]
+    )
 
 
 def test_smoke_is_smaller_than_default():

@@ -250,7 +250,18 @@ def test_get_or_train_reuses_a_finished_run(data_root, tmp_path, monkeypatch):
 def test_cache_key_follows_the_configuration_but_not_the_device(data_root):
     config = tiny_config(data_root)
     assert config_hash(config) == config_hash(tiny_config(data_root, device="cuda"))
+    assert config_hash(config) == config_hash(tiny_config(data_root, array_cache="/elsewhere"))
     assert config_hash(config) != config_hash(tiny_config(data_root, seed=1))
     assert config_hash(config) != config_hash(
         tiny_config(data_root, model_options={"navigator": False})
     )
+
+
+def test_array_cache_stores_both_splits_and_changes_no_number(data_root, tmp_path):
+    plain = train(tiny_config(data_root, epochs=1), progress=False)
+    store = tmp_path / "arrays"
+    stored = train(tiny_config(data_root, epochs=1, array_cache=str(store)), progress=False)
+    assert len(list(store.glob("*-train-*.npz"))) == 1
+    assert len(list(store.glob("*-val-*.npz"))) == 1
+    columns = [c for c in plain.history.columns if "seconds" not in c]
+    pd.testing.assert_frame_equal(stored.history[columns], plain.history[columns])

@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from umlkit import metrics
+from umlkit.data import base as data_base
 from umlkit.evaluate import Evaluation, evaluate
 from umlkit.evidential import dirichlet_from_alpha
 from umlkit.semi.base import normalized_entropy
@@ -65,10 +66,17 @@ class DataSpec:
     image_size: int  # images and masks are resized to image_size x image_size
 
     def load(self, split: str = "test") -> Dataset:
-        """The split ``"train"``, ``"val"`` or ``"test"`` at :attr:`image_size`."""
+        """The split ``"train"``, ``"val"`` or ``"test"`` at :attr:`image_size` (stored decoded
+        in ``data/cache/arrays`` after the first load, so later notebooks read one file)."""
         from umlkit.data import load_dataset
 
-        return load_dataset(self.loader_kind, self.root, split=split, size=self.image_size)
+        return load_dataset(
+            self.loader_kind,
+            self.root,
+            split=split,
+            size=self.image_size,
+            cache=data_base.default_array_cache_dir(),
+        )
 
 
 def prepare_data(
@@ -212,6 +220,7 @@ def train_config(
         seed=int(seed),
         # TrainConfig's default rate where the profile names none
         lr=float(train.get("lr", TrainConfig.lr)),
+        array_cache=str(data_base.default_array_cache_dir()),
     )
 
 

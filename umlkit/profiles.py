@@ -35,8 +35,9 @@ import numpy as np
 
 PROFILES = ("smoke", "default", "paper")
 
-#: Sizes per profile. ``data`` sizes the synthetic datasets, ``train`` the supervised runs
-#: (notebooks 03-08), ``semi`` the semi-supervised comparison (notebook 09).
+#: Sizes per profile. ``data`` sizes the synthetic datasets, ``train`` the supervised runs,
+#: ``compare`` what the notebooks that compare models (04-08, ``setup_notebook(...,
+#: compare=True)``) change in ``train``, ``semi`` the semi-supervised comparison (notebook 09).
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"n": 48, "size": 64, "n_ood": 16},
@@ -48,6 +49,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "augment": "dihedral",
             "seeds": [0],
         },
+        "compare": {},
         "semi": {
             "steps": 4,
             "image_size": 32,
@@ -63,9 +65,10 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {
         # 6000 images (4200 for training), 4 epochs at 48 px with random flips and quarter turns,
         # lr 3e-3 decayed every step: UML 0.799 +- 0.008 accuracy (Bayes-optimal 0.841 on these
-        # test labels), AUC 0.874, Dice 0.959 over 3 seeds (notebook 04; seed 0 in notebook 03:
-        # 0.807). Training takes about 112 s on 2 cores. 40 px in batches of 32 would cut make
-        # figures to about 23 min but left UML 4.97 points short (notebook 03 has the numbers). Measured on the way (notebook 03):
+        # test labels), AUC 0.874, Dice 0.959 over 3 seeds (notebook 03). One training takes
+        # about 112 s on 2 cores. Notebooks 04-08 compare 7 models x 3 seeds at 32 px in batches
+        # of 32 ("compare"): at 48 px their 21 trainings alone took 17 of make figures' 30
+        # minutes. Measured on the way (notebook 03):
         # 2100 training images overfit the noisy labels at 64 px without augmentation (0.77);
         # with augmentation, 8 epochs of 2100 gave 0.79; at 1e-3 more images alone plateau at
         # 0.79-0.80; and a rate set once per epoch left a 4-epoch run's last epoch at 37 % of the
@@ -79,8 +82,9 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "lr": 3e-3,
             "augment": "dihedral",
             "seeds": [0, 1, 2],
-            "workers": 2,  # notebook 04: two training processes of one thread share the 2 cores
+            "workers": 2,  # two training processes of one thread share the 2 cores
         },
+        "compare": {"image_size": 32, "batch_size": 32},
         "semi": {
             "steps": 150,
             "image_size": 32,
@@ -103,6 +107,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "augment": "none",  # as the paper trains
             "seeds": [0, 1, 2],
         },
+        "compare": {},
         "semi": {
             "steps": 6000,
             "image_size": 256,
@@ -195,6 +200,7 @@ def setup_notebook(
     figures_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
     device: str | None = None,
+    compare: bool = False,
 ) -> NotebookContext:
     """The shared first cell of every notebook: paths, seed, device and the plotting theme.
 
@@ -207,6 +213,10 @@ def setup_notebook(
             ``build/figures-<profile>/`` otherwise (CI never overwrites the committed figures).
         data_dir: the data folder; default ``<root>/data``.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``; default: the best one available.
+        compare: ``True`` in the notebooks that compare models (04-08): the profile's
+            ``compare`` entries replace those of ``settings["train"]`` (in the default profile
+            a smaller image size, so that 7 models x 3 seeds fit a 2-core CPU's budget), and
+            ``settings["train"]`` is the budget every compared model trains with.
 
     Returns:
         A :class:`NotebookContext`.
@@ -227,13 +237,16 @@ def setup_notebook(
         pass
     else:
         set_theme()
+    settings = get_settings(profile)
+    if compare:
+        settings["train"].update(settings["compare"])
     return NotebookContext(
         name=name,
         profile=profile,
         root=root,
         data_dir=Path(data_dir),
         figures_dir=Path(figures_dir),
-        settings=get_settings(profile),
+        settings=settings,
         seed=seed,
         device=device,
     )

@@ -56,7 +56,7 @@ from umlkit.profiles import pick_device, project_root, seed_everything
 
 #: Fields of :class:`TrainConfig` that do not change the trained weights' meaning; they are left
 #: out of the cache key (a model trained on a GPU is reused on a CPU).
-NOT_HASHED = ("device", "num_workers")
+NOT_HASHED = ("device", "num_workers", "array_cache")
 #: Label-preserving augmentations :func:`augment_batch` knows.
 AUGMENTATIONS = ("none", "flip", "dihedral")
 CHECKPOINT_LAST = "last.pt"
@@ -90,6 +90,7 @@ class TrainConfig:
     device: str | None = None  # cpu, cuda, mps; None: CUDA, then MPS, then CPU
     amp: bool = True  # bf16 autocast on CUDA only (every device runs channels_last)
     num_workers: int = 0  # DataLoader worker processes
+    array_cache: str | None = None  # folder for decoded, resized splits (load_dataset's cache)
 
     def __post_init__(self) -> None:
         self.loss_weights = tuple(float(w) for w in self.loss_weights)
@@ -297,10 +298,12 @@ def _load_splits(config: TrainConfig):
     root = Path(config.data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} not found (TrainConfig.data_root)")
-    size = config.image_size
+    options = {"size": config.image_size}
+    if config.array_cache is not None:
+        options["cache"] = Path(config.array_cache)
     return (
-        load_dataset(config.dataset, root, split="train", size=size),
-        load_dataset(config.dataset, root, split="val", size=size),
+        load_dataset(config.dataset, root, split="train", **options),
+        load_dataset(config.dataset, root, split="val", **options),
     )
 
 

@@ -5,6 +5,11 @@ scalar, "id": str}``. A dataset is built from a list of :class:`Record` (id, lab
 ``read`` function that turns one record into arrays; :class:`SegmentationClassificationDataset`
 does the rest.
 
+Items resized to a fixed ``size`` are kept in memory after their first read (``cache``); with
+``cache=<folder>`` the decoded, resized split is also stored there as one ``.npz`` file, so the next
+process that loads the same split at the same size reads one file instead of decoding every image
+again (see :func:`array_cache_key` for what a stored split is tied to).
+
 Validation happens in two stages. Cheap checks (files exist, every image has a label) run when the
 dataset is built; content checks (the file decodes, the mask has the image's size and only the
 expected values) run when an item is read. With ``on_error="raise"`` the first bad item raises an
@@ -14,6 +19,10 @@ the bad ones are left out and listed in ``dataset.report`` as ``(path, problem)`
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +38,8 @@ from torch.utils.data import Dataset
 ON_ERROR = ("raise", "skip")
 #: Datasets whose resized images take at most this many bytes are kept in memory by default.
 CACHE_LIMIT_BYTES = 1 << 30
+#: Version of the stored-split format (:func:`array_cache_key`); a new one ignores older files.
+ARRAY_CACHE_VERSION = 1
 
 
 class DatasetItemError(ValueError):
@@ -215,7 +226,7 @@ class SegmentationClassificationDataset(Dataset):
         seg_class_names: Sequence[str],
         size: tuple[int, int] | None = None,
         on_error: str = "raise",
-        cache: bool | None = None,
+        cache: bool | str | os.PathLike | None = None,
         transform: Callable[[dict], dict] | None = None,
         channels: int = 3,
         groups: Sequence[str] | None = None,
@@ -242,6 +253,9 @@ class SegmentationClassificationDataset(Dataset):
             raise _summary_error(f"{kind} {split} split in {root}", self.report, records)
         self._records = good
         self._cache: dict[int, dict] | None = None
+        store = None
+        if isinstance(cache, (str, os.PathLike)):
+            store, cache = Path(cache), True
         if cache is None:
             per_item = channels * (size[0] * size[1] if size else 0) * 4
             cache = size is not None and per_item * len(good) <= CACHE_LIMIT_BYTES
@@ -249,6 +263,8 @@ class SegmentationClassificationDataset(Dataset):
             self._cache = {}
         if self.on_error == "skip":
             self._validate_all()
+        elif store is not None and size is not None and good:
+            self._use_array_store(store)
         if not self._records:
             detail = (
                 f": every item has a problem ({len(self.report)} listed in .report)"
@@ -274,6 +290,52 @@ class SegmentationClassificationDataset(Dataset):
                 self._cache[len(kept)] = item
             kept.append(record)
         self._records = kept
+
+    def _use_array_store(self, folder: Path) -> None:
+        """Fill the memory cache from ``folder``'s stored copy of this split, or store one.
+
+        Without a stored copy every item is read now (so a bad file raises here, naming it) and
+        the split is written as one ``.npz`` (a temporary file renamed into place, so two
+        processes storing the same split at once cannot leave a half-written file).
+        """
+        path = folder / f"{self.kind}-{self.split}-{array_cache_key(self)}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as stored:
+                    images, masks, ids = stored["images"], stored["masks"], stored["ids"]
+            except (OSError, ValueError, KeyError):
+                images = None  # unreadable (e.g. truncated by a full disk): store it again
+            if images is not None and ids.tolist() == [r.id for r in self._records]:
+                for index, record in enumerate(self._records):
+                    self._cache[index] = {
+                        "image": torch.from_numpy(images[index]),
+                        "mask": torch.from_numpy(masks[index].astype(np.int64)),
+                        "label": torch.tensor(record.label, dtype=torch.int64),
+                        "id": record.id,
+                    }
+                return
+        items = [self._load(record) for record in self._records]
+        for index, item in enumerate(items):
+            self._cache[index] = item
+        if not all(item["image"].shape == items[0]["image"].shape for item in items):
+            return  # only fixed-size splits are stored
+        masks = torch.stack([item["mask"] for item in items])
+        if masks.min() < 0 or masks.max() > 255:
+            return  # masks are stored as uint8 class indices
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.savez(
+                    out,
+                    images=torch.stack([item["image"] for item in items]).numpy(),
+                    masks=masks.to(torch.uint8).numpy(),
+                    ids=np.array([r.id for r in self._records]),
+                )
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
     def _load(self, record: Record) -> dict:
         image, mask = self._read(record)
@@ -317,6 +379,44 @@ class SegmentationClassificationDataset(Dataset):
             f"{type(self).__name__}(kind={self.kind!r}, split={self.split!r}, items={len(self)}, "
             f"size={size}, classes={self.class_names}, left_out={len(self.report)})"
         )
+
+
+def default_array_cache_dir() -> Path:
+    """Where the notebooks, the trainer and the semi-supervised loop store decoded, resized
+    splits (``load_dataset(..., cache=<folder>)``): ``$UMLKIT_ARRAY_CACHE`` if set (the tests
+    point it at a temporary folder), else ``<project root>/data/cache/arrays``."""
+    from umlkit.profiles import project_root
+
+    folder = os.environ.get("UMLKIT_ARRAY_CACHE")
+    return Path(folder) if folder else project_root() / "data" / "cache" / "arrays"
+
+
+def array_cache_key(dataset: SegmentationClassificationDataset) -> str:
+    """The key of a split's stored copy: 16 hex digits of a hash of everything its items depend on.
+
+    That is the dataset kind, its folder (resolved), the split, the output size, the stored-split
+    format version, and every item's id, label, file paths, sizes and modification times — so
+    rewriting, adding or removing a file, or relabelling an image, makes the next load decode the
+    split again instead of reading a stale copy.
+    """
+    files = []
+    for record in dataset._records:
+        stats = []
+        for path in (record.image, record.mask):
+            if path is not None and Path(path).is_file():
+                stat = Path(path).stat()
+                stats.append([str(path), stat.st_size, stat.st_mtime_ns])
+        files.append([record.id, record.label, stats, repr(sorted(record.extra.items()))])
+    values = {
+        "version": ARRAY_CACHE_VERSION,
+        "kind": dataset.kind,
+        "root": str(dataset.root.resolve()),
+        "split": dataset.split,
+        "size": list(dataset.size) if dataset.size is not None else None,
+        "files": files,
+    }
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _summary_error(where: str, report: list[tuple[str, str]], records: list[Record]) -> Exception:

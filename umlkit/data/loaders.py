@@ -62,7 +62,7 @@ def load_dataset(
     size: int | Sequence[int] | None = None,
     on_error: str = "raise",
     seed: int = 0,
-    cache: bool | None = None,
+    cache: bool | str | Path | None = None,
     transform: Callable[[dict], dict] | None = None,
     **options,
 ) -> SegmentationClassificationDataset:
@@ -83,7 +83,11 @@ def load_dataset(
         seed: seeds the splits that umlkit draws itself (``ispy1`` by patient, ``folder``
             without split folders).
         cache: keep read items in memory; default: when ``size`` is set and the items take at
-            most 1 GiB.
+            most 1 GiB. A folder (str or Path) also stores the decoded, resized split there as
+            one ``.npz`` (with ``size`` set and ``on_error="raise"``): the first load reads
+            every item, later loads in any process read that file, and a changed file of the
+            dataset makes a new copy (:func:`~umlkit.data.base.array_cache_key`). The
+            notebooks, the trainer and the semi-supervised loop use ``data/cache/arrays``.
         transform: called on each item dict after loading (e.g. a
             :class:`~umlkit.data.corruptions.Corruption`).
         **options: per kind: ``ispy1``: ``n_slices`` (10), ``cache_dir``, ``split_fractions``

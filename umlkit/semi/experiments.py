@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from umlkit.data import base as data_base
 from umlkit.evaluate import evaluate
 from umlkit.semi.base import SemiSupervisedMethod
 from umlkit.semi.loop import (
@@ -97,6 +98,8 @@ def comparison_configs(
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
     configs = []
+    # Decoded splits are stored once and read by every worker process (not part of the hash).
+    common.setdefault("array_cache", str(data_base.default_array_cache_dir()))
     for kind, root in data_roots.items():
         base = SemiConfig(dataset=kind, data_root=str(root), **common)
         n_train = len(load_splits(base, ("train",))[0])
@@ -115,7 +118,12 @@ def comparison_configs(
 @lru_cache(maxsize=4)
 def _splits(dataset: str, data_root: str, image_size: int) -> tuple:
     """The train / val / test splits of one dataset, read once per process."""
-    config = SemiConfig(dataset=dataset, data_root=data_root, image_size=image_size)
+    config = SemiConfig(
+        dataset=dataset,
+        data_root=data_root,
+        image_size=image_size,
+        array_cache=str(data_base.default_array_cache_dir()),
+    )
     return tuple(load_splits(config, ("train", "val", "test")))
 
 

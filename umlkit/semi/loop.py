@@ -76,7 +76,7 @@ METHODS: dict[str, type[SemiSupervisedMethod]] = {
     "burl": BURL,
 }
 #: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
-NOT_HASHED = ("device", "num_workers")
+NOT_HASHED = ("device", "num_workers", "array_cache")
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 HISTORY_FILE = "history.csv"
@@ -108,6 +108,7 @@ class SemiConfig:
     seed: int = 0  # seeds the labeled split, initialisation, batches and noise
     device: str | None = None  # cpu, cuda, mps; None: the best available
     num_workers: int = 0  # DataLoader worker processes
+    array_cache: str | None = None  # folder for decoded, resized splits (load_dataset's cache)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -217,7 +218,8 @@ class PartiallyLabeled(Dataset):
 
 
 def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
-    """The requested splits of ``config.data_root`` at ``config.image_size`` (cached in memory).
+    """The requested splits of ``config.data_root`` at ``config.image_size`` (cached in memory,
+    and in ``config.array_cache`` when set).
 
     Raises:
         ValueError: ``data_root`` is not set.
@@ -230,8 +232,9 @@ def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) 
     root = Path(config.data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} not found (SemiConfig.data_root)")
+    cache = True if config.array_cache is None else Path(config.array_cache)
     return [
-        load_dataset(config.dataset, root, split=split, size=config.image_size, cache=True)
+        load_dataset(config.dataset, root, split=split, size=config.image_size, cache=cache)
         for split in splits
     ]
 
