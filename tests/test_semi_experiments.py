@@ -17,6 +17,7 @@ from umlkit.semi.experiments import (
     paired_differences,
     run_comparison,
     run_means,
+    seeds_by_fraction,
     summary_table,
     trust_cases,
 )
@@ -79,6 +80,36 @@ def test_paired_differences_hand_computed():
         paired_differences(hand_scores(), baseline="mean_teacher")
     with pytest.raises(ValueError, match="lack the column"):
         summary_table(hand_scores().drop(columns="seed"))
+
+
+def test_seeds_by_fraction_gives_the_middle_fraction_all_seeds():
+    assert seeds_by_fraction([0.2, 0.05, 0.1], [0, 1, 2], [0]) == {
+        0.2: [0],
+        0.05: [0],
+        0.1: [0, 1, 2],
+    }
+    assert seeds_by_fraction([0.1, 0.2], [3, 4], None) == {0.1: [3, 4], 0.2: [3, 4]}
+    with pytest.raises(ValueError, match="empty"):
+        seeds_by_fraction([], [0])
+
+
+def test_comparison_configs_take_seeds_per_fraction(tmp_path):
+    root = make_synthetic(tmp_path / "derm", kind="derm", n=30, size=32, seed=0, progress=False)
+    common = dict(methods=["supervised"], steps=4, image_size=16, width=4)
+    configs = comparison_configs(
+        {"derm": root},
+        label_fractions=[0.1, 0.2],
+        seeds={0.1: [0, 1, 2], 0.2: [5]},
+        **common,
+    )
+    assert [(c.label_fraction, c.seed) for c in configs] == [
+        (0.1, 0),
+        (0.1, 1),
+        (0.1, 2),
+        (0.2, 5),
+    ]
+    with pytest.raises(ValueError, match=r"no seeds for the label fraction\(s\) \[0.2\]"):
+        comparison_configs({"derm": root}, label_fractions=[0.1, 0.2], seeds={0.1: [0]}, **common)
 
 
 def test_comparison_runs_once_then_reads_the_cache(tmp_path):

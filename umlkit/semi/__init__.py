@@ -33,6 +33,7 @@ from umlkit.semi.experiments import (
     paired_differences,
     run_comparison,
     run_means,
+    seeds_by_fraction,
     summary_table,
     trust_cases,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "paired_differences",
     "run_comparison",
     "run_means",
+    "seeds_by_fraction",
     "sharpen",
     "sigmoid_rampup",
     "split_labeled",

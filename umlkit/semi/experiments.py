@@ -77,7 +77,7 @@ def comparison_configs(
     data_roots: Mapping[str, str | Path],
     label_fractions: Sequence[float],
     methods: Sequence[str],
-    seeds: Sequence[int],
+    seeds: Sequence[int] | Mapping[float, Sequence[int]],
     steps: int,
     **common: Any,
 ) -> list[SemiConfig]:
@@ -87,7 +87,8 @@ def comparison_configs(
         data_roots: dataset kind (``"fundus"``, ``"derm"``, ...) -> its folder.
         label_fractions: e.g. ``[0.05, 0.1, 0.2]``.
         methods: names from :data:`umlkit.semi.loop.METHODS`.
-        seeds: one run per seed (the seed also draws the labeled subset).
+        seeds: one run per seed (the seed also draws the labeled subset); a mapping gives each
+            label fraction its own seeds (see :func:`seeds_by_fraction`).
         steps: optimisation steps per run (see :func:`epochs_for_steps`).
         **common: any other :class:`SemiConfig` field (``image_size``, ``width``, ``lr``...).
 
@@ -97,6 +98,13 @@ def comparison_configs(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
+    if isinstance(seeds, Mapping):
+        missing = [f for f in label_fractions if f not in seeds]
+        if missing:
+            raise ValueError(f"seeds names no seeds for the label fraction(s) {missing}")
+        fraction_seeds = {f: list(seeds[f]) for f in label_fractions}
+    else:
+        fraction_seeds = {f: list(seeds) for f in label_fractions}
     configs = []
     # Decoded splits are stored once and read by every worker process (not part of the hash).
     common.setdefault("array_cache", str(data_base.default_array_cache_dir()))
@@ -106,13 +114,35 @@ def comparison_configs(
         for fraction in label_fractions:
             epochs = epochs_for_steps(n_train, fraction, base.labeled_batch_size, steps)
             for method in methods:
-                for seed in seeds:
+                for seed in fraction_seeds[fraction]:
                     configs.append(
                         replace(
                             base, method=method, label_fraction=fraction, seed=seed, epochs=epochs
                         )
                     )
     return configs
+
+
+def seeds_by_fraction(
+    label_fractions: Sequence[float],
+    seeds: Sequence[int],
+    other_seeds: Sequence[int] | None = None,
+) -> dict[float, list[int]]:
+    """Seeds per label fraction: all of ``seeds`` at the middle fraction, ``other_seeds`` at the rest.
+
+    The middle fraction (``sorted(label_fractions)[len // 2]``, 10 % of 5 / 10 / 20 %) is the one
+    notebook 09 reads its main comparison from; the outer ones only draw the curve against the
+    label fraction, so on a small budget they can do with fewer seeds. ``other_seeds=None`` gives
+    every fraction all of ``seeds``.
+
+    >>> seeds_by_fraction([0.05, 0.1, 0.2], [0, 1, 2], [0, 1])
+    {0.05: [0, 1], 0.1: [0, 1, 2], 0.2: [0, 1]}
+    """
+    if not label_fractions:
+        raise ValueError("label_fractions is empty")
+    middle = sorted(label_fractions)[len(label_fractions) // 2]
+    outer = list(seeds) if other_seeds is None else list(other_seeds)
+    return {f: list(seeds) if f == middle else outer for f in label_fractions}
 
 
 @lru_cache(maxsize=4)
