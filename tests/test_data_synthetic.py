@@ -142,6 +142,15 @@ def test_same_seed_gives_byte_identical_files(tmp_path, kind):
     assert all(other[name] != _files(first)[name] for name in common)
 
 
+def test_worker_processes_write_the_same_files(tmp_path):
+    # 260 images: two chunks of work (250 + 10), so both processes draw some
+    one = make_synthetic(tmp_path / "one", "fundus", n=260, size=16, seed=2, progress=False)
+    two = make_synthetic(
+        tmp_path / "two", "fundus", n=260, size=16, seed=2, progress=False, workers=2
+    )
+    assert _files(one) == _files(two)
+
+
 def test_an_image_does_not_depend_on_n(tmp_path):
     small = make_synthetic(tmp_path / "s", n=3, size=32, splits=(1, 0, 0), progress=False)
     large = make_synthetic(tmp_path / "l", n=7, size=32, splits=(1, 0, 0), progress=False)
@@ -213,6 +222,7 @@ def test_foreign_folder_is_never_touched(tmp_path):
         ({"size": 8}, "size must be an integer >= 16"),
         ({"seed": -1}, "seed must be"),
         ({"splits": (0.5, 0.5, 0.5)}, "summing to 1"),
+        ({"workers": 0}, "workers must be a positive integer"),
     ],
 )
 def test_bad_arguments_raise(tmp_path, kwargs, message):

@@ -111,7 +111,13 @@ def prepare_data(
         if data_root is None:
             data = ctx.settings["data"]
             make_synthetic(
-                root, kind=kind, n=data["n"], size=data["size"], seed=seed, progress=False
+                root,
+                kind=kind,
+                n=data["n"],
+                size=data["size"],
+                seed=seed,
+                progress=False,
+                workers=data.get("workers", 1),
             )
         return DataSpec(LOADER_KIND[kind], Path(root), kind, image_size)
     if kind not in KINDS:
@@ -134,7 +140,13 @@ def prepare_ood(ctx: Any, data: DataSpec, seed: int = 0) -> DataSpec | None:
     sizes = ctx.settings["data"]
     root = ctx.synthetic_root("ood")
     make_synthetic(
-        root, kind="ood", n=sizes["n_ood"], size=sizes["size"], seed=seed, progress=False
+        root,
+        kind="ood",
+        n=sizes["n_ood"],
+        size=sizes["size"],
+        seed=seed,
+        progress=False,
+        workers=sizes.get("workers", 1),
     )
     return DataSpec("isic2017", Path(root), "ood", data.image_size)
 

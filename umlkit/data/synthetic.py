@@ -41,6 +41,8 @@ import re
 import shutil
 import zipfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +177,7 @@ def make_synthetic(
     splits: Sequence[float] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic dataset in the on-disk layout of the real one (see the module docstring).
 
@@ -197,6 +200,9 @@ def make_synthetic(
         splits: train / val / test fractions; default (0.7, 0.1, 0.2), for ``ood`` all test.
         progress: show a tqdm progress bar.
         overwrite: regenerate a folder umlkit wrote with other parameters or did not finish.
+        workers: processes drawing the images (each image has its own random generator, so the
+            files are the same for any number); a few seconds of start-up make it worth it
+            from a few thousand images on.
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`; read it with
@@ -207,6 +213,8 @@ def make_synthetic(
         FileExistsError: ``root`` holds something else (see above); the message says what.
     """
     splits = _check_arguments(kind, n, size, seed, splits)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     root = Path(root)
     params = {
         "generator": "umlkit.data.make_synthetic",
@@ -221,15 +229,26 @@ def make_synthetic(
         return root
 
     table = synthetic_metadata(kind, n, seed, splits)
-    draw = FAMILIES[kind][1]
     factor_columns = [
         c for c in table.columns if c not in ("id", "index", "split", "image", "mask")
     ]
     records = table.to_dict("records")
-    for row in tqdm(records, desc=f"synthetic {kind}", disable=not progress):
-        factors = {name: row[name] for name in factor_columns}
-        image, mask = draw(factors, size, _image_rngs(kind, seed, row["index"])[1])
-        _save_pair(root, row["image"], row["mask"], image, mask, kind)
+    bar = tqdm(total=len(records), desc=f"synthetic {kind}", disable=not progress)
+    chunks = [records[start : start + 250] for start in range(0, len(records), 250)]
+    if workers == 1 or len(chunks) == 1:
+        for chunk in chunks:
+            _write_images(root, kind, size, seed, chunk, factor_columns)
+            bar.update(len(chunk))
+    else:
+        # "spawn": forking a process that already runs torch threads can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            jobs = [
+                pool.submit(_write_images, root, kind, size, seed, chunk, factor_columns)
+                for chunk in chunks
+            ]
+            for job in as_completed(jobs):
+                bar.update(job.result())
+    bar.close()
 
     written = [*table["image"], *table["mask"]]
     written += _write_label_tables(root, table, kind)
@@ -238,6 +257,18 @@ def make_synthetic(
     manifest = {**params, "files": sorted([*written, MANIFEST_NAME])}
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     return root
+
+
+def _write_images(
+    root: Path, kind: str, size: int, seed: int, rows: list[dict], factor_columns: list[str]
+) -> int:
+    """Draw and save the images and masks of ``rows`` (metadata records); returns their number."""
+    draw = FAMILIES[kind][1]
+    for row in rows:
+        factors = {name: row[name] for name in factor_columns}
+        image, mask = draw(factors, size, _image_rngs(kind, seed, row["index"])[1])
+        _save_pair(root, row["image"], row["mask"], image, mask, kind)
+    return len(rows)
 
 
 def _save_pair(
