@@ -26,7 +26,7 @@ def test_comparing_notebooks_get_the_compare_budget():
     compared = setup_notebook("99_test", "default", compare=True).settings
     assert compared["train"]["image_size"] == full["compare"]["image_size"] == 32
     assert full["train"]["image_size"] == 48  # notebook 03 trains at the full budget
-    assert compared["train"]["epochs"] == full["train"]["epochs"]  # only what compare names
+    assert compared["train"]["width"] == full["train"]["width"]  # only what compare names
     assert (
         setup_notebook("99_test", "smoke", compare=True).settings["train"]
         == (get_settings("smoke")["train"])

@@ -186,3 +186,28 @@ def test_validation_every_few_epochs_and_always_at_the_end():
     assert result.history["val_dice"].notna().tolist() == [False, True, True]
     assert result.best_epoch in (1, 2)
     assert SemiConfig(epochs=23).validation_interval == 3
+
+
+def test_cache_key_follows_the_loop_revision_but_not_the_array_cache(monkeypatch):
+    config = tiny_config("caml", data_root="/data/fundus")
+    key = loop.semi_config_hash(config)
+    assert (
+        loop.semi_config_hash(tiny_config("caml", data_root="/data/fundus", array_cache="/x"))
+        == key
+    )
+    monkeypatch.setattr(loop, "SEMI_REVISION", loop.SEMI_REVISION + 1)
+    assert loop.semi_config_hash(config) != key  # runs of older loop code are not reused
+
+
+def test_every_method_trains_with_fused_adam_on_a_cpu(monkeypatch):
+    made = []
+    original = loop.make_optimizer
+
+    def recording(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "make_optimizer", recording)
+    fit_semi(tiny_config("caml", epochs=1), progress=False, data=(Squares(8), Squares(2, seed=1)))
+    (optimizer,) = made
+    assert optimizer.defaults["fused"] is True

@@ -67,8 +67,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         # lr 3e-3 decayed every step: UML 0.799 +- 0.008 accuracy (Bayes-optimal 0.841 on these
         # test labels), AUC 0.874, Dice 0.959 over 3 seeds (notebook 03). One training takes
         # about 112 s on 2 cores. Notebooks 04-08 compare 7 models x 3 seeds at 32 px in batches
-        # of 32 ("compare"): at 48 px their 21 trainings alone took 17 of make figures' 30
-        # minutes. Measured on the way (notebook 03):
+        # of 32 for 3 epochs ("compare"): at 48 px their 21 trainings alone took 17 of make
+        # figures' 30 minutes. Measured on the way (notebook 03):
         # 2100 training images overfit the noisy labels at 64 px without augmentation (0.77);
         # with augmentation, 8 epochs of 2100 gave 0.79; at 1e-3 more images alone plateau at
         # 0.79-0.80; and a rate set once per epoch left a 4-epoch run's last epoch at 37 % of the
@@ -84,7 +84,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "seeds": [0, 1, 2],
             "workers": 2,  # two training processes of one thread share the 2 cores
         },
-        "compare": {"image_size": 32, "batch_size": 32},
+        "compare": {"image_size": 32, "batch_size": 32, "epochs": 3},
         "semi": {
             "steps": 150,
             "image_size": 32,

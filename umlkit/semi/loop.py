@@ -65,6 +65,7 @@ from umlkit.train import (
     cache_key,
     learning_rate,
     load_checkpoint,
+    make_optimizer,
     save_checkpoint,
 )
 
@@ -77,6 +78,9 @@ METHODS: dict[str, type[SemiSupervisedMethod]] = {
 }
 #: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
 NOT_HASHED = ("device", "num_workers", "array_cache")
+#: Raised whenever the loop's numbers change for an unchanged configuration (2: fused Adam, about
+#: 10 ms less per CAML step on a CPU), so that no run of older code is loaded from the cache.
+SEMI_REVISION = 2
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 HISTORY_FILE = "history.csv"
@@ -278,8 +282,8 @@ def fit_semi(
         width=config.width,
         **_method_options(config),
     ).to(device, memory_format=torch.channels_last)  # as umlkit.models.build_model does
-    optimizer = torch.optim.Adam(
-        method.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay
+    optimizer = make_optimizer(
+        method.trainable_parameters(), device, lr=config.lr, weight_decay=config.weight_decay
     )
     sampler = TwoStreamBatchSampler(
         labeled_indices,
@@ -491,10 +495,11 @@ def _resume(output_dir: Path, config: SemiConfig, method, optimizer):
 # ------------------------------------------------------------------------------------- cache
 def semi_config_hash(config: SemiConfig) -> str:
     """The cache key: the configuration (less :data:`NOT_HASHED`) with the method's options
-    resolved (:func:`resolved_method_options`), the dataset's fingerprint
+    resolved (:func:`resolved_method_options`), :data:`SEMI_REVISION`, the dataset's fingerprint
     and the umlkit version (:func:`umlkit.train.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["method_options"] = resolved_method_options(config)
+    values["semi_revision"] = SEMI_REVISION
     return cache_key(values, config.data_root)
 
 
