@@ -409,6 +409,23 @@ def test_robustness_sweep_clean_level_matches_plain_evaluation(data, tiny_models
     assert frame.loc[frame.model == "U-Net", "accuracy"].isna().all()
 
 
+def test_robustness_sweep_evaluates_the_clean_level_once(data, tiny_models, monkeypatch):
+    test = data.load("test")
+    calls = []
+    original = analysis.evaluate_models
+
+    def counting(models, dataset, **kwargs):
+        calls.append(dataset.transform.severity)
+        return original(models, dataset, **kwargs)
+
+    monkeypatch.setattr(analysis, "evaluate_models", counting)
+    grid = {"gaussian_noise": (0.0, 0.5), "gaussian_blur": (0.0, 1.0)}
+    frame = analysis.robustness_sweep(tiny_models, test, grid, progress=False)
+    assert calls == [0.0, 0.5, 1.0]  # severity 0 is the identity of every corruption
+    clean = frame[frame.severity == 0.0].set_index(["model", "corruption"])["dice"].unstack()
+    assert (clean["gaussian_noise"] == clean["gaussian_blur"]).all()
+
+
 class ImageSpread(torch.nn.Module):
     """A probe: its image uncertainty is the image's pixel standard deviation, which noise raises."""
 

@@ -69,6 +69,9 @@ def test_run_means_and_summary_hand_computed():
     assert table.loc["caml", "dice_std"] == pytest.approx(0.10606601717798213)  # sd of 0.8, 0.65
     assert table.loc["supervised", "dice_std"] == pytest.approx(0.0)
     assert summary_table(hand_scores()).set_index("method").loc["caml", "dice"] == "0.725 ± 0.106"
+    one_seed = summary_table(hand_scores().query("seed == 0")).set_index("method")
+    assert one_seed.loc["caml", "dice"] == "0.800"  # no spread to show for a single seed
+    assert one_seed.loc["caml", "seeds"] == 1
 
 
 def test_paired_differences_hand_computed():

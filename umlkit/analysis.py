@@ -974,14 +974,20 @@ def robustness_sweep(
 
     conditions = [(name, float(level)) for name, levels in grid.items() for level in levels]
     rows = []
+    clean = None  # severity 0 is the identity for every corruption: evaluated once
     bar = tqdm(conditions, desc="corruptions", disable=not progress)
     for name, severity in bar:
         bar.set_postfix_str(f"{name} {severity:g}")
         corrupted = copy.copy(dataset)
         corrupted.transform = Corruption(name, severity, seed=seed)
-        evaluations = evaluate_models(
-            models, corrupted, keep_maps=None, surface_metrics=False, device=device
-        )
+        if severity == 0 and clean is not None:
+            evaluations = clean
+        else:
+            evaluations = evaluate_models(
+                models, corrupted, keep_maps=None, surface_metrics=False, device=device
+            )
+        if severity == 0:
+            clean = evaluations
         for model_name, evaluation in evaluations.items():
             summary = evaluation.summary
             try:

@@ -278,7 +278,8 @@ def summary_table(
 
     Each run (seed) is first averaged over its test images; the table then gives the mean and the
     sample standard deviation (ddof=1; 0 for one seed) of those per-seed means, so the ± is the
-    seed-to-seed spread, not the image-to-image one.
+    seed-to-seed spread, not the image-to-image one. A row of one seed has no spread: formatted,
+    it shows the mean alone.
 
     Args:
         scores: :func:`run_comparison` output.
@@ -299,8 +300,10 @@ def summary_table(
         for metric in metrics:
             digits = 3 if metric in ("dice", "iou") else 2
             table[metric] = [
-                f"{mean:.{digits}f} ± {std:.{digits}f}"
-                for mean, std in zip(table[f"{metric}_mean"], table[f"{metric}_std"], strict=True)
+                f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
+                for mean, std, seeds in zip(
+                    table[f"{metric}_mean"], table[f"{metric}_std"], table["seeds"], strict=True
+                )
             ]
         table = table[[*metrics, "seeds"]]
     return table.reset_index()
