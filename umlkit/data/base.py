@@ -314,28 +314,18 @@ class SegmentationClassificationDataset(Dataset):
                         "id": record.id,
                     }
                 return
-        items = [self._load(record) for record in self._records]
+        items = [self._load(record) for record in self._records]  # all of self.size
         for index, item in enumerate(items):
             self._cache[index] = item
-        if not all(item["image"].shape == items[0]["image"].shape for item in items):
-            return  # only fixed-size splits are stored
         masks = torch.stack([item["mask"] for item in items])
         if masks.min() < 0 or masks.max() > 255:
             return  # masks are stored as uint8 class indices
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(
-                    out,
-                    images=torch.stack([item["image"] for item in items]).numpy(),
-                    masks=masks.to(torch.uint8).numpy(),
-                    ids=np.array([r.id for r in self._records]),
-                )
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        save_npz_atomic(
+            path,
+            images=torch.stack([item["image"] for item in items]).numpy(),
+            masks=masks.to(torch.uint8).numpy(),
+            ids=np.array([r.id for r in self._records]),
+        )
 
     def _load(self, record: Record) -> dict:
         image, mask = self._read(record)
@@ -379,6 +369,21 @@ class SegmentationClassificationDataset(Dataset):
             f"{type(self).__name__}(kind={self.kind!r}, split={self.split!r}, items={len(self)}, "
             f"size={size}, classes={self.class_names}, left_out={len(self.report)})"
         )
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` into ``path`` via a temporary file in the same folder (created if missing),
+    renamed into place: an interrupted write, or two processes writing at once, never leave a
+    truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def default_array_cache_dir() -> Path:

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +46,7 @@ from umlkit.data.base import (
     MissingFileError,
     Record,
     SegmentationClassificationDataset,
+    save_npz_atomic,
     stratified_split,
 )
 
@@ -192,12 +191,7 @@ def cached_case(
         with np.load(path) as stored:
             return {key: stored[key] for key in stored.files}
     arrays = preprocess_case(image, mask, n_slices)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file first: an interrupted run never leaves a truncated cache entry.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(handle, "wb") as stream:
-        np.savez(stream, **arrays)
-    os.replace(temporary, path)
+    save_npz_atomic(path, **arrays)  # an interrupted run never leaves a truncated cache entry
     return arrays
 
 

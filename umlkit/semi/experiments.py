@@ -146,13 +146,10 @@ def seeds_by_fraction(
 
 
 @lru_cache(maxsize=4)
-def _splits(dataset: str, data_root: str, image_size: int) -> tuple:
+def _splits(dataset: str, data_root: str, image_size: int, array_cache: str | None) -> tuple:
     """The train / val / test splits of one dataset, read once per process."""
     config = SemiConfig(
-        dataset=dataset,
-        data_root=data_root,
-        image_size=image_size,
-        array_cache=str(data_base.default_array_cache_dir()),
+        dataset=dataset, data_root=data_root, image_size=image_size, array_cache=array_cache
     )
     return tuple(load_splits(config, ("train", "val", "test")))
 
@@ -175,7 +172,9 @@ def run_and_score(
     scores_path = _run_folder(config, cache_dir) / SCORES_FILE
     if scores_path.is_file():
         return pd.read_csv(scores_path)
-    train_set, val_set, test_set = _splits(config.dataset, config.data_root, config.image_size)
+    train_set, val_set, test_set = _splits(
+        config.dataset, config.data_root, config.image_size, config.array_cache
+    )
     result = get_or_train_semi(
         config, cache_dir=cache_dir, progress=progress, data=(train_set, val_set)
     )
