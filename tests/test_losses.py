@@ -13,6 +13,7 @@ from umlkit.losses import (
     classification_loss,
     dice_loss,
     mutual_loss,
+    official_objective,
     segmentation_loss,
     softmax_classification_loss,
     softmax_mutual_loss,
@@ -98,15 +99,62 @@ def test_segmentation_loss_with_and_without_side_outputs():
     generator = torch.Generator().manual_seed(3)
     logits = torch.randn(2, 3, 8, 8, generator=generator)
     mask = torch.randint(0, 3, (2, 8, 8), generator=generator)
-    plain = dice_loss(torch.softmax(logits, 1), mask)
+    plain = dice_loss(torch.softmax(logits, 1), mask, log=True)  # official: log-Dice
     torch.testing.assert_close(segmentation_loss(logits, None, mask), plain)
     torch.testing.assert_close(segmentation_loss(logits, [], mask), plain)
+    linear = segmentation_loss(logits, None, mask, log=False)  # umlkit's option: 1 - Dice
+    torch.testing.assert_close(linear, dice_loss(torch.softmax(logits, 1), mask))
     side = torch.randn(2, 3, 4, 4, generator=generator)
     upsampled = F.interpolate(side, size=(8, 8), mode="bilinear", align_corners=False)
-    expected = (plain + dice_loss(torch.softmax(upsampled, 1), mask)) / 2
+    expected = (plain + dice_loss(torch.softmax(upsampled, 1), mask, log=True)) / 2
     torch.testing.assert_close(segmentation_loss(logits, [side], mask), expected)
     with_ce = segmentation_loss(logits, None, mask, ce_weight=0.5)
     torch.testing.assert_close(with_ce, plain + 0.5 * F.cross_entropy(logits, mask))
+
+
+def test_official_2023_seg_loss_is_the_mean_log_dice_of_four_outputs_by_hand():
+    """train_Breast.py: [Dice(s0) + Dice(s1) + Dice(s2) + Dice(s3)] / 4, Dice = mean_c -ln D_c."""
+    # One image of 2 pixels, 2 classes, probabilities chosen through logits ln(p / (1 - p)).
+    mask = torch.tensor([[[0, 1]]])  # (1, 1, 2): pixel 0 is class 0, pixel 1 is class 1
+
+    def logits_of(p0, p1):  # foreground probability of each pixel
+        fg = torch.tensor([p0, p1]).logit()
+        return torch.stack([torch.zeros(2), fg]).view(1, 2, 1, 2)
+
+    outputs = [logits_of(0.5, 0.5), logits_of(0.25, 0.75), logits_of(0.5, 0.9), logits_of(0.5, 0.5)]
+
+    def log_dice(p0, p1):  # D_bg = (2 (1-p0) + e) / ((1-p0) + (1-p1) + 1 + e), D_fg likewise
+        eps = 1e-5
+        d_bg = (2 * (1 - p0) + eps) / ((1 - p0) + (1 - p1) + 1 + eps)
+        d_fg = (2 * p1 + eps) / (p0 + p1 + 1 + eps)
+        return (-math.log(d_bg) - math.log(d_fg)) / 2
+
+    expected = log_dice(0.5, 0.5) + log_dice(0.25, 0.75) + log_dice(0.5, 0.9) + log_dice(0.5, 0.5)
+    expected /= 4
+    got = segmentation_loss(outputs[0], outputs[1:], mask)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # -ln(2 * 0.5 / 2) = ln 2 for the 0.5/0.5 output
+    assert log_dice(0.5, 0.5) == pytest.approx(math.log(2), rel=1e-4)
+
+
+def test_official_2024_objective_adds_ce_on_the_final_output_and_sums_mutual_levels():
+    generator = torch.Generator().manual_seed(12)
+    extra = [1 + torch.rand(2, 2, 8, 8, generator=generator) for _ in range(3)]
+    output = _uml_output(generator, mutual_alphas=extra)
+    output.side_logits = None
+    mask = torch.randint(0, 2, (2, 8, 8), generator=generator)
+    objective = official_objective("uml2024")
+    _, components = objective(output, mask, torch.tensor([0, 1]), epoch=3)
+    seg = dice_loss(torch.softmax(output.seg_logits, 1), mask, log=True)
+    seg = seg + F.cross_entropy(output.seg_logits, mask)
+    assert components["seg"] == pytest.approx(seg.item(), rel=1e-6)
+    levels = [output.pixel_alpha, *extra]
+    mutual = sum(mutual_loss(a, mask, 3, anneal_epochs=50) for a in levels)
+    assert components["mutual"] == pytest.approx(mutual.item(), rel=1e-6)
+    assert official_objective("uml").seg_ce_weight == 0.0
+    assert official_objective("uml", seg_log=False).seg_log is False
+    with pytest.raises(ValueError, match="mutual_reduction must be one of"):
+        uml_objective(output, mask, torch.tensor([0, 1]), 0, mutual_reduction="max")
 
 
 def test_segmentation_loss_rejects_bad_input():

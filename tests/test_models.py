@@ -16,12 +16,6 @@ from umlkit.models import (
     load_encoder_weights,
     model_from_config,
 )
-from umlkit.models.uml import (
-    PolarizedSelfAttention,
-    UncertaintyNavigator,
-    channel_shuffle,
-    interleave_channels,
-)
 
 B, H, W = 2, 32, 32
 K, C = 2, 3  # three pixel classes so that class and pixel dimensions cannot be confused
@@ -33,10 +27,12 @@ CONFIGURATIONS = [
     ("uml", {"instructor": False}),
     ("uml", {"head": "softmax"}),
     ("uml", {"navigator": False, "instructor": False}),
-    ("uml", {"upsample": "transpose", "depth": 3, "mutual_width": 4}),
+    ("uml", {"depth": 3, "mixer_width": 6, "dropout": 0.0}),
     ("uml", {"evidence": "exp"}),
+    ("uml", {"psa_softmax": True, "navigate_final": True}),
     ("uml2024", {}),
     ("uml2024", {"navigator": False}),
+    ("uml2024", {"instructor": False, "psa_softmax": True}),
     ("unet", {}),
     ("classifier", {}),
     ("multitask", {}),
@@ -76,16 +72,18 @@ def test_output_shapes_of_every_model_and_ablation(name, options):
     if has_seg:
         assert out.seg_logits.shape == (B, C, H, W)
         torch.testing.assert_close(out.seg_prob, F.softmax(out.seg_logits, 1))
-        assert out.features.shape == (B, 4, H, W)
+        # UML 2023 decodes to cat(skip, up): twice the width at full resolution.
+        assert out.features.shape == (B, 8 if name == "uml" else 4, H, W)
     else:
         assert out.seg_logits is None and out.features is None
     if uml:
         assert out.pixel_alpha.shape == (B, C, H, W) and bool((out.pixel_alpha >= 1).all())
         assert out.pixel_uncertainty.shape == (B, 1, H, W)
         torch.testing.assert_close(out.pixel_uncertainty, C / out.pixel_alpha.sum(1, keepdim=True))
+    if name == "uml":  # side outputs at strides 2, 4, 8 (depth 4), upsampled
         assert all(side.shape == (B, C, H, W) for side in out.side_logits)
-        assert len(out.side_logits) == 2 or options.get("depth") == 3
-    else:
+        assert len(out.side_logits) == options.get("depth", 4) - 1
+    if not uml:
         assert out.pixel_alpha is None and out.pixel_uncertainty is None
     if name == "uml" and options.get("navigator", True):
         assert out.reliable_mask.shape == (B, C, H, W)
@@ -95,7 +93,7 @@ def test_output_shapes_of_every_model_and_ablation(name, options):
     if not options.get("navigator", True) or not uml:
         assert out.reliable_mask is None
     if name == "uml2024":
-        assert len(out.mutual_alphas) == 2  # strides 4 and 2 (the full-res one is pixel_alpha)
+        assert len(out.mutual_alphas) == 3  # strides 8, 4, 2 (the full-res one is pixel_alpha)
         assert all(a.shape == (B, C, H, W) for a in out.mutual_alphas)
     else:
         assert out.mutual_alphas is None
@@ -104,7 +102,12 @@ def test_output_shapes_of_every_model_and_ablation(name, options):
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("uml", {}), ("uml2024", {}), ("uml", {"navigator": False}), ("uml", {"head": "softmax"})],
+    [
+        ("uml", {"navigate_final": True}),
+        ("uml2024", {}),
+        ("uml", {"navigator": False}),
+        ("uml", {"head": "softmax", "psa_softmax": True}),
+    ],
 )
 def test_every_parameter_receives_a_gradient(name, options):
     model, out = _forward(name, options)
@@ -169,10 +172,14 @@ def test_config_resolves_the_head_per_model():
         ({"name": "uml", "depth": 1}, "depth must be at least 2"),
         ({"name": "uml", "head": "sigmoid"}, "head must be one of"),
         ({"name": "uml", "evidence": "square"}, "evidence must be one of"),
-        ({"name": "uml", "upsample": "nearest"}, "upsample must be one of"),
+        ({"name": "unet", "upsample": "nearest"}, "upsample must be one of"),
+        ({"name": "uml", "upsample": "transpose"}, "model 'uml' has no option"),
+        ({"name": "uml", "mixer_width": 5}, "mixer_width must be even"),
+        ({"name": "uml", "dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
+        ({"name": "uml2024", "navigate_final": True}, "model 'uml2024' has no option"),
         ({"name": "uml", "navigator": "yes"}, "navigator must be True or False"),
         ({"name": "unet", "navigator": False}, "model 'unet' has no option"),
-        ({"name": "uml", "dropout": 0.1}, "model 'uml' has no option"),
+        ({"name": "unet", "dropout": 0.1}, "model 'unet' has no option"),
     ],
 )
 def test_bad_configurations_are_rejected_with_a_message(kwargs, match):
@@ -206,80 +213,6 @@ def test_depth_sets_the_divisibility_of_the_input():
     assert model(torch.rand(1, 3, 20, 20)).seg_logits.shape == (1, 2, 20, 20)
     with pytest.raises(ValueError, match="divisible by 4"):
         model(torch.rand(1, 3, 18, 20))
-
-
-def test_channel_shuffle_interleaves_the_two_halves():
-    x = torch.arange(6.0).view(1, 6, 1, 1)
-    assert channel_shuffle(x, groups=2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
-
-
-def test_interleave_channels_equals_concatenate_then_shuffle():
-    first = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
-    second = torch.randn(2, 3, 4, 5)
-    expected = channel_shuffle(torch.cat([first, second], 1), groups=2)
-    assert torch.equal(interleave_channels(first, second), expected)
-    assert interleave_channels(first, second)[0, :, 0, 0].tolist() == [
-        first[0, 0, 0, 0].item(),
-        second[0, 0, 0, 0].item(),
-        first[0, 1, 0, 0].item(),
-        second[0, 1, 0, 0].item(),
-        first[0, 2, 0, 0].item(),
-        second[0, 2, 0, 0].item(),
-    ]
-    with pytest.raises(ValueError, match="cannot interleave"):
-        interleave_channels(first, second[:, :2])
-
-
-def test_polarized_self_attention_matches_the_per_pixel_formula():
-    """The pooled-vector implementation equals PSA written with per-pixel 1x1 convolutions."""
-    torch.manual_seed(0)
-    psa = PolarizedSelfAttention(6)
-    x = torch.randn(2, 6, 5, 4)
-
-    def pixelwise(linear, t):  # a 1x1 convolution with the Linear's weights
-        return F.conv2d(t, linear.weight[:, :, None, None], linear.bias)
-
-    q = psa.channel_query(x).flatten(2).softmax(-1)  # (B, 1, HW)
-    v = pixelwise(psa.channel_value, x).flatten(2)  # (B, C/2, HW)
-    pooled = (v * q).sum(-1)  # W_v(X) . softmax(W_q(X))
-    up = F.linear(pooled, psa.channel_up.weight, psa.channel_up.bias)
-    gate = torch.sigmoid(psa.channel_norm(up))[:, :, None, None]
-    gated = x * gate
-    query = pixelwise(psa.spatial_query, gated).mean((2, 3)).softmax(1)  # (B, C/2)
-    values = pixelwise(psa.spatial_value, gated)  # (B, C/2, H, W)
-    spatial = torch.sigmoid((query[:, :, None, None] * values).sum(1, keepdim=True))
-    torch.testing.assert_close(psa(x), gated * spatial + x)
-
-
-def test_polarized_self_attention_is_near_identity_plus_input_at_zero_gates():
-    psa = PolarizedSelfAttention(4)
-    x = torch.randn(1, 4, 3, 3)
-    out = psa(x)
-    assert out.shape == x.shape
-    # Both gates lie in (0, 1), so the output lies between x and 2x element-wise.
-    assert bool(((out - x) * x >= 0).all()) and bool(((out - x).abs() <= x.abs()).all())
-
-
-def test_navigator_matches_its_formula_with_the_concatenations_written_out():
-    """The stacked-weight implementation equals z = cat(x, m) e^{-U}, s = conv(z), R, eta."""
-    torch.manual_seed(0)
-    navigator = UncertaintyNavigator(channels=6, mutual_channels=4, num_seg_classes=C)
-    x, mutual = torch.randn(B, 6, 5, 4), torch.randn(B, 4, 5, 4)
-    evidence, uncertainty = 3 * torch.rand(B, C, 5, 4), torch.rand(B, 1, 5, 4)
-    trust = torch.exp(-uncertainty)
-    screened = torch.cat([x, mutual], dim=1) * trust
-    side = navigator.side_head(screened)
-    reliable = (side.softmax(1) + evidence) * trust
-    eta = navigator.fuse(torch.cat([screened, navigator.embed_mask(reliable)], dim=1))
-    got_eta, got_side, got_reliable = navigator(x, mutual, evidence, uncertainty)
-    torch.testing.assert_close(got_side, side)
-    torch.testing.assert_close(got_reliable, reliable)
-    torch.testing.assert_close(got_eta, eta)
-    # Where the mutual decoder has no evidence at all (U = 1), features keep e^-1 of their weight.
-    _, side_uncertain, _ = navigator(x, mutual, evidence, torch.ones(B, 1, 5, 4))
-    bias = navigator.side_head.bias.view(1, -1, 1, 1)
-    unscreened = navigator.side_head(torch.cat([x, mutual], dim=1)) - bias
-    torch.testing.assert_close(side_uncertain - bias, unscreened * torch.exp(torch.tensor(-1.0)))
 
 
 def test_conv_block_keeps_the_size_and_changes_the_channels():

@@ -1,4 +1,4 @@
-r"""Dice losses and the combined UML objective.
+r"""Dice losses and the combined UML objective, as the official UML code computes them.
 
 UML (MICCAI 2023) trains three heads at once and adds their losses with fixed weights:
 
@@ -9,14 +9,20 @@ UML (MICCAI 2023) trains three heads at once and adds their losses with fixed we
 
 - :math:`L_{cls}` (:func:`classification_loss`): the evidential loss of the image-level Dirichlet
   plus the annealed KL term, averaged over the batch.
-- :math:`L_{seg}` (:func:`segmentation_loss`): a deep-supervised soft Dice on the segmentation
-  decoder's final logits and side outputs (plain logits; softmax here).
+- :math:`L_{seg}` (:func:`segmentation_loss`): the soft **log**-Dice of the softmax of the
+  segmentation logits, averaged over the final output and the side outputs (2023: strides 1, 2,
+  4, 8, the official ``train_Breast.py`` divides the sum by 4). The 2024 code uses the final
+  output only and adds a cross-entropy (:func:`official_objective`).
 - :math:`L_{mutual}` (:func:`mutual_loss`): the pixel-level evidential loss of the mutual feature
-  decoder: log-Dice on :math:`\alpha/S` plus pixel-mean evidential loss plus annealed KL.
+  decoder: log-Dice plus pixel-mean evidential loss plus annealed KL (2024: summed over the four
+  levels of the mutual decoder).
 
 :func:`uml_objective` reads a model output object, computes the terms whose outputs exist and
 returns the weighted total with a dict of floats for logging. :class:`UMLObjective` holds the
 settings of one configuration and is called like the function.
+
+Deliberate deviation: the official mutual loss takes its Dice on ``softmax(evidence)``; umlkit
+takes it on the expected probability :math:`\alpha/S`, the probability umlkit uses everywhere.
 
 Tensor layouts: class dimension 1 throughout; ``mask`` holds integer class indices ``(B, H, W)``
 and ``label`` integer class indices ``(B,)``.
@@ -40,8 +46,10 @@ from umlkit.evidential import (
     one_hot_classes,
 )
 
-#: The paper-era weights of (L_cls, L_seg, L_mutual).
+#: The official weights of (L_cls, L_seg, L_mutual) (``config.py``: CLS/SEG/MEG_LOSS_WEIGHT).
 DEFAULT_WEIGHTS = (0.5, 0.4, 0.1)
+#: How the mutual losses of several decoder levels combine: their mean or (2024) their sum.
+MUTUAL_REDUCTIONS = ("mean", "sum")
 
 
 def _check_dense(x: torch.Tensor, name: str, target: torch.Tensor, target_name: str) -> None:
@@ -187,10 +195,10 @@ def segmentation_loss(
     seg_logits: torch.Tensor,
     side_logits: list[torch.Tensor] | None,
     mask: torch.Tensor,
-    log: bool = False,
+    log: bool = True,
     ce_weight: float = 0.0,
 ) -> torch.Tensor:
-    r"""Deep-supervised soft Dice :math:`L_{seg}` over the final and the side segmentation outputs.
+    r"""Deep-supervised soft (log-)Dice :math:`L_{seg}` over the final and the side outputs.
 
     .. math::
 
@@ -204,16 +212,16 @@ def segmentation_loss(
     - Side outputs at a lower resolution are **upsampled bilinearly** to the mask's size rather
       than the mask being downsampled: the target stays exact, and small structures (an optic cup
       a few pixels wide at 1/8 resolution) do not vanish from it.
-    - ``ce_weight`` (default 0, off): the paper's :math:`L_{seg}` is a deep-supervised Dice only,
-      so the default reproduces it. Cross-entropy gives useful gradients early in training when
-      the Dice is flat; set e.g. ``ce_weight=1.0`` for faster convergence on short runs.
+    - The defaults are the official 2023 loss: log-Dice, no cross-entropy. The 2024 code uses
+      ``ce_weight=1.0`` on the final output alone; ``log=False`` (:math:`1 - D`) is umlkit's
+      option.
 
     Args:
         seg_logits: final segmentation logits ``(B, C, H, W)``.
         side_logits: deep-supervision logits ``(B, C, h, w)`` at any resolution; may be empty or
             ``None``.
         mask: integer class indices ``(B, H, W)``.
-        log: log-Dice (:math:`-\ln D`) instead of :math:`1 - D` (see :func:`dice_loss`).
+        log: log-Dice (:math:`-\ln D`, official) or :math:`1 - D` (see :func:`dice_loss`).
         ce_weight: weight :math:`w_{CE}` of the pixel-mean cross-entropy added to each output.
 
     Returns:
@@ -293,8 +301,9 @@ def uml_objective(
     weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
     anneal_epochs: int = 50,
     kind: str = "digamma",
-    seg_log: bool = False,
+    seg_log: bool = True,
     seg_ce_weight: float = 0.0,
+    mutual_reduction: str = "mean",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""The UML training objective :math:`w_{cls}L_{cls} + w_{seg}L_{seg} + w_{mutual}L_{mutual}`.
 
@@ -315,7 +324,8 @@ def uml_objective(
       are comparable term by term with UML's (the learning rate absorbs the constant factor).
     - ``mutual_alphas`` (the 2024 variant's extra pixel Dirichlets at other decoder levels) are
       upsampled bilinearly to the mask's size (a convex combination of values :math:`\ge 1`
-      stays :math:`\ge 1`) and :math:`L_{mutual}` is the mean over ``pixel_alpha`` and them.
+      stays :math:`\ge 1`) and :math:`L_{mutual}` is the mean (or, with
+      ``mutual_reduction="sum"``, the official 2024 sum) over ``pixel_alpha`` and them.
 
     Args:
         output: the model's output object (attributes as in the table).
@@ -325,8 +335,9 @@ def uml_objective(
         weights: :math:`(w_{cls}, w_{seg}, w_{mutual})`.
         anneal_epochs: ``T`` of the KL annealing.
         kind: evidential loss kind for both evidential terms.
-        seg_log: log-Dice in :math:`L_{seg}` (default: plain Dice, as the paper).
-        seg_ce_weight: cross-entropy weight inside :math:`L_{seg}` (default 0: Dice only).
+        seg_log: log-Dice in :math:`L_{seg}` (official); ``False``: :math:`1 - D` (umlkit's option).
+        seg_ce_weight: cross-entropy weight inside :math:`L_{seg}` (2023: 0; 2024: 1).
+        mutual_reduction: ``"mean"`` or ``"sum"`` over the mutual decoder's levels.
 
     Returns:
         ``(total, components)``: the scalar total to back-propagate, and a dict of floats with the
@@ -341,6 +352,10 @@ def uml_objective(
         raise ValueError(f"weights must be three non-negative numbers, got {weights}")
     if kind not in LOSS_KINDS:
         raise ValueError(f"unknown evidential loss kind {kind!r}: choose one of {LOSS_KINDS}")
+    if mutual_reduction not in MUTUAL_REDUCTIONS:
+        raise ValueError(
+            f"mutual_reduction must be one of {MUTUAL_REDUCTIONS}, got {mutual_reduction!r}"
+        )
     terms: dict[str, torch.Tensor] = {}
 
     class_alpha, class_logits = _present(output, "class_alpha"), _present(output, "class_logits")
@@ -364,9 +379,10 @@ def uml_objective(
     if pixel_alpha is not None:
         _require_mask(mask, "pixel_alpha")
         alphas = [pixel_alpha, *(_present(output, "mutual_alphas") or [])]
-        terms["mutual"] = torch.stack(
+        levels = torch.stack(
             [mutual_loss(_to_mask_size(a, mask), mask, epoch, anneal_epochs, kind) for a in alphas]
-        ).mean()
+        )
+        terms["mutual"] = levels.sum() if mutual_reduction == "sum" else levels.mean()
     elif pixel_logits is not None:
         _require_mask(mask, "pixel_logits")
         terms["mutual"] = softmax_mutual_loss(pixel_logits, mask)
@@ -398,8 +414,9 @@ class UMLObjective:
     weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # (w_cls, w_seg, w_mutual)
     anneal_epochs: int = 50  # T of the KL annealing lambda_t = min(1, t / T)
     kind: str = "digamma"  # evidential loss: "digamma", "log" or "mse"
-    seg_log: bool = False  # log-Dice instead of Dice in L_seg
-    seg_ce_weight: float = 0.0  # cross-entropy weight added to L_seg (0: Dice only, as the paper)
+    seg_log: bool = True  # log-Dice in L_seg (official); False: 1 - Dice (umlkit's option)
+    seg_ce_weight: float = 0.0  # cross-entropy weight added to L_seg (2023: 0, 2024: 1)
+    mutual_reduction: str = "mean"  # mutual levels combined by "mean" or "sum" (2024)
 
     def __call__(
         self,
@@ -419,4 +436,20 @@ class UMLObjective:
             kind=self.kind,
             seg_log=self.seg_log,
             seg_ce_weight=self.seg_ce_weight,
+            mutual_reduction=self.mutual_reduction,
         )
+
+
+def official_objective(model: str, **overrides: Any) -> UMLObjective:
+    """The objective the official code trains ``model`` with (``"uml"``: 2023, ``"uml2024"``).
+
+    2023 (``train_Breast.py``): log-Dice over the four segmentation outputs, no cross-entropy,
+    one mutual level. 2024 (``train_uml_refuge.py``): log-Dice + cross-entropy on the final output
+    (the model has no side outputs), the mutual loss summed over four levels. Other models take
+    the 2023 settings, so that a baseline's :math:`L_{seg}` is UML's. ``overrides`` replace fields.
+    """
+    settings: dict[str, Any] = {"seg_log": True, "seg_ce_weight": 0.0, "mutual_reduction": "mean"}
+    if model == "uml2024":
+        settings.update(seg_ce_weight=1.0, mutual_reduction="sum")
+    settings.update(overrides)
+    return UMLObjective(**settings)

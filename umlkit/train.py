@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 import umlkit
 from umlkit.evaluate import evaluate
-from umlkit.losses import UMLObjective
+from umlkit.losses import official_objective
 from umlkit.models import ModelConfig, build_model, model_from_config
 from umlkit.profiles import pick_device, project_root, seed_everything
 
@@ -84,7 +84,8 @@ class TrainConfig:
     loss_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)  # (w_cls, w_seg, w_mutual)
     anneal_epochs: int | None = None  # KL annealing T; None: half the epochs (paper 50 of 100)
     loss_kind: str = "digamma"  # evidential loss: digamma, log or mse
-    seg_ce_weight: float = 0.0  # cross-entropy added to the Dice of L_seg (0: Dice only)
+    seg_ce_weight: float | None = None  # cross-entropy in L_seg; None: the model's official value
+    seg_log: bool = True  # log-Dice in L_seg (official); False: 1 - Dice (umlkit's option)
     augment: str = "none"  # random "flip" (h/v), "dihedral" (flips + 90-degree turns) or "none"
     seed: int = 0  # seeds model initialisation and the shuffling
     device: str | None = None  # cpu, cuda, mps; None: CUDA, then MPS, then CPU
@@ -382,11 +383,14 @@ def train(
     seed_everything(config.seed)
     model = _build(config, train_set).to(device)
     optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
-    objective = UMLObjective(
+    extra = {} if config.seg_ce_weight is None else {"seg_ce_weight": config.seg_ce_weight}
+    objective = official_objective(
+        config.model,
         weights=config.loss_weights,
         anneal_epochs=config.kl_anneal_epochs,
         kind=config.loss_kind,
-        seg_ce_weight=config.seg_ce_weight,
+        seg_log=config.seg_log,
+        **extra,
     )
     output_dir = None if output_dir is None else Path(output_dir)
     history: list[dict[str, float]] = []
@@ -598,11 +602,9 @@ def make_optimizer(
     )
 
 
-#: Raised whenever the loop's numbers change for an unchanged configuration (2: the learning
-#: rate is set per step, not per epoch; 3: fused Adam, the hand-derived gradient of the pixel
-#: evidential terms and one-thread batch norm change the last digits of every step), so that
-#: no model trained by older code is loaded.
-TRAINING_REVISION = 3
+#: Raised whenever the numbers of an unchanged configuration change (a new network structure or
+#: loss), so that no model trained by older code is loaded from the cache.
+TRAINING_REVISION = 4
 
 
 def config_hash(config: TrainConfig) -> str:

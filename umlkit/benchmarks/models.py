@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from umlkit.losses import UMLObjective
+from umlkit.losses import official_objective
 from umlkit.models import build_model
 from umlkit.profiles import pick_device
 from umlkit.train import make_optimizer
@@ -64,7 +64,7 @@ def _step_functions(name: str, width: int, batch, device: str):
     torch.manual_seed(0)
     model = build_model(name, width=width).to(device)
     optimizer = make_optimizer(model, device, lr=1e-4)
-    objective = UMLObjective()
+    objective = official_objective(name)
     images, masks, labels = batch
 
     def train_step() -> None:

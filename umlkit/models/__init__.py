@@ -1,7 +1,7 @@
 """The networks: UML (paper structure and 2024 variant) and the baselines, built by name.
 
 >>> from umlkit.models import build_model
->>> model = build_model("uml", width=16)                 # the paper's structure
+>>> model = build_model("uml", width=16)                 # the official 2023 structure
 >>> model = build_model("uml", width=16, navigator=False)  # ablation: no Uncertainty Navigator
 >>> model = build_model("multitask", width=16)             # shared encoder, softmax heads
 
@@ -10,8 +10,9 @@ Every model carries the :class:`ModelConfig` that built it as ``model.config``; 
 
 Models (``name``):
 
-- ``"uml"`` — :class:`~umlkit.models.uml.UML`, the MICCAI 2023 structure.
-- ``"uml2024"`` — the variant with attention-gate navigators and multi-level mutual outputs.
+- ``"uml"`` — :class:`~umlkit.models.uml.UML`, the MICCAI 2023 structure as the official code builds it.
+- ``"uml2024"`` — :class:`~umlkit.models.uml.UML2024`, the authors' 2024 code: attention-gate
+  navigators and mutual evidence at every level.
 - ``"unet"`` — segmentation only; ``"classifier"`` — classification only; ``"multitask"`` —
   shared encoder with a segmentation decoder and a softmax image head
   (:mod:`umlkit.models.baselines`).
@@ -37,7 +38,7 @@ from umlkit.models.blocks import (
     check_positive_int,
     load_encoder_weights,
 )
-from umlkit.models.uml import UML
+from umlkit.models.uml import UML, UML2024
 
 MODEL_NAMES = ("uml", "uml2024", "unet", "classifier", "multitask")
 UML_NAMES = ("uml", "uml2024")
@@ -49,13 +50,14 @@ _UML_OPTIONS = (
     "evidence",
     "navigator",
     "instructor",
-    "upsample",
-    "mutual_width",
+    "mixer_width",
+    "dropout",
+    "psa_softmax",
     "encoder_weights",
 )
 #: The options (beyond name, classes, width, channels) each model understands.
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
-    "uml": _UML_OPTIONS,
+    "uml": (*_UML_OPTIONS, "navigate_final"),
     "uml2024": _UML_OPTIONS,
     "unet": ("depth", "upsample", "encoder_weights"),
     "classifier": ("depth", "head", "evidence", "encoder_weights"),
@@ -64,7 +66,7 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
 
 _CLASSES = {
     "uml": UML,
-    "uml2024": UML,
+    "uml2024": UML2024,
     "unet": SegmentationUNet,
     "classifier": Classifier,
     "multitask": MultiTaskNet,
@@ -87,8 +89,13 @@ class ModelConfig:
     instructor: bool = (
         True  # UML: Uncertainty Instructor on (False: classifier sees only its encoder)
     )
-    upsample: str = "bilinear"  # decoder upsampling: "bilinear" (+1x1 conv) or "transpose"
-    mutual_width: int | None = None  # UML: first-level channels of the mutual path; None: width//2
+    upsample: str = "bilinear"  # baselines' decoder upsampling: "bilinear" (+1x1) or "transpose"
+    mixer_width: int | None = (
+        None  # UML: P, the mixer's projection width; None: 4 * width (official)
+    )
+    dropout: float = 0.1  # UML: 2-D dropout of the double convolutions and navigators (official)
+    psa_softmax: bool = False  # UML, umlkit's option: softmax over the PSA's spatial query
+    navigate_final: bool = False  # uml, umlkit's option: final segmentation after the navigator
     encoder_weights: str | None = None  # local Encoder state-dict file loaded into every encoder
 
     def __post_init__(self) -> None:
@@ -98,8 +105,12 @@ class ModelConfig:
             object.__setattr__(self, "head", "evidential" if self.name in UML_NAMES else "softmax")
         for name in ("num_classes", "num_seg_classes", "width", "in_channels", "depth"):
             check_positive_int(getattr(self, name), name)
-        if self.mutual_width is not None:
-            check_positive_int(self.mutual_width, "mutual_width")
+        if self.mixer_width is not None:
+            check_positive_int(self.mixer_width, "mixer_width")
+            if self.mixer_width % 2:
+                raise ValueError(f"mixer_width must be even, got {self.mixer_width}")
+        if isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         for name in ("num_classes", "num_seg_classes"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be at least 2, got {getattr(self, name)}")
@@ -111,7 +122,7 @@ class ModelConfig:
             raise ValueError(f"evidence must be one of {EVIDENCE_KINDS}, got {self.evidence!r}")
         if self.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
-        for name in ("navigator", "instructor"):
+        for name in ("navigator", "instructor", "psa_softmax", "navigate_final"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
@@ -151,7 +162,8 @@ def build_model(
         in_channels: image channels.
         **options: the model's options (:data:`MODEL_OPTIONS`): ``depth``, ``head``
             (``"evidential"`` by default for UML, ``"softmax"`` for the baselines), ``evidence``,
-            ``navigator``, ``instructor``, ``upsample``, ``encoder_weights``.
+            ``navigator``, ``instructor``, ``upsample`` (baselines), ``mixer_width``,
+            ``dropout``, ``psa_softmax``, ``navigate_final`` (``"uml"``), ``encoder_weights``.
 
     Returns:
         The model, in training mode, with ``model.config`` set.
@@ -200,6 +212,7 @@ __all__ = [
     "MODEL_NAMES",
     "MODEL_OPTIONS",
     "UML",
+    "UML2024",
     "Classifier",
     "ConvBlock",
     "Decoder",

@@ -8,7 +8,7 @@
   features, pixel evidence or uncertainty guidance.
 
 The image head is a softmax head by default (``head="softmax"``); ``head="evidential"`` gives the
-baselines UML's :class:`~umlkit.models.uml.EvidentialHead`, which separates "evidential head" from
+baselines an evidential head (:class:`EvidentialHead`), which separates "evidential head" from
 "the rest of UML" in an ablation. Each returns a :class:`~umlkit.models.blocks.ModelOutput` with the
 fields it has; the rest stay ``None``.
 """
@@ -19,11 +19,55 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from umlkit.models.blocks import Decoder, Encoder, ModelOutput, UNet, load_encoder_weights
-from umlkit.models.uml import image_head
+from umlkit.evidential import dirichlet, evidence_from_logits
+from umlkit.models.blocks import (
+    Decoder,
+    Encoder,
+    ModelOutput,
+    SoftmaxHead,
+    UNet,
+    load_encoder_weights,
+)
 
 if TYPE_CHECKING:
     from umlkit.models import ModelConfig
+
+
+class EvidentialHead(nn.Module):
+    r"""Image-level evidential classifier: GAP -> linear -> evidence -> Dirichlet.
+
+    .. math::
+        e = g(W\,\mathrm{GAP}(F) + b), \quad \alpha = e + 1, \quad S = \textstyle\sum_k \alpha_k,
+        \quad p = \alpha / S, \quad u = K / S
+
+    with :math:`g` the evidence function (softplus by default, see
+    :func:`umlkit.evidential.evidence_from_logits`).
+
+    Args:
+        in_ch: channels of the feature map.
+        num_classes: K.
+        evidence: ``"softplus"``, ``"relu"`` or ``"exp"``.
+    """
+
+    def __init__(self, in_ch: int, num_classes: int, evidence: str = "softplus") -> None:
+        super().__init__()
+        self.evidence = evidence
+        self.linear = nn.Linear(in_ch, num_classes)
+
+    def forward(self, feature: Tensor) -> ModelOutput:
+        """Returns a :class:`ModelOutput` with ``class_alpha``, ``class_uncertainty``, ``class_prob``."""
+        logits = self.linear(feature.mean(dim=(2, 3)))
+        stats = dirichlet(evidence_from_logits(logits, self.evidence), dim=1)
+        return ModelOutput(
+            class_alpha=stats.alpha, class_uncertainty=stats.uncertainty, class_prob=stats.prob
+        )
+
+
+def image_head(in_ch: int, num_classes: int, head: str, evidence: str) -> nn.Module:
+    """The baselines' image head: :class:`EvidentialHead` (``"evidential"``) or ``SoftmaxHead``."""
+    if head == "evidential":
+        return EvidentialHead(in_ch, num_classes, evidence)
+    return SoftmaxHead(in_ch, num_classes)
 
 
 class SegmentationUNet(UNet):

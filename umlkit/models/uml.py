@@ -1,33 +1,36 @@
 r"""UML: Uncertainty-informed Mutual Learning for joint classification and segmentation.
 
-Read top to bottom, this file follows the boxes of the paper's Fig. 1 (Ren et al., MICCAI 2023):
+Read top to bottom, this file follows the boxes of the paper's Fig. 1 (Ren et al., MICCAI 2023) as
+the authors' public code builds them (KarryRen/UML, 2023: commit 0dad9bb, ``models/UMLNet.py`` and
+``models/modules.py``; 2024: ``models/uml_net.py``). ``docs/fidelity.md`` lists every component
+with the official function it follows and each deliberate deviation.
 
-1. **Two encoders**, one per task (:class:`~umlkit.models.blocks.Encoder`), each giving features at
-   strides 1, 2, 4 and 8. The paper uses pretrained Res2Net-50 (classification) and VGG16-BN
-   (segmentation); umlkit trains small encoders of its own (see :mod:`umlkit.models.blocks`).
-2. :class:`FeatureMixer` — per level, the pair-wise mixer of the two tasks' features: 1x1 conv of
-   each to a common width, concatenation, channel shuffle, :class:`PolarizedSelfAttention`, 1x1
-   conv -> the *mutual feature* :math:`m_i`.
-3. :class:`MutualDecoder` — a U-Net-style upward path over :math:`m_4 .. m_1` ending in an
-   evidential pixel head: evidence :math:`E^m`, Dirichlet :math:`\alpha^m` and the pixel
-   uncertainty :math:`U^s = C / S` at full resolution.
-4. :class:`UncertaintyNavigator` — guides the segmentation decoder with that uncertainty: features
-   are softly screened by :math:`\exp(-U^s)` and a *reliable mask*
-   :math:`R = (\text{side output} + E^m) \odot \exp(-U^s)` is embedded and fused back in; applied
-   at the bottleneck and at full resolution. Its output at full resolution is the *reliable
-   feature* :math:`\eta`.
-5. :class:`UncertaintyInstructor` — passes :math:`\eta` to the classifier: downsampled to the
-   classification feature's resolution and projected to its width, it modulates it,
-   :math:`F' = F + F \odot \eta`.
-6. :class:`EvidentialHead` — global average pooling -> linear -> evidence -> Dirichlet
-   :math:`\alpha`, image uncertainty :math:`u = K / S`, probabilities :math:`\alpha / S`.
+1. **Two encoders**, one per task (:class:`~umlkit.models.blocks.Encoder`), features at strides
+   1, 2, 4 and 8. Official: pretrained Res2Net-50 (classification) and VGG16-BN (segmentation);
+   umlkit trains small encoders of its own, ``width * 2**i`` channels at level ``i``.
+2. :class:`FeatureMixer` — per level: a 1x1 projection of each task's feature to the mixer width
+   :math:`P`, concatenation (classification first), a channel shuffle, a
+   :class:`PolarizedSelfAttention`, and a 1x1 convolution back to the level's width — none at the
+   deepest level, whose :math:`2P`-channel attention output *is* the mutual feature.
+3. :class:`MutualDecoder` — a U-Net upward path over the mutual features ending in an evidential
+   pixel head: evidence :math:`E^m`, :math:`\alpha^m = E^m + 1`, :math:`U^s = C / S`.
+4. :class:`UncertaintyNavigator` — at the bottleneck, the concatenated segmentation and mutual
+   features are screened by :math:`e^{-U^s}`; a side output :math:`s` and the *reliable map*
+   :math:`R = (s + E^m) \odot e^{-U^s}` are fused back in. The decoder gives side outputs at
+   strides 8, 4, 2 and the **final segmentation at stride 1 before** the full-resolution
+   navigator, whose output (downsampled) is the reliable feature :math:`\eta` for the classifier.
+5. :class:`UncertaintyInstructor` + :class:`ClassifierHead` — the classifier reads the deepest
+   classification *and* mutual features; :math:`\eta` passes a 3x3 double convolution and
+   modulates them, :math:`F' = F + F \odot \eta`; pooling, a linear layer without bias, evidence.
 
-``UML(config)`` assembles them. The ``uml2024`` variant replaces the navigator by attention-gated
-skip connections (:class:`AttentionGateNavigator`) and lets the mutual decoder emit evidence at
-every level for deep supervision.
+:class:`UML2024` (``name="uml2024"``) is the authors' later code: the mutual decoder emits evidence
+at every level, the navigator becomes attention gates on the skips (all fed the full-resolution
+mutual feature and uncertainty), and the classifier reads its own feature only.
 
-Where the paper leaves a detail open, the choice made here is stated in the docstring concerned
-(e.g. the widths of the projections, whether the screened features keep their gradient).
+Options that are **umlkit's**, off by default (:class:`~umlkit.models.ModelConfig`):
+``psa_softmax`` (a softmax over the spatial query, as in the PSA paper) and ``navigate_final``
+(2023: the final segmentation taken *after* the full-resolution navigator). Notebook 04 measures
+both against the official structure.
 
 References:
     Ren, Zou, Liu, Zhou, Li, Fu, Xu, Wang. Uncertainty-informed Mutual Learning for Joint Medical
@@ -48,12 +51,8 @@ from torch import Tensor, nn
 from umlkit.evidential import DirichletStats, dirichlet, evidence_from_logits
 from umlkit.models.blocks import (
     BatchNorm2d,
-    Decoder,
     Encoder,
     ModelOutput,
-    SoftmaxHead,
-    conv_bn_relu,
-    level_channels,
     load_encoder_weights,
 )
 
@@ -61,72 +60,121 @@ if TYPE_CHECKING:
     from umlkit.models import ModelConfig
 
 
-def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
-    """Interleave the channels of ``groups`` concatenated blocks (ShuffleNet's channel shuffle).
+# ----------------------------------------------------------------------------------- small pieces
 
-    After ``cat([a, b])`` the channels read ``a1 a2 .. b1 b2 ..``; shuffled they read
-    ``a1 b1 a2 b2 ..``, so every later grouped or local operation sees both tasks side by side.
 
-    The result is channels-last, like every umlkit feature map (see
-    :class:`~umlkit.models.blocks.Encoder`): the shuffle permutes each pixel's channel vector,
-    which in that layout is one contiguous run of memory.
+def conv1x1(in_ch: int, out_ch: int) -> nn.Conv2d:
+    """The official ``BasicConv2d``: a bare 1x1 convolution, no bias, no norm, no activation."""
+    return nn.Conv2d(in_ch, out_ch, 1, bias=False)
+
+
+def resize(x: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
+    """Bilinear resampling with ``align_corners=True``, the official up- and down-sampling.
+
+    Downsampling this way *samples* the map (it is not an average); the official code uses it
+    for :math:`U^s`, :math:`E^m` and :math:`\\eta` alike. Identity when the size already matches.
+    """
+    if x.shape[-2:] == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle: view the channels as (groups, C/groups), transpose, flatten.
+
+    Output channel ``j`` is input channel ``(j % groups) * (C // groups) + j // groups``. The
+    official mixer calls its shuffle with "4 groups" but reshapes to (C/4, 4): in ShuffleNet's
+    convention that is ``groups = C // 4``, and every block of C/4 output channels then holds
+    both tasks' features.
     """
     batch, channels, height, width = x.shape
+    if channels % groups:
+        raise ValueError(f"{channels} channels cannot be shuffled in {groups} groups")
     pixels = x.permute(0, 2, 3, 1)  # (B, H, W, C): a view of channels-last memory
     pixels = pixels.reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
     return pixels.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
-def interleave_channels(first: Tensor, second: Tensor) -> Tensor:
-    """``channel_shuffle(cat([first, second]), groups=2)`` in one copy instead of two.
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolution (with bias) -> BatchNorm -> ReLU layers with 2-D dropout.
 
-    Stacking the two maps along a new last axis of their channels-last pixel vectors writes
-    ``a1 b1 a2 b2 ..`` directly; the numbers are exactly those of concatenating, then shuffling.
+    ``dropout_each=True`` (the 2023 ``DoubleConv``) drops after each ReLU; ``False`` (the 2024
+    ``DoubleConv2d``) once at the end.
     """
-    if first.shape != second.shape:
-        raise ValueError(f"cannot interleave maps of shapes {first.shape} and {second.shape}")
-    batch, channels, height, width = first.shape
-    pixels = torch.stack([first.permute(0, 2, 3, 1), second.permute(0, 2, 3, 1)], dim=-1)
-    return pixels.reshape(batch, height, width, 2 * channels).permute(0, 3, 1, 2)
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float, dropout_each: bool = True) -> None:
+        layers: list[nn.Module] = []
+        for index, (a, b) in enumerate(((in_ch, out_ch), (out_ch, out_ch))):
+            layers += [nn.Conv2d(a, b, 3, padding=1), BatchNorm2d(b), nn.ReLU(inplace=True)]
+            if dropout_each or index == 1:
+                layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+class SeparableConvBlock(nn.Sequential):
+    """Depthwise 3x3 (dilation 2) + pointwise 1x1 convolution, no biases, -> BatchNorm -> ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0) -> None:
+        layers = [
+            nn.Conv2d(in_ch, in_ch, 3, padding=2, dilation=2, groups=in_ch, bias=False),
+            nn.Conv2d(in_ch, out_ch, 1, bias=False),
+            BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+def evidential_pixels(logits: Tensor, evidence: str) -> DirichletStats:
+    """Pixel-wise Dirichlet of logits (B, C, H, W): ``alpha = evidence(logits) + 1``."""
+    return dirichlet(evidence_from_logits(logits, evidence), dim=1)
+
+
+def pixel_head(in_ch: int, num_classes: int) -> nn.Sequential:
+    """The official evidential pixel head: two stacked bare 1x1 convolutions (in -> in/4 or /2 -> C)."""
+    hidden = max(in_ch // 4, 1)
+    return nn.Sequential(conv1x1(in_ch, hidden), conv1x1(hidden, num_classes))
+
+
+# ---------------------------------------------------------------------------------------- mixer
 
 
 class PolarizedSelfAttention(nn.Module):
-    r"""Polarized self-attention, sequential layout: channel branch, then spatial branch.
+    r"""Polarized self-attention, sequential layout, as the official UML code builds it.
 
-    Channel branch (which channels matter), with :math:`W_q: C \to 1`, :math:`W_v: C \to C/2`,
-    :math:`W_z: C/2 \to C` 1x1 convolutions:
-
-    .. math::
-        A^{ch}(X) = \sigma\big(\mathrm{LN}\big(W_z\,[\,W_v(X) \cdot
-        \mathrm{softmax}_{HW}(W_q(X))\,]\big)\big) \in \mathbb{R}^{C \times 1 \times 1},
-        \qquad X' = A^{ch}(X) \odot X
-
-    Spatial branch (where to look), with :math:`W_q, W_v: C \to C/2`:
+    Channel branch, with 1x1 convolutions :math:`W_q: C \to 1`, :math:`W_v: C \to C/2`,
+    :math:`W_z: C/2 \to C`:
 
     .. math::
-        A^{sp}(X') = \sigma\big(\mathrm{softmax}_{C/2}(\mathrm{GAP}(W_q(X')))^\top
-        W_v(X')\big) \in \mathbb{R}^{1 \times H \times W},
-        \qquad X'' = A^{sp}(X') \odot X'
+        A^{ch} = \sigma\big(\mathrm{LN}\big(W_z\,[\,W_v(X) \cdot
+        \mathrm{softmax}_{HW}(W_q(X))\,]\big)\big), \qquad X' = A^{ch} \odot X
 
-    Both gates are sigmoids; the output adds the input back, :math:`X'' + X`, so an untrained
-    attention starts close to the identity path.
+    Spatial branch on :math:`X'`, with :math:`W_q', W_v': C \to C/2`:
 
-    Implementation: the 1x1 convolutions are linear maps of each pixel's channel vector, so they
-    commute with the pooling next to them, and this code applies them to pooled vectors rather
-    than to every pixel — the same numbers at a fraction of the cost:
-    :math:`\sum_j w_j (W_v x_j + b) = W_v \sum_j w_j x_j + b` (weights summing to 1),
-    :math:`\mathrm{GAP}(W_q X') = W_q\,\mathrm{GAP}(X')`, and
-    :math:`q^\top (W_v X' + b) = (W_v^\top q)^\top X' + q^\top b`. Only :math:`W_q` of the
-    channel branch (one output channel) runs on every pixel.
+    .. math::
+        A^{sp} = \sigma\big(\mathrm{GAP}(W_q'(X'))^\top W_v'(X')\big), \qquad
+        \text{out} = X' + A^{sp} \odot X'
+
+    The official code applies **no** softmax to the pooled spatial query (Liu et al.'s PSA
+    does); ``spatial_softmax=True`` is umlkit's option that restores it.
+
+    Implementation: a 1x1 convolution is a linear map of each pixel's channel vector, so it
+    commutes with the pooling next to it: :math:`\sum_j w_j (W_v x_j + b) = W_v \sum_j w_j x_j + b`
+    (weights summing to 1), :math:`\mathrm{GAP}(W_q' X') = W_q'\,\mathrm{GAP}(X')`, and
+    :math:`q^\top (W_v' X' + b) = (W_v'^\top q)^\top X' + q^\top b`. The code applies them to pooled
+    vectors — the same numbers at a fraction of the cost. :math:`W_q` carries no bias: the softmax
+    over the pixels ignores a constant shift.
 
     Args:
         channels: C, the channels of the input (at least 2).
+        spatial_softmax: softmax over the pooled spatial query (umlkit's option).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, spatial_softmax: bool = False) -> None:
         super().__init__()
         half = max(channels // 2, 1)
-        # No bias: the softmax over the pixels that follows ignores a constant shift.
+        self.spatial_softmax = spatial_softmax
         self.channel_query = nn.Conv2d(channels, 1, 1, bias=False)
         self.channel_value = nn.Linear(channels, half)
         self.channel_up = nn.Linear(half, channels)
@@ -136,363 +184,329 @@ class PolarizedSelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, channels, height, width = x.shape
-        pixels = x.view(batch, channels, height * width)
+        pixels = x.reshape(batch, channels, height * width)
         # Channel branch: one attention map over the pixels pools them into a channel vector.
-        weights = F.softmax(self.channel_query(x).view(batch, 1, height * width), dim=-1)
+        weights = F.softmax(self.channel_query(x).reshape(batch, 1, height * width), dim=-1)
         pooled = torch.bmm(pixels, weights.transpose(1, 2)).squeeze(-1)  # (B, C)
-        channel_logits = self.channel_up(self.channel_value(pooled))
-        channel_gate = torch.sigmoid(self.channel_norm(channel_logits))
-        gated = x * channel_gate.view(batch, channels, 1, 1)
-        # Spatial branch: one attention vector over the channels scores every pixel.
-        query = F.softmax(self.spatial_query(gated.mean(dim=(2, 3))), dim=1)  # (B, C/2)
-        pixel_weights = query @ self.spatial_value.weight  # (B, C): W_v^T q, per image
+        channel_gate = torch.sigmoid(self.channel_norm(self.channel_up(self.channel_value(pooled))))
+        gated = x * channel_gate.view(batch, channels, 1, 1)  # X'
+        # Spatial branch: one query vector over the channels scores every pixel of X'.
+        query = self.spatial_query(gated.mean(dim=(2, 3)))  # (B, C/2)
+        if self.spatial_softmax:
+            query = F.softmax(query, dim=1)
+        pixel_weights = query @ self.spatial_value.weight  # (B, C): W_v'^T q, per image
         offset = query @ self.spatial_value.bias  # (B,): q^T b
-        scores = torch.bmm(pixel_weights.unsqueeze(1), gated.view(batch, channels, -1))
-        spatial_logits = scores.view(batch, 1, height, width) + offset.view(batch, 1, 1, 1)
-        # X'' + X = X + X' * A^sp(X') in one pass over the map
-        return torch.addcmul(x, gated, torch.sigmoid(spatial_logits))
+        scores = torch.bmm(pixel_weights.unsqueeze(1), gated.reshape(batch, channels, -1))
+        spatial_gate = torch.sigmoid(
+            scores.view(batch, 1, height, width) + offset.view(-1, 1, 1, 1)
+        )
+        return torch.addcmul(gated, gated, spatial_gate)  # X' + A^sp * X'
 
 
 class FeatureMixer(nn.Module):
-    """The pair-wise feature mixer of one level: segmentation + classification -> mutual feature.
+    r"""The pair-wise feature mixer of one level: classification + segmentation -> mutual feature.
 
-    ``m = conv1x1(PSA(shuffle(cat[conv1x1(f_seg), conv1x1(f_cls)])))``. Each task's feature is
-    projected to the mutual width of the level, the two are concatenated and channel-shuffled so
-    they interleave, :class:`PolarizedSelfAttention` re-weights channels and pixels, and a last
-    1x1 convolution-BN-ReLU brings the ``2 * mutual_channels`` back to ``mutual_channels``.
+    .. math:: m = W_o\,\mathrm{PSA}\big(\mathrm{shuffle}(\mathrm{cat}[W_c f_{cls}, W_s f_{seg}])\big)
 
-    Args:
-        channels: the encoders' channels at this level (both encoders have the same widths).
-        mutual_channels: channels of the mutual feature (umlkit's default: ``channels // 2``,
-            which keeps the mutual decoder at a quarter of a full decoder's cost).
-    """
-
-    def __init__(self, channels: int, mutual_channels: int) -> None:
-        super().__init__()
-        self.seg_projection = nn.Conv2d(channels, mutual_channels, 1)
-        self.cls_projection = nn.Conv2d(channels, mutual_channels, 1)
-        self.attention = PolarizedSelfAttention(2 * mutual_channels)
-        self.fuse = conv_bn_relu(2 * mutual_channels, mutual_channels, kernel_size=1)
-
-    def forward(self, seg_feature: Tensor, cls_feature: Tensor) -> Tensor:
-        # shuffle(cat[seg, cls]) written in one step (see interleave_channels)
-        mixed = interleave_channels(
-            self.seg_projection(seg_feature), self.cls_projection(cls_feature)
-        )
-        return self.fuse(self.attention(mixed))
-
-
-def evidential_pixels(head: nn.Module, feature: Tensor, evidence: str) -> DirichletStats:
-    """Pixel-wise Dirichlet from a 1x1 head: ``alpha = evidence(head(feature)) + 1``."""
-    return dirichlet(evidence_from_logits(head(feature), evidence), dim=1)
-
-
-class MutualDecoder(nn.Module):
-    r"""The mutual feature decoder: U-Net upward path over :math:`m_4 .. m_1` + evidential pixel head.
-
-    Returns, at full resolution, the decoder feature (``width`` channels) and the pixel Dirichlet
-    :math:`\alpha^m = E^m + 1`, :math:`U^s = C / S`. With ``deep_supervision`` (uml2024) a 1x1
-    evidential head also reads the intermediate up-step outputs (strides 4, 2), giving one
-    Dirichlet per level (coarsest first; the last one is the full-resolution one).
+    :math:`W_c, W_s` project each task's feature to ``mixer_width`` (:math:`P`, officially 256),
+    the two are concatenated and shuffled (:func:`channel_shuffle`, ``groups = 2P/4``) so that
+    the attention sees them side by side, and :math:`W_o` maps the :math:`2P` channels to
+    ``out_channels`` (``None``: no output convolution, the 2023 deepest level). All 1x1
+    convolutions are bare (no bias, norm or activation), as in the official code.
 
     Args:
-        width: the encoders' width.
-        depth: the encoders' depth.
-        num_seg_classes: C.
-        evidence: evidence function (``"softplus"``, ``"relu"``, ``"exp"``).
-        upsample: upsampling of the upward path.
-        deep_supervision: also emit evidence at every intermediate level.
+        channels: the encoders' channels at this level.
+        mixer_width: :math:`P`, a multiple of 2.
+        out_channels: channels of the mutual feature, or ``None`` to keep :math:`2P`.
+        psa_softmax: see :class:`PolarizedSelfAttention`.
     """
 
     def __init__(
-        self,
-        width: int,
-        depth: int,
-        num_seg_classes: int,
-        evidence: str = "softplus",
-        upsample: str = "bilinear",
-        deep_supervision: bool = False,
+        self, channels: int, mixer_width: int, out_channels: int | None, psa_softmax: bool = False
+    ) -> None:
+        super().__init__()
+        if mixer_width % 2:
+            raise ValueError(
+                f"mixer_width must be even (shuffled in groups of 4), got {mixer_width}"
+            )
+        self.cls_projection = conv1x1(channels, mixer_width)
+        self.seg_projection = conv1x1(channels, mixer_width)
+        self.attention = PolarizedSelfAttention(2 * mixer_width, spatial_softmax=psa_softmax)
+        self.output = (
+            nn.Identity() if out_channels is None else conv1x1(2 * mixer_width, out_channels)
+        )
+        self.out_channels = 2 * mixer_width if out_channels is None else out_channels
+
+    def forward(self, seg_feature: Tensor, cls_feature: Tensor) -> Tensor:
+        mixed = torch.cat([self.cls_projection(cls_feature), self.seg_projection(seg_feature)], 1)
+        mixed = channel_shuffle(mixed, groups=mixed.shape[1] // 4)
+        return self.output(self.attention(mixed))
+
+
+# ------------------------------------------------------------------------------------- decoders
+
+
+class UpConcat(nn.Module):
+    """The 2023 ``UNet_Up``: upsample x2, :class:`DoubleConv` ``in -> out``, then ``cat[skip, x]``.
+
+    The convolution runs *before* the concatenation; the output has ``out + skip`` channels.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = DoubleConv(in_ch, out_ch, dropout, dropout_each=True)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        return torch.cat([skip, self.conv(resize(x, skip.shape[-2:]))], dim=1)
+
+
+class UpConv(nn.Module):
+    """The 2024 ``UpConv2d``: upsample x2, DoubleConv ``in -> out``, ``cat[x, skip]``, DoubleConv.
+
+    ``in_ch`` is twice ``out_ch`` and the skip has ``out_ch`` channels, as in a U-Net.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
+        super().__init__()
+        self.before = DoubleConv(in_ch, out_ch, dropout, dropout_each=False)
+        self.after = DoubleConv(2 * out_ch, out_ch, dropout, dropout_each=False)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = self.before(resize(x, skip.shape[-2:]))
+        return self.after(torch.cat([x, skip], dim=1))
+
+
+class MutualDecoder(nn.Module):
+    r"""The 2023 trusted mutual feature decoder: :class:`UpConcat` steps over :math:`m_4 .. m_1`.
+
+    The last step's output (``2 * width`` channels at full resolution) passes :func:`pixel_head`;
+    evidence :math:`E^m = g(\text{logits})`, :math:`\alpha^m = E^m + 1`, :math:`U^s = C/S`.
+
+    Args:
+        mutual_channels: channels of the mutual features, finest first.
+        num_seg_classes: C.
+        evidence: evidence function (``"softplus"``, ``"relu"``, ``"exp"``).
+        dropout: dropout of the double convolutions.
+    """
+
+    def __init__(
+        self, mutual_channels: list[int], num_seg_classes: int, evidence: str, dropout: float
     ) -> None:
         super().__init__()
         self.evidence = evidence
-        # One conv per up step: the mutual decoder only has to produce evidence, and a second
-        # conv per level cost about as much as the rest of it.
-        self.decoder = Decoder(width, depth, upsample, convs_per_step=1)
-        self.head = nn.Conv2d(width, num_seg_classes, 1)
-        self.deep_supervision = deep_supervision
-        # Up-step outputs have 4w, 2w, w channels (depth 4); w, the last, has the full-res head.
-        level_widths = list(reversed(self.decoder.channels[1:-1])) if deep_supervision else []
-        self.level_heads = nn.ModuleList(nn.Conv2d(c, num_seg_classes, 1) for c in level_widths)
+        steps, in_ch = [], mutual_channels[-1]
+        for skip_ch in reversed(mutual_channels[:-1]):
+            steps.append(UpConcat(in_ch, skip_ch, dropout))
+            in_ch = 2 * skip_ch
+        self.steps = nn.ModuleList(steps)
+        self.head = pixel_head(in_ch, num_seg_classes)
 
-    def forward(
-        self, mutual_features: list[Tensor]
-    ) -> tuple[Tensor, list[Tensor], list[DirichletStats]]:
-        """Decode the mutual features.
-
-        Returns:
-            ``(feature, level_features, level_dirichlets)``: the full-resolution feature, the
-            up-step outputs (coarsest first, ending with ``feature``) and the pixel Dirichlets —
-            one for each intermediate level with deep supervision, then the full-resolution one.
-        """
-        feature, level_features = self.decoder(mutual_features, return_intermediate=True)
-        level_dirichlets = []
-        if self.deep_supervision:
-            level_dirichlets = [
-                evidential_pixels(head, level, self.evidence)
-                for head, level in zip(self.level_heads, level_features[:-1], strict=True)
-            ]
-        level_dirichlets.append(evidential_pixels(self.head, feature, self.evidence))
-        return feature, level_features, level_dirichlets
+    def forward(self, mutual: list[Tensor]) -> DirichletStats:
+        x = mutual[-1]
+        for step, skip in zip(self.steps, reversed(mutual[:-1]), strict=True):
+            x = step(x, skip)
+        return evidential_pixels(self.head(x), self.evidence)
 
 
 class UncertaintyNavigator(nn.Module):
-    r"""The Uncertainty Navigator (2023 form): uncertainty-screened guidance of the seg decoder.
+    r"""The 2023 Uncertainty Navigator (official ``UN_ModuleConcat``) at one resolution.
 
-    At one resolution, with the segmentation decoder feature :math:`x`, the mutual feature
-    :math:`m`, the mutual decoder's evidence :math:`E^m` and uncertainty :math:`U^s` (pooled to
-    this resolution):
-
-    .. math::
-        z = \mathrm{cat}(x, m) \odot e^{-U^s} \ \text{(soft screening)}, \qquad
-        s = \mathrm{conv}_{1\times1}(z) \ \text{(side output)},
-
-        R = \big(\mathrm{softmax}(s) + E^m\big) \odot e^{-U^s} \ \text{(reliable mask)}, \qquad
-        \eta = \mathrm{CBR}_{1\times1}\big(\mathrm{cat}(z, \mathrm{CBR}_{3\times3}(R))\big)
-
-    (CBR = conv-BN-ReLU.) Screening is soft: a pixel with no evidence (:math:`U^s = 1`) keeps
-    :math:`e^{-1} \approx 37\%` of its weight, a confident one nearly all; there is no threshold.
-    The side output enters :math:`R` as probabilities (the paper adds "the side segmentation
-    output"; probabilities keep the sum's scale independent of the logits'); the BatchNorm of
-    the embedding absorbs the unbounded scale of :math:`E^m`. Gradients flow through
-    :math:`U^s` and :math:`E^m` into the mutual decoder (nothing is detached).
-
-    umlkit's choices where the paper gives no detail: one 1x1 CBR after the concatenation
-    serves as both the paper's "conv" after screening and the fusion of the embedded mask
-    (:math:`x` and :math:`m` come straight out of 3x3 convolutions, so mixing them pixel-wise
-    suffices), which keeps the navigator cheap at full resolution; the mask embedding is 3x3.
-
-    Args:
-        channels: channels of :math:`x` and of the output :math:`\eta`.
-        mutual_channels: channels of :math:`m`.
-        num_seg_classes: C.
-    """
-
-    def __init__(self, channels: int, mutual_channels: int, num_seg_classes: int) -> None:
-        super().__init__()
-        screened = channels + mutual_channels
-        self.side_head = nn.Conv2d(screened, num_seg_classes, 1)
-        self.embed_mask = conv_bn_relu(num_seg_classes, channels)
-        self.fuse = conv_bn_relu(screened + channels, channels, kernel_size=1)
-
-    def forward(
-        self, x: Tensor, mutual: Tensor, evidence: Tensor, uncertainty: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns ``(eta, side_logits, reliable_mask)`` at the resolution of ``x``."""
-        trust = torch.exp(-uncertainty)  # e^{-U^s}: 1 where the mutual decoder is certain
-        channels = x.shape[1]
-        fuse_conv, fuse_rest = self.fuse[0], self.fuse[1:]
-        # The side head and the fusion's first part are both 1x1 convolutions of
-        # z = cat(x, m) * trust. As trust is one number per pixel, W z = trust * (W_x x + W_m m):
-        # convolutions of x and m with the two weights' column blocks give both, and neither z
-        # nor the concatenation is ever stored. (One convolution with the two weights stacked,
-        # sliced after, costs more on channels-last memory: the slices' gradients come back in
-        # the other layout and have to be converted.) The numbers are those of the formulas.
-        side_weight, fuse_weight = self.side_head.weight, fuse_conv.weight
-        side_logits = trust * (
-            F.conv2d(x, side_weight[:, :channels]) + F.conv2d(mutual, side_weight[:, channels:])
-        ) + self.side_head.bias.view(1, -1, 1, 1)
-        screened = trust * (
-            F.conv2d(x, fuse_weight[:, :channels])
-            + F.conv2d(mutual, fuse_weight[:, channels : channels + mutual.shape[1]])
-        )
-        reliable_mask = (F.softmax(side_logits, dim=1) + evidence) * trust
-        # softmax returns NCHW memory; the embedding convolution runs faster on channels-last.
-        embedded = self.embed_mask(reliable_mask.contiguous(memory_format=torch.channels_last))
-        fused = screened + F.conv2d(embedded, fuse_weight[:, -embedded.shape[1] :])
-        return fuse_rest(fused), side_logits, reliable_mask
-
-
-class AttentionGateNavigator(nn.Module):
-    r"""The Uncertainty Navigator of the 2024 variant: an uncertainty-aware attention gate on a skip.
+    With the decoder feature :math:`x`, that level's segmentation logits :math:`s`, the mutual
+    evidence :math:`E^m` and uncertainty :math:`U^s` at this resolution:
 
     .. math::
-        x' = x \odot e^{-u}, \qquad
-        \psi = \sigma\big(\mathrm{BN}(\mathrm{conv}(\mathrm{ReLU}(\mathrm{BN}(W_x x') +
-        \mathrm{BN}(W_m m))))\big), \qquad \text{out} = x' \odot \psi
+        R = (s + E^m) \odot e^{-U^s}, \qquad
+        \text{out} = W_f\,\mathrm{cat}\big(x,\ \mathrm{Drop}(\mathrm{ReLU}(\mathrm{BN}(W_e R)))\big)
 
-    :math:`x` is the segmentation encoder's skip feature, :math:`m` the mutual decoder's feature
-    and :math:`u` its pixel uncertainty at the same resolution; :math:`W_x, W_m` are 1x1
-    convolutions to ``channels // 2`` (Attention U-Net's inner width), the last conv maps to one
-    channel.
+    :math:`R` (the *reliable map*) adds raw logits and evidence and screens them by the mutual
+    decoder's certainty; :math:`W_e, W_f` are bare 1x1 convolutions (C -> channels,
+    2·channels -> channels). Nothing is detached: gradients reach the mutual decoder through
+    :math:`U^s` and :math:`E^m`.
 
     Args:
         channels: channels of :math:`x` (and of the output).
-        mutual_channels: channels of :math:`m`.
+        num_seg_classes: C.
+        dropout: the embedding's dropout.
     """
 
-    def __init__(self, channels: int, mutual_channels: int) -> None:
+    def __init__(self, channels: int, num_seg_classes: int, dropout: float) -> None:
         super().__init__()
-        inner = max(channels // 2, 1)
-        self.skip_projection = nn.Sequential(
-            nn.Conv2d(channels, inner, 1, bias=False), BatchNorm2d(inner)
+        self.embed = nn.Sequential(
+            conv1x1(num_seg_classes, channels),
+            BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
         )
-        self.mutual_projection = nn.Sequential(
-            nn.Conv2d(mutual_channels, inner, 1, bias=False), BatchNorm2d(inner)
-        )
-        self.gate = nn.Sequential(
-            nn.ReLU(inplace=True), nn.Conv2d(inner, 1, 1, bias=False), BatchNorm2d(1)
-        )
+        self.fuse = conv1x1(2 * channels, channels)
 
-    def forward(self, x: Tensor, mutual: Tensor, uncertainty: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns ``(gated skip, psi)``; ``psi`` (B,1,H,W) is the attention in [0, 1]."""
-        screened = x * torch.exp(-uncertainty)
-        psi = torch.sigmoid(
-            self.gate(self.skip_projection(screened) + self.mutual_projection(mutual))
-        )
-        return screened * psi, psi
+    def forward(
+        self, x: Tensor, side_logits: Tensor, evidence: Tensor, uncertainty: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Returns ``(navigated feature, reliable map R)`` at the resolution of ``x``."""
+        reliable = (side_logits + evidence) * torch.exp(-uncertainty)
+        return self.fuse(torch.cat([x, self.embed(reliable)], dim=1)), reliable
 
 
 class UncertaintyInstructor(nn.Module):
-    r"""The Uncertainty Instructor: the reliable feature :math:`\eta` instructs the classifier.
+    r"""The Uncertainty Instructor: :math:`F' = F + F \odot \mathrm{DoubleConv}(\eta)`.
 
-    .. math::
-        \eta' = \mathrm{ReLU}(\mathrm{BN}(W\,\mathrm{AvgPool}(\eta))), \qquad
-        F' = F + F \odot \eta'
-
-    :math:`\eta` (full resolution) is average-pooled to the classification feature's resolution
-    and projected by a 1x1 convolution :math:`W` to its width. The ReLU keeps :math:`\eta' \ge 0`
-    so the instruction can only amplify classification features where segmentation is reliable,
-    never flip their sign (umlkit's choice; the paper specifies only :math:`F + F \odot \eta`).
+    :math:`\eta` (already at the classification feature's resolution) passes a 3x3 double
+    convolution to the feature's width; there is no gate on it, so the instruction may amplify
+    or flip a feature, as in the official code.
 
     Args:
         reliable_channels: channels of :math:`\eta`.
         cls_channels: channels of :math:`F`.
+        dropout: dropout of the double convolution.
+        dropout_each: 2023 (after each layer) or 2024 (once at the end) form.
     """
 
-    def __init__(self, reliable_channels: int, cls_channels: int) -> None:
+    def __init__(
+        self, reliable_channels: int, cls_channels: int, dropout: float, dropout_each: bool
+    ) -> None:
         super().__init__()
-        self.projection = nn.Sequential(
-            nn.Conv2d(reliable_channels, cls_channels, 1, bias=False),
-            BatchNorm2d(cls_channels),
-            nn.ReLU(inplace=True),
-        )
+        self.conv = DoubleConv(reliable_channels, cls_channels, dropout, dropout_each)
 
-    def forward(self, cls_feature: Tensor, reliable_feature: Tensor) -> Tensor:
-        eta = self.projection(F.adaptive_avg_pool2d(reliable_feature, cls_feature.shape[-2:]))
-        return cls_feature + cls_feature * eta
+    def forward(self, cls_feature: Tensor, eta: Tensor) -> Tensor:
+        return cls_feature + cls_feature * self.conv(eta)
 
 
-class EvidentialHead(nn.Module):
-    r"""Image-level evidential classifier: GAP -> linear -> evidence -> Dirichlet.
+class ClassifierHead(nn.Module):
+    r"""Image-level head: separable convolutions, instructor, pooling, linear (no bias), evidence.
 
     .. math::
-        e = g(W\,\mathrm{GAP}(F') + b), \quad \alpha = e + 1, \quad S = \textstyle\sum_k \alpha_k,
-        \quad p = \alpha / S, \quad u = K / S
+        e = g\big(W\,\mathrm{GAP}(F')\big), \quad \alpha = e + 1, \quad p = \alpha / S,
+        \quad u = K / S
 
-    with :math:`g` the evidence function (softplus by default, see
-    :func:`umlkit.evidential.evidence_from_logits`).
-
-    Args:
-        in_ch: channels of the feature map.
-        num_classes: K.
-        evidence: ``"softplus"``, ``"relu"`` or ``"exp"``.
+    with :math:`F` from four :class:`SeparableConvBlock` (in -> c -> c/2 -> c/2 -> c, the official
+    ``ClsHead``), :math:`F'` the instructed feature and :math:`g` the evidence function.
+    ``head="softmax"`` (ablation) gives :math:`p = \mathrm{softmax}(W\,\mathrm{GAP}(F'))`.
     """
 
-    def __init__(self, in_ch: int, num_classes: int, evidence: str = "softplus") -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        channels: int,
+        num_classes: int,
+        head: str,
+        evidence: str,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.evidence = evidence
-        self.linear = nn.Linear(in_ch, num_classes)
+        half = max(channels // 2, 1)
+        widths = [in_ch, channels, half, half, channels]
+        self.convs = nn.Sequential(
+            *(
+                SeparableConvBlock(a, b, dropout)
+                for a, b in zip(widths[:-1], widths[1:], strict=True)
+            )
+        )
+        self.linear = nn.Linear(channels, num_classes, bias=False)
+        self.head, self.evidence = head, evidence
 
-    def forward(self, feature: Tensor) -> ModelOutput:
-        """Returns a :class:`ModelOutput` with ``class_alpha``, ``class_uncertainty``, ``class_prob``."""
+    def forward(self, feature: Tensor, instructor: UncertaintyInstructor | None, eta: Tensor):
+        feature = self.convs(feature)
+        if instructor is not None:
+            feature = instructor(feature, eta)
         logits = self.linear(feature.mean(dim=(2, 3)))
+        if self.head == "softmax":
+            return ModelOutput(class_logits=logits, class_prob=F.softmax(logits, dim=1))
         stats = dirichlet(evidence_from_logits(logits, self.evidence), dim=1)
         return ModelOutput(
             class_alpha=stats.alpha, class_uncertainty=stats.uncertainty, class_prob=stats.prob
         )
 
 
-def image_head(in_ch: int, num_classes: int, head: str, evidence: str) -> nn.Module:
-    """The image-level head: :class:`EvidentialHead` (``"evidential"``) or ``SoftmaxHead``."""
-    if head == "evidential":
-        return EvidentialHead(in_ch, num_classes, evidence)
-    return SoftmaxHead(in_ch, num_classes)
+def official_init(module: nn.Module) -> None:
+    """The official initialisation of everything but the encoders.
+
+    Kaiming-normal (fan-out, ReLU) convolution weights, zero conv biases, BatchNorm weight 1 and
+    bias 0; linear and layer-norm layers keep PyTorch's defaults.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
 
-def downsample_to(x: Tensor, reference: Tensor) -> Tensor:
-    """Average-pool ``x`` to the spatial size of ``reference`` (identity when they match)."""
-    if x.shape[-2:] == reference.shape[-2:]:
-        return x
-    return F.adaptive_avg_pool2d(x, reference.shape[-2:])
+# ------------------------------------------------------------------------------------- networks
 
 
-def upsample_to(x: Tensor, size: torch.Size) -> Tensor:
-    """Bilinearly resize ``x`` to ``size`` (identity when it already has it)."""
-    if x.shape[-2:] == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+class _UMLBase(nn.Module):
+    """What both UML versions share: two encoders, the mixers and the configuration."""
+
+    def __init__(self, config: ModelConfig, load_weights: bool, mix_deepest: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.seg_encoder = Encoder(config.in_channels, config.width, config.depth)
+        self.cls_encoder = Encoder(config.in_channels, config.width, config.depth)
+        self.channels = self.seg_encoder.channels
+        mixer_width = config.mixer_width or 4 * config.width
+        outs = [*self.channels[:-1], self.channels[-1] if mix_deepest else None]
+        self.mixers = nn.ModuleList(
+            FeatureMixer(c, mixer_width, out, config.psa_softmax)
+            for c, out in zip(self.channels, outs, strict=True)
+        )
+        self.mutual_channels = [mixer.out_channels for mixer in self.mixers]
+        self._load_weights = load_weights
+
+    def _finish(self) -> None:
+        for name, child in self.named_children():
+            if not name.endswith("encoder"):
+                official_init(child)
+        if self.config.encoder_weights is not None and self._load_weights:
+            load_encoder_weights(self.seg_encoder, self.config.encoder_weights)
+            load_encoder_weights(self.cls_encoder, self.config.encoder_weights)
+
+    def _encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        seg, cls = self.seg_encoder(x), self.cls_encoder(x)
+        return seg, cls, [mix(s, c) for mix, s, c in zip(self.mixers, seg, cls, strict=True)]
 
 
-class UML(nn.Module):
-    """The UML network (``name="uml"``, the paper's 2023 structure, or ``"uml2024"``).
+class UML(_UMLBase):
+    """The UML network as the official 2023 code builds it (``name="uml"``).
 
-    Build it with :func:`umlkit.models.build_model`; ``model.config`` holds the
-    :class:`~umlkit.models.ModelConfig` that rebuilds it. Ablation switches of the config:
-    ``navigator=False`` (plain U-Net skips, no reliable mask; side outputs then come from the
-    decoder's intermediate levels), ``instructor=False`` (the classifier sees only its own
-    encoder), ``head="softmax"`` (softmax image head instead of the evidential one; the pixel
-    head of the mutual decoder stays evidential, it is what the navigator needs).
+    Build it with :func:`umlkit.models.build_model`. Ablation switches of the config:
+    ``navigator=False`` (no uncertainty screening, no navigators: the bottleneck is the plain
+    1x1 fusion of segmentation and mutual features), ``instructor=False`` (the classifier head
+    is not modulated by :math:`\\eta`), ``head="softmax"`` (softmax image head; the mutual
+    decoder stays evidential). umlkit's options: ``psa_softmax``, ``navigate_final``.
 
     Args:
         config: the model configuration.
-        load_weights: load ``config.encoder_weights`` (if set) into both encoders; ``False`` when
-            a checkpoint is about to overwrite every weight anyway.
+        load_weights: load ``config.encoder_weights`` (if set) into both encoders.
     """
 
     def __init__(self, config: ModelConfig, load_weights: bool = True) -> None:
-        super().__init__()
-        self.config = config
-        width, depth, classes = config.width, config.depth, config.num_seg_classes
-        self.variant = "2024" if config.name == "uml2024" else "2023"
-        self.seg_encoder = Encoder(config.in_channels, width, depth)
-        self.cls_encoder = Encoder(config.in_channels, width, depth)
-        channels = self.seg_encoder.channels
-        mutual_width = config.mutual_width or max(width // 2, 1)
-        mutual_channels = level_channels(mutual_width, depth)
-        self.mixers = nn.ModuleList(
-            FeatureMixer(c, m) for c, m in zip(channels, mutual_channels, strict=True)
+        super().__init__(config, load_weights, mix_deepest=False)
+        channels, mutual, classes = self.channels, self.mutual_channels, config.num_seg_classes
+        drop = config.dropout
+        self.mutual_decoder = MutualDecoder(mutual, classes, config.evidence, drop)
+        self.bottleneck = conv1x1(channels[-1] + mutual[-1], channels[-1])
+        steps, in_ch, heads = [], channels[-1], [nn.Conv2d(channels[-1], classes, 1, bias=False)]
+        for skip_ch in reversed(channels[:-1]):
+            steps.append(UpConcat(in_ch, skip_ch, drop))
+            in_ch = 2 * skip_ch
+            heads.append(nn.Conv2d(in_ch, classes, 1, bias=False))
+        self.seg_steps = nn.ModuleList(steps)
+        self.seg_heads = nn.ModuleList(heads)  # strides 8, 4, 2, 1 (coarsest first)
+        if config.navigator:
+            self.bottleneck_navigator = UncertaintyNavigator(channels[-1], classes, drop)
+            self.output_navigator = UncertaintyNavigator(in_ch, classes, drop)
+        self.instructor = (
+            UncertaintyInstructor(in_ch, channels[-1], drop, dropout_each=True)
+            if config.instructor
+            else None
         )
-        self.mutual_decoder = MutualDecoder(
-            mutual_width,
-            depth,
-            classes,
-            evidence=config.evidence,
-            upsample=config.upsample,
-            deep_supervision=self.variant == "2024",
-        )
-        self.seg_decoder = Decoder(width, depth, config.upsample)
-        if config.navigator and self.variant == "2023":
-            self.bottleneck_navigator = UncertaintyNavigator(
-                channels[-1], mutual_channels[-1], classes
-            )
-            self.output_navigator = UncertaintyNavigator(width, mutual_width, classes)
-        elif config.navigator:
-            self.skip_navigators = nn.ModuleList(
-                AttentionGateNavigator(c, m)
-                for c, m in zip(channels[:-1], mutual_channels[:-1], strict=True)
-            )
-        if not config.navigator or self.variant == "2024":
-            # Deep supervision of the decoder's intermediate levels (strides 4, 2 at depth 4).
-            self.side_heads = nn.ModuleList(
-                nn.Conv2d(c, classes, 1) for c in reversed(channels[1:-1])
-            )
-        self.seg_head = nn.Conv2d(width, classes, 1)
-        if config.instructor:
-            self.instructor = UncertaintyInstructor(width, channels[-1])
-        self.class_head = image_head(channels[-1], config.num_classes, config.head, config.evidence)
-        if config.encoder_weights is not None and load_weights:
-            load_encoder_weights(self.seg_encoder, config.encoder_weights)
-            load_encoder_weights(self.cls_encoder, config.encoder_weights)
+        self.class_head = ClassifierHead(
+            channels[-1] + mutual[-1], channels[-1], config.num_classes, config.head,
+            config.evidence,
+        )  # fmt: skip
+        self._finish()
 
     def forward(self, x: Tensor) -> ModelOutput:
         """Run both tasks on a batch ``x`` (B, in_channels, H, W), sides divisible by 8.
@@ -501,92 +515,158 @@ class UML(nn.Module):
             ValueError: wrong shape, channel count, or sides not divisible by ``2**(depth-1)``.
         """
         size = x.shape[-2:]
-        seg_features = self.seg_encoder(x)
-        cls_features = self.cls_encoder(x)
-        mutual = [
-            mix(s, c) for mix, s, c in zip(self.mixers, seg_features, cls_features, strict=True)
-        ]
-        mutual_feature, mutual_levels, mutual_dirichlets = self.mutual_decoder(mutual)
-        pixel = mutual_dirichlets[-1]  # full-resolution alpha^m, U^s
-        if self.variant == "2023":
-            decoded, side_logits, reliable_mask = self._navigate_2023(
-                seg_features, mutual, mutual_feature, pixel
+        seg, cls, mutual = self._encode(x)
+        pixel = self.mutual_decoder(mutual)
+        low = seg[-1].shape[-2:]
+        navigate = self.config.navigator
+        bottom = torch.cat([seg[-1], mutual[-1]], dim=1)
+        if navigate:  # screen by the certainty e^{-U^s}, sampled down to stride 8
+            bottom = bottom * torch.exp(-resize(pixel.uncertainty, low))
+        feature = self.bottleneck(bottom)
+        side_logits = [self.seg_heads[0](feature)]
+        if navigate:
+            feature, _ = self.bottleneck_navigator(
+                feature, side_logits[0], resize(pixel.evidence, low), resize(pixel.uncertainty, low)
             )
-        else:
-            decoded, side_logits, reliable_mask = self._navigate_2024(
-                seg_features, mutual_levels, mutual_dirichlets
+        for step, head, skip in zip(
+            self.seg_steps, self.seg_heads[1:], reversed(seg[:-1]), strict=True
+        ):
+            feature = step(feature, skip)
+            side_logits.append(head(feature))
+        seg_logits, reliable = side_logits.pop(), None
+        if navigate:
+            feature, reliable = self.output_navigator(
+                feature, seg_logits, pixel.evidence, pixel.uncertainty
             )
-        seg_logits = self.seg_head(decoded)
-        cls_feature = cls_features[-1]
-        if self.config.instructor:
-            cls_feature = self.instructor(cls_feature, decoded)
-        output = self.class_head(cls_feature)
+            if self.config.navigate_final:  # umlkit's option: the navigator shapes the output
+                seg_logits = self.seg_heads[-1](feature)
+        eta = resize(feature, low)
+        output = self.class_head(torch.cat([cls[-1], mutual[-1]], dim=1), self.instructor, eta)
         output.seg_logits = seg_logits
         output.seg_prob = F.softmax(seg_logits, dim=1)
-        output.side_logits = [upsample_to(side, size) for side in side_logits]
+        # Side outputs at strides 2, 4, 8 (finest first), upsampled to the input's size.
+        output.side_logits = [resize(side, size) for side in reversed(side_logits)]
         output.pixel_alpha = pixel.alpha
         output.pixel_uncertainty = pixel.uncertainty
-        if self.variant == "2024":
-            # The extra, coarser levels only: the full-resolution alpha^m is pixel_alpha.
-            output.mutual_alphas = [upsample_to(d.alpha, size) for d in mutual_dirichlets[:-1]]
-        output.reliable_mask = reliable_mask
-        output.features = decoded
+        output.reliable_mask = reliable
+        output.features = feature
         return output
 
-    def _side_outputs(self, intermediate: list[Tensor]) -> list[Tensor]:
-        """Logits of the decoder's intermediate levels (all up-step outputs but the last)."""
-        return [head(f) for head, f in zip(self.side_heads, intermediate[:-1], strict=True)]
 
-    def _navigate_2023(
-        self,
-        seg_features: list[Tensor],
-        mutual: list[Tensor],
-        mutual_feature: Tensor,
-        pixel: DirichletStats,
-    ) -> tuple[Tensor, list[Tensor], Tensor | None]:
-        """Segmentation decoder with the navigator at the bottleneck and at full resolution."""
-        if not self.config.navigator:
-            decoded, intermediate = self.seg_decoder(seg_features, return_intermediate=True)
-            return decoded, self._side_outputs(intermediate), None
-        bottleneck = seg_features[-1]
-        evidence_low = downsample_to(pixel.evidence, bottleneck)  # E^m pooled to stride 8
-        uncertainty_low = downsample_to(pixel.uncertainty, bottleneck)  # U^s pooled to stride 8
-        navigated, side_low, _ = self.bottleneck_navigator(
-            bottleneck, mutual[-1], evidence_low, uncertainty_low
-        )
-        decoded = self.seg_decoder([*seg_features[:-1], navigated])
-        eta, side_full, reliable_mask = self.output_navigator(
-            decoded, mutual_feature, pixel.evidence, pixel.uncertainty
-        )
-        return eta, [side_low, side_full], reliable_mask
+class AttentionGateNavigator(nn.Module):
+    r"""The 2024 Uncertainty Navigator: an uncertainty-aware attention gate on a skip connection.
 
-    def _navigate_2024(
-        self,
-        seg_features: list[Tensor],
-        mutual_levels: list[Tensor],
-        mutual_dirichlets: list[DirichletStats],
-    ) -> tuple[Tensor, list[Tensor], Tensor | None]:
-        r"""Segmentation decoder whose skips pass through uncertainty-aware attention gates.
+    .. math::
+        x' = x \odot e^{-u}, \qquad
+        \psi = \sigma\big(\mathrm{BN}(W_\psi\,\mathrm{ReLU}(\mathrm{BN}(W_x x') +
+        \mathrm{BN}(W_m m)))\big), \qquad \text{out} = x' \odot \psi
 
-        The skip of level ``i`` (strides 1, 2, 4 at depth 4) is gated with the mutual decoder's
-        feature and uncertainty at that stride. ``reliable_mask`` is then the full-resolution
-        per-pixel weight the gate applies, :math:`e^{-u} \psi` (B,1,H,W).
-        """
-        if not self.config.navigator:
-            decoded, intermediate = self.seg_decoder(seg_features, return_intermediate=True)
-            return decoded, self._side_outputs(intermediate), None
-        skips = []
-        # mutual_levels / mutual_dirichlets run coarsest first; the skips finest first.
-        levels = list(zip(mutual_levels[::-1], mutual_dirichlets[::-1], strict=True))
-        reliable_mask = None
-        for gate, skip, (mutual, stats) in zip(
-            self.skip_navigators, seg_features[:-1], levels, strict=True
-        ):
-            gated, psi = gate(skip, mutual, stats.uncertainty)
-            if reliable_mask is None:
-                reliable_mask = torch.exp(-stats.uncertainty) * psi
-            skips.append(gated)
-        decoded, intermediate = self.seg_decoder(
-            [*skips, seg_features[-1]], return_intermediate=True
+    :math:`x` is a segmentation encoder skip, :math:`m` and :math:`u` the mutual decoder's
+    *full-resolution* feature and uncertainty sampled down to this resolution, with :math:`m`
+    tiled along the channels to :math:`x`'s width. :math:`W_x, W_m` are 1x1 convolutions (with
+    bias) to ``channels // 2``, :math:`W_\psi` to one channel.
+
+    Args:
+        channels: channels of :math:`x` (and of the output; a multiple of :math:`m`'s).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        inner = max(channels // 2, 1)
+        self.skip_projection = nn.Sequential(nn.Conv2d(channels, inner, 1), BatchNorm2d(inner))
+        self.mutual_projection = nn.Sequential(nn.Conv2d(channels, inner, 1), BatchNorm2d(inner))
+        self.gate = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(inner, 1, 1), BatchNorm2d(1))
+
+    def forward(self, x: Tensor, mutual: Tensor, uncertainty: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(gated skip, psi)``; ``psi`` (B,1,H,W) is the attention in [0, 1]."""
+        size = x.shape[-2:]
+        mutual = resize(mutual, size).repeat(1, x.shape[1] // mutual.shape[1], 1, 1)
+        screened = x * torch.exp(-resize(uncertainty, size))
+        psi = torch.sigmoid(
+            self.gate(self.skip_projection(screened) + self.mutual_projection(mutual))
         )
-        return decoded, self._side_outputs(intermediate), reliable_mask
+        return screened * psi, psi
+
+
+class UML2024(_UMLBase):
+    """The UML network as the authors' 2024 code builds it (``name="uml2024"``).
+
+    Differences from :class:`UML`: every mixer level ends in a 1x1 convolution; the mutual
+    decoder (:class:`UpConv` steps) emits a pixel Dirichlet at strides 8, 4, 2 and 1; the skips of
+    the segmentation decoder pass :class:`AttentionGateNavigator` gates, all fed the
+    full-resolution mutual feature and uncertainty; one final segmentation output;
+    :math:`\\eta` is the decoder's last feature; the classifier head reads its own feature only.
+    """
+
+    def __init__(self, config: ModelConfig, load_weights: bool = True) -> None:
+        super().__init__(config, load_weights, mix_deepest=True)
+        channels, classes, drop = self.channels, config.num_seg_classes, config.dropout
+        # 1x1 "adjust" convolutions of levels 2..4 (mutual and segmentation features).
+        self.mutual_adjust = nn.ModuleList(conv1x1(c, c) for c in channels[1:])
+        self.seg_adjust = nn.ModuleList(conv1x1(c, c) for c in channels[1:])
+        pairs = list(zip(channels[1:], channels[:-1], strict=True))[
+            ::-1
+        ]  # (in, out), coarsest first
+        self.mutual_steps = nn.ModuleList(UpConv(a, b, drop) for a, b in pairs)
+        self.mutual_heads = nn.ModuleList(pixel_head_2024(c, classes) for c in channels)
+        self.seg_steps = nn.ModuleList(UpConv(a, b, drop) for a, b in pairs)
+        if config.navigator:
+            self.skip_navigators = nn.ModuleList(AttentionGateNavigator(c) for c in channels[:-1])
+        self.seg_head = conv1x1(channels[0], classes)
+        self.instructor = (
+            UncertaintyInstructor(channels[0], channels[-1], drop, dropout_each=False)
+            if config.instructor
+            else None
+        )
+        self.class_head = ClassifierHead(
+            channels[-1], channels[-1], config.num_classes, config.head, config.evidence, drop
+        )
+        self._finish()
+
+    def _adjusted(self, features: list[Tensor], adjust: nn.ModuleList) -> list[Tensor]:
+        return [features[0], *(conv(f) for conv, f in zip(adjust, features[1:], strict=True))]
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        """Run both tasks on a batch ``x`` (B, in_channels, H, W), sides divisible by 8."""
+        size = x.shape[-2:]
+        seg, cls, mutual = self._encode(x)
+        mutual = self._adjusted(mutual, self.mutual_adjust)
+        levels = [mutual[-1]]  # decoder outputs, coarsest first
+        for step, skip in zip(self.mutual_steps, reversed(mutual[:-1]), strict=True):
+            levels.append(step(levels[-1], skip))
+        heads = list(reversed(self.mutual_heads))  # coarsest first, like levels
+        dirichlets = [
+            evidential_pixels(head(level), self.config.evidence)
+            for head, level in zip(heads, levels, strict=True)
+        ]
+        top, pixel = levels[-1], dirichlets[-1]
+        skips, reliable = self._adjusted(seg, self.seg_adjust), None
+        if self.config.navigator:
+            gated = []
+            for gate, skip in zip(self.skip_navigators, skips[:-1], strict=True):
+                out, psi = gate(skip, top, pixel.uncertainty)
+                if reliable is None:  # full resolution: the weight e^{-u} psi the gate applies
+                    reliable = torch.exp(-pixel.uncertainty) * psi
+                gated.append(out)
+            skips = [*gated, skips[-1]]
+        feature = skips[-1]
+        for step, skip in zip(self.seg_steps, reversed(skips[:-1]), strict=True):
+            feature = step(feature, skip)
+        seg_logits = self.seg_head(feature)
+        eta = resize(feature, seg[-1].shape[-2:])
+        output = self.class_head(cls[-1], self.instructor, eta)
+        output.seg_logits = seg_logits
+        output.seg_prob = F.softmax(seg_logits, dim=1)
+        output.pixel_alpha = pixel.alpha
+        output.pixel_uncertainty = pixel.uncertainty
+        # alpha = E + 1 upsampled as E (non-negative weights keep it >= 0 in floating point) + 1.
+        output.mutual_alphas = [resize(d.evidence, size) + 1 for d in dirichlets[:-1]]
+        output.reliable_mask = reliable
+        output.features = feature
+        return output
+
+
+def pixel_head_2024(in_ch: int, num_classes: int) -> nn.Sequential:
+    """The 2024 per-level evidential head: bare 1x1 convolutions in -> in/2 -> C."""
+    hidden = max(in_ch // 2, 1)
+    return nn.Sequential(conv1x1(in_ch, hidden), conv1x1(hidden, num_classes))
