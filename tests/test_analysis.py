@@ -552,6 +552,17 @@ def test_paired_differences_pair_by_seed(runs):
         analysis.paired_differences(runs, ["ACC"], reference="nope")
 
 
+def test_describe_options_reads_the_paired_differences(runs):
+    differences = analysis.paired_differences(runs, ["ACC", "HD95"])
+    sentences = analysis.describe_options(differences, ["multitask", "U-Net", "absent"])
+    # multitask: ACC better than UML by 0.045 (std 0.007) -> helps; HD95 worse by 3 (std 0) -> hurts.
+    # U-Net: no ACC; HD95 d = -1, +5 (mean 2, std 4.24) -> within the spread.
+    assert sentences == [
+        "multitask against the official UML: helps on ACC (+0.045); hurts HD95 (-3.000).",
+        "U-Net against the official UML: helps on no metric beyond the spread.",
+    ]
+
+
 @pytest.fixture
 def sweep():
     rows = []

@@ -100,24 +100,33 @@ def test_partially_labeled_hides_unlabeled_masks():
     data = PartiallyLabeled(Squares(3), labeled_indices=[1])
     assert bool(data[1]["labeled"]) and data[1]["mask"].max() == 1
     assert not bool(data[0]["labeled"]) and bool((data[0]["mask"] == -1).all())
+    assert [int(data[i]["dataset_index"]) for i in range(3)] == [0, 1, 2]
 
 
 def test_caml_training_mode_fills_the_memory_and_test_model_is_model_v():
     torch.manual_seed(0)
-    caml = build_method("caml", num_classes=2, width=4, memory_pixels_per_class=8)
+    caml = build_method("caml", num_classes=2, width=4)
     images = torch.rand(4, 3, 16, 16)
     masks = torch.zeros(4, 16, 16, dtype=torch.long)
     masks[:, 4:10, 4:10] = 1
     labeled = torch.tensor([True, True, False, False])
-    loss, terms = caml.training_loss(images, masks, labeled, Progress(0, 0, 1.0))
+    indices = torch.tensor([5, 2, 9, 11])
+    loss, terms = caml.training_loss(images, masks, labeled, Progress(0, 0, 1.0), indices=indices)
     assert set(terms) == {"supervised", "consistency", "occ"}
-    assert caml.memory.filled.sum() > 0
+    assert set(caml.memory.slots) <= {5, 2}  # one slot per labeled image, keyed by its index
     assert caml.test_model is caml.model_v
+    with pytest.raises(ValueError, match="indices"):
+        caml.training_loss(images, masks, labeled, Progress(0, 0, 1.0))
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("method", "options"),
+    # caml: its memory is resumed too (few keys per class, so that L_o samples from it)
+    [("mean_teacher", {}), ("caml", {"memory_samples_per_class": 8})],
+)
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, method, options):
     data = (Squares(16), Squares(4, seed=1))
-    config = tiny_config("mean_teacher", epochs=3)
+    config = tiny_config(method, epochs=3, method_options=options)
     straight = fit_semi(config, output_dir=tmp_path / "straight", progress=False, data=data)
 
     original = loop._train_epoch
@@ -139,6 +148,8 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     )
     for name, tensor in straight.method.state_dict().items():
         assert torch.equal(tensor, resumed.method.state_dict()[name]), name
+    if method == "caml":
+        assert (straight.history["occ"] > 0).any() and len(straight.method.memory) > 0
 
 
 def test_cache_trains_once_and_reloads_the_same_weights(tmp_path):

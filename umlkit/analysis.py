@@ -158,12 +158,17 @@ def _resolve(ctx: Any, path: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------------------- models
 
-#: The ablation set of notebook 04: display name -> build_model name and options.
+#: The ablation set of notebook 04: display name -> build_model name, its options and (``train``,
+#: optional) TrainConfig fields. "UML" is the official structure; the "UML +" rows are umlkit's
+#: options (docs/fidelity.md), each measured against it.
 VARIANTS: dict[str, dict[str, Any]] = {
     "UML": {"model": "uml", "options": {}},
     "UML w/o navigator": {"model": "uml", "options": {"navigator": False}},
     "UML w/o instructor": {"model": "uml", "options": {"instructor": False}},
     "UML softmax head": {"model": "uml", "options": {"head": "softmax"}},
+    "UML + PSA softmax": {"model": "uml", "options": {"psa_softmax": True}},
+    "UML + navigated output": {"model": "uml", "options": {"navigate_final": True}},
+    "UML + 1 - Dice": {"model": "uml", "options": {}, "train": {"seg_log": False}},
     "multitask": {"model": "multitask", "options": {}},
     "segmentation only": {"model": "unet", "options": {}},
     "classification only": {"model": "classifier", "options": {}},
@@ -233,6 +238,7 @@ def train_config(
         # TrainConfig's default rate where the profile names none
         lr=float(train.get("lr", TrainConfig.lr)),
         array_cache=str(data_base.default_array_cache_dir()),
+        **spec.get("train", {}),
     )
 
 
@@ -488,6 +494,39 @@ def paired_differences(
             row[(metric, "std")] = difference.std(ddof=1)
         rows[variant] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def describe_options(differences: pd.DataFrame, options: Sequence[str]) -> list[str]:
+    """One sentence per umlkit option: where it beats the official structure, paired by seed.
+
+    Reads :func:`paired_differences` (``d = official - option``, positive when the official
+    structure is better). An option *helps* on a metric when the mean of ``-d`` is positive and
+    larger than the standard deviation of ``d`` over the seeds, *hurts* when ``d`` is, and is
+    otherwise within the noise. Nothing in the sentences is written by hand.
+    """
+    sentences = []
+    metrics = list(dict.fromkeys(metric for metric, _ in differences.columns))
+    for option in options:
+        if option not in differences.index:
+            continue
+        helps, hurts = [], []
+        for metric in metrics:
+            mean, std = (
+                differences.loc[option, (metric, "mean")],
+                differences.loc[option, (metric, "std")],
+            )
+            if pd.isna(mean) or pd.isna(std):
+                continue
+            if -mean > std:
+                helps.append(f"{metric} ({-mean:+.3f})")
+            elif mean > std:
+                hurts.append(f"{metric} ({-mean:+.3f})")
+        verdict = (
+            f"helps on {', '.join(helps)}" if helps else "helps on no metric beyond the spread"
+        )
+        harm = f"; hurts {', '.join(hurts)}" if hurts else ""
+        sentences.append(f"{option} against the official UML: {verdict}{harm}.")
+    return sentences
 
 
 def describe_comparison(comparison: pd.DataFrame, reference: str = "UML") -> list[str]:

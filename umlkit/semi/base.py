@@ -256,11 +256,14 @@ class SemiSupervisedMethod(nn.Module):
         name: the method's key (``"supervised"``, ``"mean_teacher"``, ``"caml"``, ``"burl"``).
         uses_unlabeled: whether batches need an unlabeled part (False for supervised-only).
         evidence: the evidence function of an evidential head, or ``None`` for softmax.
+        needs_image_indices: whether :meth:`training_loss` also takes ``indices=``, the ``(B,)``
+            dataset index of each image (CAML keys its memory by labeled image).
     """
 
     name: str = "method"
     uses_unlabeled: bool = True
     evidence: str | None = None
+    needs_image_indices: bool = False
 
     def __init__(self, in_channels: int, num_classes: int, width: int) -> None:
         super().__init__()
@@ -287,6 +290,8 @@ class SemiSupervisedMethod(nn.Module):
             masks: ``(B, H, W)``; only rows where ``labeled`` is True may be read.
             labeled: ``(B,)`` bool.
             progress: step, epoch and ramp weight.
+
+        A method with :attr:`needs_image_indices` set also receives ``indices`` (keyword).
 
         Returns:
             ``(loss, terms)``: the scalar to minimise and its named parts as floats.

@@ -6,28 +6,61 @@ unlabeled images:
 * **model v** (the first model, used at test time): a U-Net whose decoder upsamples by transposed
   convolution;
 * **model a** (the auxiliary model): a U-Net whose decoder upsamples bilinearly followed by a
-  convolution, with a :class:`CrossSampleMutualAttention` (CMA) module in its encoder bottleneck
-  that lets the unlabeled samples of a batch attend to the labeled ones (training only).
+  convolution, with a :class:`CrossSampleMutualAttention` (CMA) module in its encoder that lets the
+  samples of a batch attend to each other (training only).
 
-Their objective (METHODS.md §2):
+Their objective:
 
 .. math::
 
-    L = 0.5\,L_{dice}(\text{labeled}) + r(t)\,L_c + 0.05\,r(t)\,L_o
+    L = 0.5\,[L_{sup}(v) + L_{sup}(a)] + r(t)\,L_c + 0.05\,r(t)\,L_o
 
-* :math:`L_{dice}`: soft Dice of both models on the labeled images, averaged over the two models;
+* :math:`L_{sup}`: the supervised loss of each model on the labeled images;
 * :math:`L_c` (:func:`mutual_consistency_loss`): each model regresses the other's *sharpened*
   probabilities, :math:`L_c = \mathrm{MSE}(p_v, S(p_a)) + \mathrm{MSE}(p_a, S(p_v))`;
-* :math:`L_o` (:func:`omni_correlation_loss`): omni-correlation consistency between the two models'
-  similarity distributions of unlabeled pixels to a memory of labeled pixels;
+* :math:`L_o` (:func:`omni_correlation_loss`): omni-correlation consistency: model v's similarity
+  distribution of confident unlabeled pixels over a memory of labeled pixels should match model
+  a's;
 * :math:`r(t)`: the sigmoid ramp-up (:func:`umlkit.semi.ema.sigmoid_rampup`).
 
-What the paper does not pin down and umlkit had to choose (umlkit's reconstruction, not the paper's
-code, which umlkit never copies): the sharpened targets are treated as constants (no gradient flows
-through :math:`S(\cdot)`); the projection head's layers and the L2 normalisation of projections;
-what the memory stores (the normalised mean of both models' projections), its size and how many
-pixels enter it per step; the number of unlabeled query pixels; and the symmetric, stop-gradient
-form of the cross-entropy in :math:`L_o`. Each is a parameter of :class:`CAMLConfig`.
+Fidelity to the official code (Herschel555/CAML, ``code/``; umlkit writes its own code and takes
+facts only):
+
+* two networks that share no weights, v with transposed-conv and a with interpolation + conv
+  upsampling, CMA in a only: same as official (``networks/VNet.py``, ``CAML3d_v1``). Deviation:
+  umlkit's 2-D four-level U-Net (:func:`~umlkit.semi.base.segmentation_unet`) instead of a 3-D
+  five-level V-Net, so CMA acts on the deepest feature (``8 * width`` channels at 1/8 resolution;
+  the official x4 is also ``8 * 16`` channels at 1/8, but one level above the bottleneck).
+* dropout: channel dropout (``feature_dropout`` = 0.5) on the deepest feature and on the last
+  decoder feature, during training only: same as official (``VNet.py``, ``Dropout3d`` on x5 and
+  x9), as ``Dropout2d``.
+* CMA: same as official (``VNet.py``, ``IntraSampleAttention`` then ``InterSampleAttention``):
+  see :class:`CrossSampleMutualAttention`.
+* batch norm: deviation: the labeled and the unlabeled images pass through each network's
+  convolutions separately (umlkit's shared choice, :func:`~umlkit.semi.base.forward_in_parts`);
+  CMA still sees the whole batch.
+* :math:`L_{sup}`: deviation: umlkit's shared supervised loss (Dice over all classes, plus
+  ``ce_weight`` times cross-entropy, a loop-wide choice); the official loss is the binary Dice of
+  the foreground channel. The 0.5 and the sum over the two models are official (``--lamda``).
+* :math:`L_c`: same as official (``train_caml.py``, ``sharpening`` and ``loss_c``), including
+  the gradient through the sharpened targets.
+* projection and prediction heads: same as official (``VNet.py``, ``projection_head1/2`` and
+  ``prediction_head1/2``; :class:`ProjectionHead`), on ``width`` input channels.
+* memory: same as official (``utils/feature_memory.py``, ``MemoryBank``, and its use in
+  ``train_caml.py``; :class:`CorrelationMemory`). Deviation: the official code flattens model
+  a's decoder feature without moving its channels last, so a's half of every stored entry comes
+  from the wrong pixels; umlkit does not reproduce that bug.
+* queries and :math:`L_o`: same as official (``train_caml.py`` and
+  ``utils/correlation.py``, ``cal_correlation_matrix``). Deviation: at most
+  ``max_query_pixels_per_class`` = 256 queries per class instead of 12800 (see :class:`CAML`).
+* weights :math:`\lambda_c = 1`, :math:`\lambda_o = 0.05`: same as official (``train_caml.py``,
+  ``--consistency``, ``--consistency_o``). Deviation: :math:`r(t)`, optimiser and batches are the
+  training loop's (:mod:`umlkit.semi.loop`), shared by all methods; the official ramp counts
+  "epochs" of 150 iterations.
+* test model: model v, no CMA, no dropout: as far as the stored official code shows (its test
+  script is not in the repository; MC-Net's, which CAML builds on, takes the first output).
+* sizes: deviation: the U-Net width comes from the loop (official: 16 filters); the head width
+  32, the 256 keys per class and the temperatures 0.1 are the official values.
 
 References:
     Gao, Zhang, Ma, Li, Zhang. Correlation-Aware Mutual Learning for Semi-supervised Medical Image
@@ -42,16 +75,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umlkit.models.blocks import BatchNorm2d, ModelOutput, segmentation_output
+from umlkit.models.blocks import ModelOutput, UNet, segmentation_output
 from umlkit.semi.base import (
     Progress,
     SemiSupervisedMethod,
-    forward_in_parts,
-    in_batch_order,
     pixel_prediction,
     segmentation_unet,
     supervised_loss,
 )
+
+#: Probabilities are clipped to [eps, 1 - eps] inside :func:`sharpen` so that its gradient stays
+#: finite at exactly 0 or 1 (where the true derivative is 0 for T < 1).
+_SHARPEN_EPS = 1e-6
 
 
 def sharpen(prob: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -60,12 +95,12 @@ def sharpen(prob: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     .. math:: S(p) = \frac{p^{1/T}}{p^{1/T} + (1 - p)^{1/T}}
               = \sigma\!\left(\frac{\ln p - \ln(1 - p)}{T}\right)
 
-    The right-hand form is the same number computed without underflow for small ``T``. Each entry
+    The right-hand form is the same function computed without underflow for small ``T``; ``p`` is
+    clipped to :math:`[10^{-6}, 1 - 10^{-6}]` first, which keeps the gradient finite. Each entry
     is treated as a binary probability. For a two-class softmax output this is consistent
     (:math:`S(1 - p) = 1 - S(p)`, so the sharpened pair still sums to 1); for three or more classes
     (fundus: background, rim, cup) each class probability is sharpened on its own, as CAML and
-    MC-Net+ do, and the sharpened vector no longer sums exactly to 1. umlkit keeps it that way: the
-    target of the MSE is a per-class "how sure is the other model that this pixel is class k".
+    MC-Net+ do, and the sharpened vector no longer sums exactly to 1.
 
     Args:
         prob: probabilities in [0, 1], any shape.
@@ -84,23 +119,29 @@ def sharpen(prob: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
             f"prob must lie in [0, 1] (got min {prob.min().item():.4g}, max "
             f"{prob.max().item():.4g}); pass probabilities, not logits"
         )
-    return torch.sigmoid(torch.logit(prob) / temperature)
+    clipped = prob.clamp(_SHARPEN_EPS, 1 - _SHARPEN_EPS)
+    return torch.sigmoid(torch.logit(clipped) / temperature)
 
 
 def mutual_consistency_loss(
-    prob_v: torch.Tensor, prob_a: torch.Tensor, temperature: float = 0.1
+    prob_v: torch.Tensor,
+    prob_a: torch.Tensor,
+    temperature: float = 0.1,
+    detach_targets: bool = False,
 ) -> torch.Tensor:
     r"""CAML's mutual consistency: each model fits the other's sharpened prediction.
 
-    .. math:: L_c = \mathrm{MSE}(p_v, \mathrm{sg}[S(p_a)]) + \mathrm{MSE}(p_a, \mathrm{sg}[S(p_v)])
+    .. math:: L_c = \mathrm{MSE}(p_v, S(p_a)) + \mathrm{MSE}(p_a, S(p_v))
 
-    over every element of the batch (labeled and unlabeled images, all classes); ``sg`` (stop
-    gradient) makes each sharpened prediction a fixed target for the other model.
+    over every element of the batch (labeled and unlabeled images, all classes). As in the
+    official code, the gradient also flows through the sharpened targets :math:`S(\cdot)`;
+    ``detach_targets=True`` makes them constants instead (a stop-gradient variant, not CAML's).
 
     Args:
         prob_v: probabilities of model v, ``(B, C, H, W)``.
         prob_a: probabilities of model a, same shape.
         temperature: sharpening temperature (0.1 in CAML).
+        detach_targets: stop the gradient through :math:`S(p_a)` and :math:`S(p_v)`.
 
     Returns:
         A scalar loss.
@@ -110,33 +151,34 @@ def mutual_consistency_loss(
     """
     if prob_v.shape != prob_a.shape:
         raise ValueError(f"prob_v {tuple(prob_v.shape)} and prob_a {tuple(prob_a.shape)} differ")
-    target_for_v = sharpen(prob_a.detach(), temperature)
-    target_for_a = sharpen(prob_v.detach(), temperature)
+    target_for_v = sharpen(prob_a, temperature)
+    target_for_a = sharpen(prob_v, temperature)
+    if detach_targets:
+        target_for_v, target_for_a = target_for_v.detach(), target_for_a.detach()
     return F.mse_loss(prob_v, target_for_v) + F.mse_loss(prob_a, target_for_a)
 
 
 class CrossSampleMutualAttention(nn.Module):
     """CMA: attention within each sample, then across the samples of the batch (training only).
 
-    The bottleneck feature ``(B, C, h, w)`` becomes tokens of dimension ``C``:
+    The feature ``(B, C, h, w)`` becomes tokens of dimension ``C``:
 
     1. *intra-sample*: one transformer encoder layer over the ``h·w`` tokens of each sample
        (B sequences of length h·w);
     2. *inter-sample*: one transformer encoder layer over the ``B`` samples at each position
-       (h·w sequences of length B) — the bridge through which an unlabeled sample's feature at a
-       position is rebuilt from the labeled samples' features at that position.
+       (h·w sequences of length B), through which an unlabeled sample's feature at a position is
+       rebuilt partly from the other samples' features there.
 
-    The layers are pre-norm with residual connections (``x + attention(norm(x))``), so a fresh
-    module changes the feature only mildly. No positional embedding is added: convolutional
-    features already carry position through zero padding, and the module then works at any input
-    size. At evaluation (``module.eval()``) the module is the identity, as in CAML, where it exists
-    to transfer label knowledge during training only; a prediction then never depends on which
-    other images share its batch.
+    Each is a PyTorch ``nn.TransformerEncoderLayer`` as the official code builds it: post-norm
+    (``x = norm(x + block(x))``), ReLU, a feed-forward width of 4 ``C``, dropout 0.5 on the
+    attention weights, inside the feed-forward block and on both residual branches. No positional
+    encoding is added. At evaluation (``module.eval()``) the module is the identity, as in CAML,
+    so a prediction never depends on which other images share its batch.
 
     Args:
         channels: feature channels ``C`` (the token dimension).
         num_heads: attention heads; must divide ``channels``.
-        feedforward_factor: hidden width of each layer's MLP, as a multiple of ``channels``.
+        feedforward_factor: hidden width of each layer's feed-forward block, in ``channels``.
         dropout: dropout inside the transformer layers.
 
     Raises:
@@ -144,7 +186,7 @@ class CrossSampleMutualAttention(nn.Module):
     """
 
     def __init__(
-        self, channels: int, num_heads: int = 4, feedforward_factor: int = 2, dropout: float = 0.0
+        self, channels: int, num_heads: int = 4, feedforward_factor: int = 4, dropout: float = 0.5
     ) -> None:
         super().__init__()
         if channels % num_heads:
@@ -156,8 +198,9 @@ class CrossSampleMutualAttention(nn.Module):
                 nhead=num_heads,
                 dim_feedforward=feedforward_factor * channels,
                 dropout=dropout,
+                activation="relu",
                 batch_first=True,
-                norm_first=True,
+                norm_first=False,
             )
 
         self.intra_sample = layer()
@@ -179,121 +222,174 @@ class CrossSampleMutualAttention(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Per-pixel projection of the last decoder feature for the omni-correlation (16 -> 32 dims).
+    """A row-wise MLP ``Linear(in -> out) -> BatchNorm1d -> ReLU -> Linear(out -> out)``.
 
-    ``1×1 conv -> batch norm -> ReLU -> 1×1 conv``, then L2 normalisation along the channels so
-    that ``q · m`` is a cosine similarity in [-1, 1] and the temperature sets the sharpness of the
-    correlation alone (umlkit's choice; the paper gives the dimensions).
+    CAML's projection head (``in`` = the decoder width, ``out`` = 32) and prediction head
+    (32 -> 32) both have this form. It acts on pixels flattened to rows ``(N, in)``, so in
+    training mode batch norm normalises over the rows it is given. No L2 normalisation follows:
+    correlations are raw dot products, as in the official code.
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 32) -> None:
+    def __init__(self, in_features: int, out_features: int = 32) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, kernel_size=1, bias=False),
-            BatchNorm2d(in_channels),
+            nn.Linear(in_features, out_features),
+            nn.BatchNorm1d(out_features),
             nn.ReLU(inplace=True),
-            nn.Conv2d(in_channels, out_channels, kernel_size=1),
+            nn.Linear(out_features, out_features),
         )
 
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, H, W)`` -> unit-length projections ``(B, out_channels, H, W)``."""
-        return F.normalize(self.layers(feature), dim=1)
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(N, in_features)`` -> ``(N, out_features)``."""
+        return self.layers(rows)
 
 
 class CorrelationMemory(nn.Module):
-    """A per-class first-in-first-out memory of projections of reliably labeled pixels.
+    """One slot per labeled image: projections of the pixels both models got right, with classes.
 
-    Each class keeps up to ``size_per_class`` unit vectors of dimension ``dim``. The memory lives in
-    buffers, so it follows the model between devices and is saved in checkpoints.
+    Each time a labeled image is in a batch its slot is **replaced** by the projections of its
+    pixels that both models classify correctly, each stored with its ground-truth class (no
+    first-in-first-out queue). :meth:`sample` draws, for every class, ``per_class`` entries
+    uniformly without replacement from all slots together; a class with fewer entries is left out.
+
+    The slots are part of the module's state dict (as one extra-state CPU tensor, rows
+    ``[slot, class, projection...]`` in slot order), so checkpoints and resumed runs keep them.
+    Slots live on the device of the projections they were given (a restored one on the CPU until
+    it is replaced); :meth:`entries` and :meth:`sample` gather them on one device.
 
     Args:
         num_classes: number of segmentation classes.
         dim: projection dimension.
-        size_per_class: capacity of each class's queue.
     """
 
-    def __init__(self, num_classes: int, dim: int, size_per_class: int = 512) -> None:
+    def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.size_per_class = size_per_class
-        self.register_buffer("bank", torch.zeros(num_classes, size_per_class, dim))
-        self.register_buffer("filled", torch.zeros(num_classes, dtype=torch.long))
-        self.register_buffer("pointer", torch.zeros(num_classes, dtype=torch.long))
+        self.dim = dim
+        self.slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    @torch.no_grad()
-    def push(
-        self,
-        projections: torch.Tensor,
-        labels: torch.Tensor,
-        per_class: int,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        """Enqueue at most ``per_class`` randomly chosen rows of ``projections`` per class.
+    def __len__(self) -> int:
+        """The number of stored entries, all slots together."""
+        return sum(len(labels) for _, labels in self.slots.values())
 
-        Args:
-            projections: ``(N, dim)`` projections (detached and stored as given).
-            labels: ``(N,)`` class index of each row.
-            per_class: cap on the rows added per class in this call (keeps one image from filling
-                a queue on its own).
-            generator: random generator of the subsampling (CPU).
+    def replace(self, index: int, projections: torch.Tensor, labels: torch.Tensor) -> None:
+        """Make ``(projections, labels)`` the whole content of slot ``index`` (stored detached).
+
+        Raises:
+            ValueError: bad shapes, or an index that a float32 slot column cannot hold exactly.
         """
-        if projections.ndim != 2 or labels.shape != projections.shape[:1]:
-            raise ValueError(
-                f"projections must be (N, dim) and labels (N,), got {tuple(projections.shape)} "
-                f"and {tuple(labels.shape)}"
+        if projections.ndim != 2 or projections.shape[1] != self.dim:
+            raise ValueError(f"projections must be (N, {self.dim}), got {tuple(projections.shape)}")
+        if labels.shape != projections.shape[:1]:
+            raise ValueError(f"labels must be ({len(projections)},), got {tuple(labels.shape)}")
+        if not 0 <= index < 2**24:
+            raise ValueError(f"slot index must be in [0, 2**24), got {index}")
+        self.slots[int(index)] = (projections.detach().float(), labels.detach().long())
+
+    def entries(
+        self, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All stored ``(projections (M, dim), labels (M,))``, slots in ascending index order."""
+        if not self.slots:
+            return torch.zeros(0, self.dim, device=device), torch.zeros(
+                0, dtype=torch.long, device=device
             )
-        cap = min(per_class, self.size_per_class)
-        for cls in range(self.num_classes):
-            rows = projections[labels == cls]
-            if len(rows) > cap:
-                keep = torch.randperm(len(rows), generator=generator)[:cap]
-                rows = rows[keep.to(rows.device)]
-            if len(rows) == 0:
-                continue
-            start = int(self.pointer[cls])
-            slots = (start + torch.arange(len(rows), device=rows.device)) % self.size_per_class
-            self.bank[cls, slots] = rows.detach().to(self.bank.dtype)
-            self.pointer[cls] = (start + len(rows)) % self.size_per_class
-            self.filled[cls] = min(self.size_per_class, int(self.filled[cls]) + len(rows))
+        keys = sorted(self.slots)
+        device = self.slots[keys[0]][0].device if device is None else device
+        projections = torch.cat([self.slots[k][0].to(device) for k in keys])
+        labels = torch.cat([self.slots[k][1].to(device) for k in keys])
+        return projections, labels
 
     def sample(
-        self, per_class: int, generator: torch.Generator | None = None
+        self, per_class: int, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw up to ``per_class`` stored entries of every class, without replacement.
+        """For every class with at least ``per_class`` entries, draw ``per_class`` of them.
+
+        Uniform without replacement (``torch.randperm`` on the global CPU generator, so the
+        loop's seeding makes it reproducible); classes with fewer entries contribute nothing.
 
         Returns:
-            ``(entries, labels)``: ``(M, dim)`` and ``(M,)``; ``M`` is 0 while the memory is empty.
+            ``(keys, labels)``: ``(K, dim)`` and ``(K,)``, classes in ascending order; ``K`` is 0
+            when no class has enough entries.
         """
-        entries, labels = [], []
+        projections, labels = self.entries(device)
+        chosen = []
         for cls in range(self.num_classes):
-            filled = int(self.filled[cls])
-            if filled == 0:
+            rows = torch.nonzero(labels == cls)[:, 0]
+            if len(rows) < per_class:
                 continue
-            take = torch.randperm(filled, generator=generator)[:per_class].to(self.bank.device)
-            entries.append(self.bank[cls, take])
-            labels.append(torch.full((len(take),), cls, dtype=torch.long, device=self.bank.device))
-        if not entries:
-            return self.bank.new_zeros(0, self.bank.shape[-1]), torch.zeros(
-                0, dtype=torch.long, device=self.bank.device
-            )
-        return torch.cat(entries), torch.cat(labels)
+            chosen.append(rows[torch.randperm(len(rows))[:per_class].to(rows.device)])
+        if not chosen:
+            return projections[:0], labels[:0]
+        index = torch.cat(chosen)
+        return projections[index], labels[index]
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The slots as one CPU tensor, rows ``[slot index, class, projection...]``."""
+        if not self.slots:
+            return torch.zeros(0, 2 + self.dim)
+        rows = []
+        for key in sorted(self.slots):
+            projections, labels = (tensor.cpu() for tensor in self.slots[key])
+            columns = torch.stack([torch.full_like(labels, key), labels], dim=1)
+            rows.append(torch.cat([columns.to(projections.dtype), projections], dim=1))
+        return torch.cat(rows)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore the slots from :meth:`get_extra_state`'s tensor."""
+        self.slots = {}
+        slot_column = state[:, 0].long()
+        for key in torch.unique(slot_column).tolist():
+            rows = state[slot_column == key]
+            self.slots[int(key)] = (rows[:, 2:].clone(), rows[:, 1].long())
+
+
+def select_queries(
+    confidence: torch.Tensor, classes: torch.Tensor, num_classes: int, per_class: int
+) -> torch.Tensor:
+    """Rows of the most confident query pixels of each class, as CAML picks its OCC queries.
+
+    For each class ``c`` (ascending), the rows labeled ``c`` sorted by decreasing confidence, cut
+    to ``per_class``; a class with at most one row is left out.
+
+    Args:
+        confidence: ``(N,)`` confidence of each candidate (model v's max probability).
+        classes: ``(N,)`` class of each candidate (model v's argmax).
+        num_classes: number of classes.
+        per_class: the most rows kept per class.
+
+    Returns:
+        ``(M,)`` long indices into the candidates.
+    """
+    picked = []
+    for cls in range(num_classes):
+        rows = torch.nonzero(classes == cls)[:, 0]
+        if len(rows) < 2:
+            continue
+        order = torch.sort(confidence[rows], descending=True, stable=True).indices
+        picked.append(rows[order[:per_class]])
+    if not picked:
+        return torch.zeros(0, dtype=torch.long, device=classes.device)
+    return torch.cat(picked)
 
 
 def correlation(
-    query: torch.Tensor, memory: torch.Tensor, temperature: float = 0.1, log: bool = False
+    query: torch.Tensor, memory: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:
     r"""The omni-correlation of each query with the memory entries.
 
     .. math:: C = \mathrm{softmax}\left(q\,M^\top / \tau\right)
 
     Args:
-        query: ``(N, D)`` projections of unlabeled pixels.
+        query: ``(N, D)`` (projected and predicted) features of unlabeled pixels.
         memory: ``(M, D)`` sampled memory entries.
         temperature: :math:`\tau > 0` (CAML: 0.1).
-        log: return :math:`\ln C` (computed stably by ``log_softmax``) instead of :math:`C`.
 
     Returns:
-        ``(N, M)``: each row a probability distribution over the memory entries (or its log).
+        ``(N, M)``: each row a probability distribution over the memory entries.
+
+    Raises:
+        ValueError: ``temperature <= 0``, or shapes that do not share ``D``.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -302,34 +398,40 @@ def correlation(
             f"query (N, D) and memory (M, D) must share D, got {tuple(query.shape)} and "
             f"{tuple(memory.shape)}"
         )
-    scores = query @ memory.T / temperature
-    return torch.log_softmax(scores, dim=1) if log else torch.softmax(scores, dim=1)
+    return torch.softmax(query @ memory.T / temperature, dim=1)
 
 
 def omni_correlation_loss(
-    query_v: torch.Tensor, query_a: torch.Tensor, memory: torch.Tensor, temperature: float = 0.1
+    query_v: torch.Tensor,
+    query_a: torch.Tensor,
+    memory: torch.Tensor,
+    temperature: float = 0.1,
+    eps: float = 1e-8,
 ) -> torch.Tensor:
-    r"""OCC: the two models should relate an unlabeled pixel to the labeled memory alike.
+    r"""OCC: model v's correlation to the labeled memory should match model a's.
 
     With :math:`C_v = \mathrm{softmax}(q_v M^\top/\tau)` and :math:`C_a` likewise,
 
-    .. math::
+    .. math:: L_o = \frac{1}{N}\sum_{n=1}^{N} \sum_{k} -C_a[n, k]\,\ln(C_v[n, k] + \epsilon)
 
-        L_o = \tfrac12\left[H(\mathrm{sg}[C_a], C_v) + H(\mathrm{sg}[C_v], C_a)\right],
-        \qquad H(P, Q) = -\frac{1}{N}\sum_i \sum_j P_{ij} \ln Q_{ij}
-
-    Each model's correlation distribution is the (fixed) target of the other's — the same
-    symmetric, stop-gradient pattern as :func:`mutual_consistency_loss` (umlkit's reading of
-    "cross-entropy between the two models' correlation distributions").
+    a cross-entropy with model a's correlation as the target and model v's as the prediction,
+    one-directional and without stop-gradient, so the gradient reaches both query sets (as the
+    official code; :math:`\epsilon = 10^{-8}` is its guard, which also caps each term). The
+    memory ``M`` is a constant.
 
     Args:
-        query_v: ``(N, D)`` projections of the selected unlabeled pixels by model v.
-        query_a: ``(N, D)`` projections of the same pixels by model a.
-        memory: ``(M, D)`` sampled memory entries.
+        query_v: ``(N, D)`` queries of model v.
+        query_a: ``(N, D)`` queries of model a, same pixels in the same order.
+        memory: ``(M, D)`` sampled memory entries (detached here).
         temperature: :math:`\tau`.
+        eps: :math:`\epsilon` inside the logarithm.
 
     Returns:
-        A scalar; 0 when there are no query pixels or no memory entries.
+        A scalar; 0 (connected to the queries' graph) when there are no query rows or no memory
+        entries.
+
+    Raises:
+        ValueError: if the query shapes differ (or as :func:`correlation`).
     """
     if query_v.shape != query_a.shape:
         raise ValueError(
@@ -337,11 +439,10 @@ def omni_correlation_loss(
         )
     if len(query_v) == 0 or len(memory) == 0:
         return query_v.sum() * 0.0 + query_a.sum() * 0.0
-    log_v = correlation(query_v, memory, temperature, log=True)
-    log_a = correlation(query_a, memory, temperature, log=True)
-    cross_v = -(log_a.detach().exp() * log_v).sum(dim=1).mean()
-    cross_a = -(log_v.detach().exp() * log_a).sum(dim=1).mean()
-    return 0.5 * (cross_v + cross_a)
+    memory = memory.detach()
+    corr_v = correlation(query_v, memory, temperature)
+    corr_a = correlation(query_a, memory, temperature)
+    return -(corr_a * torch.log(corr_v + eps)).sum(dim=1).mean()
 
 
 class CAML(SemiSupervisedMethod):
@@ -353,35 +454,52 @@ class CAML(SemiSupervisedMethod):
     loss of :mod:`umlkit.semi.base` (Dice, plus cross-entropy when ``ce_weight > 0``; the paper
     uses Dice alone). Model v (transposed-conv decoder) is the test model.
 
-    OCC, step by step (the parts marked * are umlkit's reconstruction):
+    OCC in one training step, in the official order:
 
-    1. both models project their last decoder feature per pixel (:class:`ProjectionHead`);
-    2. labeled pixels that **both** models classify correctly enter a per-class memory
-       (:class:`CorrelationMemory`) as the normalised mean of the two projections*, at most
-       ``memory_pixels_per_class`` per class and step*;
-    3. unlabeled pixels where the two models **agree** are the queries (at most
-       ``max_query_pixels`` per step, drawn at random*);
-    4. ``memory_samples_per_class`` (K) entries per class are drawn from the memory, and
-       :func:`omni_correlation_loss` asks the two models' correlation distributions to agree.
+    1. **memory update**: for each labeled image of the batch, the pixels that both models
+       classify correctly replace that image's slot of :class:`CorrelationMemory`, each as
+       :math:`\tfrac12[\mathrm{proj}_v(f_v) + \mathrm{proj}_a(f_a)]` of the last decoder features,
+       computed with the projection heads in eval mode (batch-norm running statistics), detached,
+       with its ground-truth class;
+    2. **keys**: ``memory_samples_per_class`` entries of every class with at least that many
+       (:meth:`CorrelationMemory.sample`);
+    3. **queries**: unlabeled pixels where both models' argmax agree, with model v's class and
+       max probability; :math:`\mathrm{pred}(\mathrm{proj}(f))` of each model (training-mode
+       batch norm over all agreeing pixels); per class the ``max_query_pixels_per_class`` most
+       confident (:func:`select_queries`), the same rows for both models;
+    4. :func:`omni_correlation_loss` of the two query sets against the keys.
+
+    ``max_query_pixels_per_class`` defaults to 256, not the official 12800: the official cap is a
+    small share of the about 2·10⁶ unlabeled voxels of a step (two 112×112×80 crops), so it keeps
+    only the most confident pixels; at umlkit's 4 × 32 × 32 = 4096 unlabeled pixels 12800 would
+    never bind and the selection by confidence would do nothing, while 256 still keeps the most
+    confident part of every large class and leaves enough rows for a stable mean.
+    ``memory_samples_per_class`` keeps the official 256, which umlkit's labeled sets reach for
+    their larger classes after a few steps (a smaller class joins once it has 256 entries).
 
     Args:
         in_channels: image channels.
         num_classes: pixel classes (background included).
-        width: U-Net width; the bottleneck (and CMA) has ``8 * width`` channels.
+        width: U-Net width; the deepest feature (and CMA) has ``8 * width`` channels.
         ce_weight: cross-entropy weight in :math:`L_{sup}` (0 for the paper's Dice only).
         consistency_weight: :math:`\lambda_c`.
         occ_weight: :math:`\lambda_o`.
         sharpen_temperature: :math:`T` of :func:`sharpen`.
         occ_temperature: :math:`\tau` of :func:`correlation`.
-        projection_dim: output dimension of the projection heads (32).
-        cma_heads: attention heads of the CMA layers.
-        memory_size: memory capacity per class.
-        memory_pixels_per_class: labeled pixels added to the memory per class and step.
-        memory_samples_per_class: K, entries drawn per class for each step's correlations.
-        max_query_pixels: unlabeled pixels used as OCC queries per step.
+        projection_dim: output dimension of the projection and prediction heads (32).
+        cma_heads: attention heads of the CMA layers (4).
+        cma_feedforward_factor: feed-forward width of the CMA layers, in channels (4).
+        cma_dropout: dropout inside the CMA layers (0.5).
+        feature_dropout: channel dropout on the deepest and the last decoder feature (0.5).
+        memory_samples_per_class: keys drawn per class each step (official 256).
+        max_query_pixels_per_class: the most queries kept per class (official 12800).
+
+    Raises:
+        ValueError: ``memory_samples_per_class`` or ``max_query_pixels_per_class`` below 2.
     """
 
     name = "caml"
+    needs_image_indices = True
 
     def __init__(
         self,
@@ -395,40 +513,69 @@ class CAML(SemiSupervisedMethod):
         occ_temperature: float = 0.1,
         projection_dim: int = 32,
         cma_heads: int = 4,
-        memory_size: int = 256,
-        memory_pixels_per_class: int = 32,
-        memory_samples_per_class: int = 64,
-        max_query_pixels: int = 512,
+        cma_feedforward_factor: int = 4,
+        cma_dropout: float = 0.5,
+        feature_dropout: float = 0.5,
+        memory_samples_per_class: int = 256,
+        max_query_pixels_per_class: int = 256,
     ) -> None:
         super().__init__(in_channels, num_classes, width)
+        for name, value in (
+            ("memory_samples_per_class", memory_samples_per_class),
+            ("max_query_pixels_per_class", max_query_pixels_per_class),
+        ):
+            if value < 2:
+                raise ValueError(f"{name} must be at least 2, got {value}")
         self.model_v = segmentation_unet(in_channels, num_classes, width, upsample="transpose")
         self.model_a = segmentation_unet(
             in_channels,
             num_classes,
             width,
             upsample="bilinear",
-            bottleneck=CrossSampleMutualAttention(8 * width, num_heads=cma_heads),
+            bottleneck=CrossSampleMutualAttention(
+                8 * width, cma_heads, cma_feedforward_factor, cma_dropout
+            ),
         )
+        self.feature_dropout = nn.Dropout2d(feature_dropout)
         self.projection_v = ProjectionHead(width, projection_dim)
         self.projection_a = ProjectionHead(width, projection_dim)
-        self.memory = CorrelationMemory(num_classes, projection_dim, memory_size)
+        self.prediction_v = ProjectionHead(projection_dim, projection_dim)
+        self.prediction_a = ProjectionHead(projection_dim, projection_dim)
+        self.memory = CorrelationMemory(num_classes, projection_dim)
         self.ce_weight = ce_weight
         self.consistency_weight = consistency_weight
         self.occ_weight = occ_weight
         self.sharpen_temperature = sharpen_temperature
         self.occ_temperature = occ_temperature
-        self.memory_pixels_per_class = memory_pixels_per_class
         self.memory_samples_per_class = memory_samples_per_class
-        self.max_query_pixels = max_query_pixels
+        self.max_query_pixels_per_class = max_query_pixels_per_class
 
     @property
     def test_model(self):
-        """Model v, the transposed-conv U-Net (CAML tests with the first model only)."""
+        """Model v, the transposed-conv U-Net, evaluated without CMA or dropout (Fidelity)."""
         return self.model_v
 
-    def training_loss(self, images, masks, labeled, progress: Progress):
-        out_v = forward_in_parts(self.model_v, images, labeled)
-        out_a = self._forward_model_a(images, labeled)
+    def training_loss(self, images, masks, labeled, progress: Progress, indices=None):
+        """The loss of one mixed batch (see the class docstring).
+
+        Args:
+            images: ``(B, C, H, W)``.
+            masks: ``(B, H, W)``; read where ``labeled`` only.
+            labeled: ``(B,)`` bool.
+            progress: step, epoch and ramp weight.
+            indices: ``(B,)`` dataset index of each image; the labeled ones key the memory's
+                slots (the loop passes them, since :attr:`needs_image_indices` is set).
+
+        Raises:
+            ValueError: ``indices`` is missing or has the wrong length.
+        """
+        if indices is None or len(indices) != len(images):
+            raise ValueError(
+                "CAML's memory keeps one slot per labeled image: pass indices=, the (B,) dataset "
+                "index of each image"
+            )
+        out_v = self._forward(self.model_v, images, labeled)
+        out_a = self._forward(self.model_a, images, labeled)
         pred_v, pred_a = pixel_prediction(out_v.seg_logits), pixel_prediction(out_a.seg_logits)
         target = masks[labeled]
         supervised = 0.5 * (
@@ -436,7 +583,9 @@ class CAML(SemiSupervisedMethod):
             + supervised_loss(pred_a.select(labeled), target, self.ce_weight)
         )
         consistency = mutual_consistency_loss(pred_v.prob, pred_a.prob, self.sharpen_temperature)
-        occ = self._omni_correlation(out_v.features, out_a.features, pred_v, pred_a, masks, labeled)
+        occ = self._omni_correlation(
+            out_v.features, out_a.features, pred_v.prob, pred_a.prob, masks, labeled, indices
+        )
         ramp = progress.ramp
         loss = (
             supervised + self.consistency_weight * ramp * consistency + self.occ_weight * ramp * occ
@@ -447,41 +596,89 @@ class CAML(SemiSupervisedMethod):
             "occ": occ.item(),
         }
 
-    def _forward_model_a(self, images: torch.Tensor, labeled: torch.Tensor) -> ModelOutput:
-        """Model a with batch norm per part but CMA over the whole batch.
+    def _forward(self, model: UNet, images: torch.Tensor, labeled: torch.Tensor) -> ModelOutput:
+        """A training forward pass: convolutions per part, bottleneck module on the whole batch.
 
-        The encoder and decoder run on the labeled and the unlabeled images separately (see
-        :func:`umlkit.semi.base.forward_in_parts`); the CMA module in between must see all samples
-        at once, since attending from unlabeled to labeled samples is its purpose.
+        The encoder and the decoder run on the labeled and on the unlabeled images separately
+        (see :func:`umlkit.semi.base.forward_in_parts`); model a's CMA module in between sees all
+        samples at once, since attending across samples is its purpose. Channel dropout
+        (``feature_dropout``) hits the deepest feature after the bottleneck module and the last
+        decoder feature, which feeds both the segmentation head and the projection head.
         """
-        model = self.model_a
-        parts = (labeled, ~labeled)
+        parts = [part for part in (labeled, ~labeled) if bool(part.any())]
+        order = torch.argsort(torch.cat([torch.nonzero(part)[:, 0] for part in parts]))
         encoded = [model.encoder(images[part]) for part in parts]
-        bottleneck = model.bottleneck(in_batch_order([e[-1] for e in encoded], labeled))
+        deepest = torch.cat([features[-1] for features in encoded])[order]
+        deepest = self.feature_dropout(model.bottleneck(deepest))
         for features, part in zip(encoded, parts, strict=True):
-            features[-1] = bottleneck[part]
-        decoded = [model.decoder(features) for features in encoded]
-        logits = in_batch_order([model.head(d) for d in decoded], labeled)
-        return segmentation_output(logits, in_batch_order(decoded, labeled))
+            features[-1] = deepest[part]
+        decoded = [self.feature_dropout(model.decoder(features)) for features in encoded]
+        logits = torch.cat([model.head(feature) for feature in decoded])[order]
+        return segmentation_output(logits, torch.cat(decoded)[order])
 
-    def _omni_correlation(self, feature_v, feature_a, pred_v, pred_a, masks, labeled):
-        # Projections as (B, H, W, D) so that boolean pixel masks pick rows of D-vectors.
-        proj_v = self.projection_v(feature_v).permute(0, 2, 3, 1)
-        proj_a = self.projection_a(feature_a).permute(0, 2, 3, 1)
-        class_v, class_a = pred_v.prob.argmax(1), pred_a.prob.argmax(1)
-        target = masks[labeled]
-        reliable = (class_v[labeled] == target) & (class_a[labeled] == target)
-        entries = F.normalize(proj_v[labeled][reliable] + proj_a[labeled][reliable], dim=1)
-        self.memory.push(entries.detach(), target[reliable], self.memory_pixels_per_class)
+    def _omni_correlation(self, feature_v, feature_a, prob_v, prob_a, masks, labeled, indices):
+        """:math:`L_o` of one batch: memory update, keys, queries, loss (class docstring)."""
+        rows_v = feature_v.permute(0, 2, 3, 1)  # (B, H, W, width): boolean masks pick pixel rows
+        rows_a = feature_a.permute(0, 2, 3, 1)
+        confidence_v, class_v = prob_v.max(dim=1)
+        class_a = prob_a.argmax(dim=1)
+        slots = torch.as_tensor(indices).cpu()[labeled.cpu()].tolist()
+        self._update_memory(
+            rows_v[labeled],
+            rows_a[labeled],
+            class_v[labeled],
+            class_a[labeled],
+            masks[labeled],
+            slots,
+        )
+        keys, _ = self.memory.sample(self.memory_samples_per_class, device=feature_v.device)
 
         unlabeled = ~labeled
         agree = class_v[unlabeled] == class_a[unlabeled]
-        query_v, query_a = proj_v[unlabeled][agree], proj_a[unlabeled][agree]
-        if len(query_v) > self.max_query_pixels:
-            keep = torch.randperm(len(query_v), device=query_v.device)[: self.max_query_pixels]
-            query_v, query_a = query_v[keep], query_a[keep]
-        memory, _ = self.memory.sample(self.memory_samples_per_class)
-        return omni_correlation_loss(query_v, query_a, memory, self.occ_temperature)
+        if int(agree.sum()) < 2:  # no class can have more than one query
+            return feature_v.sum() * 0.0 + feature_a.sum() * 0.0
+        query_v = self.prediction_v(self.projection_v(rows_v[unlabeled][agree]))
+        query_a = self.prediction_a(self.projection_a(rows_a[unlabeled][agree]))
+        chosen = select_queries(
+            confidence_v[unlabeled][agree],
+            class_v[unlabeled][agree],
+            self.num_classes,
+            self.max_query_pixels_per_class,
+        )
+        return omni_correlation_loss(query_v[chosen], query_a[chosen], keys, self.occ_temperature)
+
+    @torch.no_grad()
+    def _update_memory(self, rows_v, rows_a, class_v, class_a, target, slots) -> None:
+        """Replace the slots of the labeled images by their pixels both models got right.
+
+        Args:
+            rows_v: ``(L, H, W, width)`` last decoder feature of model v (channels last).
+            rows_a: the same of model a.
+            class_v: ``(L, H, W)`` argmax of model v.
+            class_a: ``(L, H, W)`` argmax of model a.
+            target: ``(L, H, W)`` ground truth.
+            slots: the ``L`` dataset indices of the labeled images.
+        """
+        correct = (class_v == target) & (class_a == target)
+        heads = (self.projection_v, self.projection_a)
+        modes = [head.training for head in heads]
+        for head in heads:
+            head.eval()  # running statistics, as the official model.eval() around this step
+        try:
+            if bool(correct.any()):
+                entries = 0.5 * (
+                    self.projection_v(rows_v[correct]) + self.projection_a(rows_a[correct])
+                )
+            else:
+                entries = rows_v.new_zeros(0, self.memory.dim)
+        finally:
+            for head, mode in zip(heads, modes, strict=True):
+                head.train(mode)
+        counts = correct.flatten(1).sum(dim=1).tolist()
+        for slot, values, labels in zip(
+            slots, entries.split(counts), target[correct].split(counts), strict=True
+        ):
+            self.memory.replace(slot, values, labels)
 
     def trusted_regions(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Where the two models agree (OCC queries) and model a's sharpened confidence (L_c)."""
