@@ -14,6 +14,7 @@ from umlkit.data import load_dataset, make_synthetic
 from umlkit.semi.experiments import (
     comparison_configs,
     epochs_for_steps,
+    label_effect,
     paired_differences,
     run_comparison,
     run_means,
@@ -74,6 +75,36 @@ def test_run_means_and_summary_hand_computed():
     assert one_seed.loc["caml", "seeds"] == 1
 
 
+def test_label_effect_hand_computed():
+    rows = []
+    # supervised Dice per seed: 5 %: 0.80, 0.82; 10 %: 0.86, 0.88; 20 %: 0.87, 0.85
+    for fraction, dice in ((0.05, (0.80, 0.82)), (0.1, (0.86, 0.88)), (0.2, (0.87, 0.85))):
+        for seed, value in enumerate(dice):
+            for image in range(2):  # two test images with the same score
+                rows.append(
+                    {
+                        "dataset": "fundus",
+                        "label_fraction": fraction,
+                        "method": "supervised",
+                        "seed": seed,
+                        "image": image,
+                        "dice": value,
+                    }
+                )
+    table, sentences = label_effect(pd.DataFrame(rows))
+    spread = 0.02 / 2**0.5  # sd of two values 0.02 apart
+    assert table["gain"].tolist() == pytest.approx([0.06, -0.01])
+    assert table["spread"].tolist() == pytest.approx([spread, spread])
+    assert table["resolved"].tolist() == [True, False]
+    assert sentences[0] == (
+        "fundus: supervised dice rises by more than the seed spread from 5% to 10% labels "
+        "(0.810 -> 0.870, gain +0.060, spread 0.014)."
+    )
+    assert "does not rise" in sentences[1]
+    with pytest.raises(ValueError, match="no runs of method 'caml'"):
+        label_effect(pd.DataFrame(rows), method="caml")
+
+
 def test_paired_differences_hand_computed():
     table = paired_differences(hand_scores()).set_index("method")
     assert list(table.index) == ["caml"]
@@ -113,6 +144,18 @@ def test_comparison_configs_take_seeds_per_fraction(tmp_path):
     ]
     with pytest.raises(ValueError, match=r"no seeds for the label fraction\(s\) \[0.2\]"):
         comparison_configs({"derm": root}, label_fractions=[0.1, 0.2], seeds={0.1: [0]}, **common)
+    per_method = comparison_configs(
+        {"derm": root},
+        label_fractions=[0.1],
+        seeds=[0],
+        methods=["supervised", "caml"],
+        steps=4,
+        method_options={"caml": {"feature_dropout": 0.0}},
+    )
+    assert [(c.method, c.method_options) for c in per_method] == [
+        ("supervised", {}),
+        ("caml", {"feature_dropout": 0.0}),
+    ]
 
 
 def test_comparison_runs_once_then_reads_the_cache(tmp_path):

@@ -30,6 +30,7 @@ from umlkit.semi.caml import (
 from umlkit.semi.ema import ema_alpha, sigmoid_rampup, update_ema
 from umlkit.semi.experiments import (
     comparison_configs,
+    label_effect,
     paired_differences,
     run_comparison,
     run_means,
@@ -64,6 +65,7 @@ __all__ = [
     "TwoStreamBatchSampler",
     "build_method",
     "comparison_configs",
+    "label_effect",
     "ema_alpha",
     "fit_semi",
     "get_or_train_semi",

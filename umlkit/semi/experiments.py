@@ -79,6 +79,7 @@ def comparison_configs(
     methods: Sequence[str],
     seeds: Sequence[int] | Mapping[float, Sequence[int]],
     steps: int,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
     **common: Any,
 ) -> list[SemiConfig]:
     """One :class:`SemiConfig` per (dataset, label fraction, method, seed).
@@ -90,6 +91,8 @@ def comparison_configs(
         seeds: one run per seed (the seed also draws the labeled subset); a mapping gives each
             label fraction its own seeds (see :func:`seeds_by_fraction`).
         steps: optimisation steps per run (see :func:`epochs_for_steps`).
+        method_options: method name -> keyword arguments of that method (e.g.
+            ``{"caml": {"feature_dropout": 0.0}}``); methods not named get their defaults.
         **common: any other :class:`SemiConfig` field (``image_size``, ``width``, ``lr``...).
 
     Raises:
@@ -117,7 +120,12 @@ def comparison_configs(
                 for seed in fraction_seeds[fraction]:
                     configs.append(
                         replace(
-                            base, method=method, label_fraction=fraction, seed=seed, epochs=epochs
+                            base,
+                            method=method,
+                            method_options=dict((method_options or {}).get(method, {})),
+                            label_fraction=fraction,
+                            seed=seed,
+                            epochs=epochs,
                         )
                     )
     return configs
@@ -268,6 +276,61 @@ def run_means(scores: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.Data
     if missing:
         raise ValueError(f"scores lack the column(s) {missing}; pass run_comparison's table")
     return scores.groupby(keys, sort=False)[list(metrics)].mean().reset_index()
+
+
+def label_effect(
+    scores: pd.DataFrame, method: str = "supervised", metric: str = "dice"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Does ``method``'s score rise with the label fraction by more than its seed spread?
+
+    For each dataset and each pair of consecutive label fractions: the mean over seeds at both,
+    the gain, and the larger of the two seed standard deviations (ddof=1). A gain larger than that
+    spread is a rise the comparison can resolve; a smaller one (or a fall) says the budget cannot
+    tell the label fractions apart, and then no method comparison across fractions can be read.
+
+    Returns:
+        ``(table, sentences)``: one row per (dataset, lower fraction, higher fraction) with the
+        columns ``low``, ``high``, ``gain``, ``spread``, ``resolved``; and one generated sentence
+        per row.
+
+    Raises:
+        ValueError: ``scores`` lacks a column, or ``method`` has no runs.
+    """
+    means = run_means(scores, [metric])
+    means = means[means["method"] == method]
+    if means.empty:
+        raise ValueError(f"no runs of method {method!r} in the scores")
+    rows, sentences = [], []
+    for dataset, runs in means.groupby("dataset", sort=False):
+        stats = runs.groupby("label_fraction")[metric].agg(["mean", "std"]).sort_index()
+        fractions = list(stats.index)
+        for low, high in zip(fractions[:-1], fractions[1:], strict=True):
+            gain = stats.loc[high, "mean"] - stats.loc[low, "mean"]
+            spread = np.nanmax([stats.loc[low, "std"], stats.loc[high, "std"]])
+            resolved = bool(gain > spread) if not np.isnan(spread) else None
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "from": low,
+                    "to": high,
+                    "low": stats.loc[low, "mean"],
+                    "high": stats.loc[high, "mean"],
+                    "gain": gain,
+                    "spread": spread,
+                    "resolved": resolved,
+                }
+            )
+            verdict = {
+                True: "rises by more than the seed spread",
+                False: "does not rise by more than the seed spread",
+                None: "cannot be judged (one seed: no spread)",
+            }[resolved]
+            sentences.append(
+                f"{dataset}: {method} {metric} {verdict} from {low:.0%} to {high:.0%} labels "
+                f"({stats.loc[low, 'mean']:.3f} -> {stats.loc[high, 'mean']:.3f}, "
+                f"gain {gain:+.3f}, spread {spread:.3f})."
+            )
+    return pd.DataFrame(rows), sentences
 
 
 def summary_table(
