@@ -204,6 +204,8 @@ def train_config(
     ``"none"``) becomes :attr:`TrainConfig.augment`, except that
     ``"dihedral"`` falls back to ``"flip"`` on the loader kinds of :data:`ROTATION_SENSITIVE`, whose
     labels a quarter turn can change (a vertical cup-to-disc ratio becomes a horizontal one).
+    ``uml_options`` (if present) are model options added to every UML variant (``"uml"``,
+    ``"uml2024"``), e.g. a profile's smaller ``mixer_width``; the baselines do not have them.
 
     Every notebook builds its configurations here, so the same variant and seed give the same
     :func:`umlkit.train.config_hash` and :func:`~umlkit.train.get_or_train` finds the cached model.
@@ -224,9 +226,12 @@ def train_config(
     augment = str(train.get("augment", "none"))
     if augment == "dihedral" and data.loader_kind in ROTATION_SENSITIVE:
         augment = "flip"
+    options = dict(spec["options"])
+    if spec["model"] in ("uml", "uml2024"):
+        options = {**train.get("uml_options", {}), **options}
     return TrainConfig(
         model=spec["model"],
-        model_options=dict(spec["options"]),
+        model_options=options,
         width=int(train["width"]),
         dataset=data.loader_kind,
         data_root=str(data.root),
