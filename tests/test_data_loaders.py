@@ -389,7 +389,14 @@ def test_missing_layout_folder_or_table_raises(isic_root, tmp_path):
         ),
         ({"split": "training"}, r"split='training' is not valid; choose one of train, val, test"),
         ({"on_error": "ignore"}, r"on_error='ignore' is not valid"),
-        ({"size": 0}, r"size must be None, a positive int or a pair"),
+        ({"size": 32.0}, r"^size must be a positive integer, got 32\.0$"),
+        ({"size": True}, r"^size must be a positive integer, got True$"),
+        ({"size": 0}, r"^size must be a positive integer, got 0$"),
+        ({"size": -4}, r"^size must be a positive integer, got -4$"),
+        ({"size": (32, 0)}, r"^size must be a pair \(H, W\) of positive integers, got \(32, 0\)$"),
+        ({"size": (16.0, 16)}, r"size must be a pair \(H, W\) of positive integers"),
+        ({"size": (16, 16, 3)}, r"size must be a pair \(H, W\) of positive integers"),
+        ({"size": "32"}, r"size must be a positive integer, a pair \(H, W\) of them or None"),
         ({"n_slices": 3}, r"unknown option\(s\) \['n_slices'\] for kind 'isic2017'"),
     ],
 )
@@ -397,6 +404,13 @@ def test_bad_arguments_raise(isic_root, kwargs, message):
     arguments = {"kind": "isic2017", "root": isic_root, **kwargs}
     with pytest.raises(ValueError, match=message):
         load_dataset(**arguments)
+
+
+def test_size_accepts_numpy_integers_and_pairs(isic_root):
+    square = load_dataset("isic2017", isic_root, "val", size=np.int64(8))[0]
+    assert square["image"].shape == (3, 8, 8)
+    pair = load_dataset("isic2017", isic_root, "val", size=[6, 10])[0]
+    assert pair["image"].shape == (3, 6, 10) and pair["mask"].shape == (6, 10)
 
 
 def test_skip_mode_leaves_bad_items_out_and_reports_them(isic_root):

@@ -74,13 +74,36 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _is_positive_int(value: Any) -> bool:
+    """True for a Python or numpy integer above 0; False for bools, floats and anything else."""
+    return (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, (bool, np.bool_))
+        and value > 0
+    )
+
+
 def parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """``None`` (keep native size), ``s`` -> ``(s, s)`` or ``(h, w)``; positive integers only."""
+    """``None`` (keep native size), ``s`` -> ``(s, s)`` or ``(h, w)``; positive integers only.
+
+    Raises:
+        ValueError: anything else, e.g. ``32.0``, ``True``, ``0`` or ``(32, -1)``, naming it.
+    """
     if size is None:
         return None
-    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in pair):
-        raise ValueError(f"size must be None, a positive int or a pair (H, W), got {size!r}")
+    if isinstance(size, np.ndarray) and size.ndim == 0:
+        size = size.item()
+    if isinstance(size, (int, float, np.number, np.bool_)):  # bool is an int
+        if not _is_positive_int(size):
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        return int(size), int(size)
+    if isinstance(size, (str, bytes)) or not isinstance(size, (Sequence, np.ndarray)):
+        raise ValueError(
+            f"size must be a positive integer, a pair (H, W) of them or None, got {size!r}"
+        )
+    pair = tuple(size)
+    if len(pair) != 2 or not all(_is_positive_int(s) for s in pair):
+        raise ValueError(f"size must be a pair (H, W) of positive integers, got {size!r}")
     return int(pair[0]), int(pair[1])
 
 
