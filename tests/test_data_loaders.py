@@ -27,7 +27,7 @@ from umlkit.data import (
     rim_mask,
     stratified_split,
 )
-from umlkit.data.base import SegmentationClassificationDataset
+from umlkit.data.base import SegmentationClassificationDataset, parse_size, resize_item
 
 #: Image size of the layout fixtures: H x W, deliberately not square.
 HEIGHT, WIDTH = 24, 32
@@ -652,6 +652,63 @@ def test_folder_with_split_folders_and_class_indices(tmp_path):
         ValueError, match=r"holds the value\(s\) \[2\], expected only \[0, 1, 255\]"
     ):
         load_dataset("folder", tmp_path, "train")[0]
+
+
+def write_train_folder(root: Path, images: dict[str, Image.Image]) -> Path:
+    """A ``folder`` dataset with only a train split: the given images (file name = key), an
+    all-background mask each and label 0 for every id."""
+    base = root / "train"
+    (base / "images").mkdir(parents=True)
+    for name, image in images.items():
+        image.save(base / "images" / name)
+        write_grey(base / "masks" / f"{Path(name).stem}.png", np.zeros(image.size[::-1]))
+    ids = sorted(Path(name).stem for name in images)
+    pd.DataFrame({"id": ids, "label": [0] * len(ids)}).to_csv(base / "labels.csv", index=False)
+    return root
+
+
+def test_eight_bit_rgb_decodes_bit_identically_to_x_over_255(tmp_path):
+    pixels = np.random.default_rng(3).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    root = write_train_folder(tmp_path, {"a.png": Image.fromarray(pixels)})
+    # What the loaders computed before every mode had a decoding rule: uint8 -> float / 255.
+    reference = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+    mask = torch.zeros(10, 14, dtype=torch.int64)
+    for size in (None, (5, 7), (20, 28)):
+        item = load_dataset("folder", root, "train", size=size)[0]
+        expected = resize_item(reference, mask, parse_size(size))[0]
+        assert item["image"].dtype == torch.float32 and torch.equal(item["image"], expected)
+
+
+def test_folder_sixteen_bit_and_float_images_keep_their_values(tmp_path):
+    sixteen = np.array([[0, 32768], [65535, 1]], dtype=np.uint16)
+    floats = np.array([[0.0, 0.5], [1.0, 0.125]], dtype=np.float32)
+    images = {"a.png": Image.fromarray(sixteen), "b.tif": Image.fromarray(floats)}
+    root = write_train_folder(tmp_path, images)
+    expected = {
+        "a": torch.tensor([[0, 32768], [65535, 1]], dtype=torch.float32) / 65535,
+        "b": torch.from_numpy(floats),
+    }
+    colour = load_dataset("folder", root, "train")
+    grey = load_dataset("folder", root, "train", grayscale=True)
+    for index, image_id in enumerate(colour.ids):
+        assert torch.equal(colour[index]["image"], expected[image_id].expand(3, 2, 2))
+        assert torch.equal(grey[index]["image"], expected[image_id][None])
+    assert colour[0]["image"][0, 0, 1] == pytest.approx(32768 / 65535, rel=1e-7)
+    assert colour[0]["image"][0, 1, 0] == 1.0
+
+
+def test_folder_float_image_outside_the_unit_interval_names_the_file(tmp_path):
+    floats = np.array([[0.0, 255.0], [3.5, 1.0]], dtype=np.float32)
+    good = Image.fromarray(np.zeros((2, 2, 3), dtype=np.uint8))
+    root = write_train_folder(tmp_path, {"a.tif": Image.fromarray(floats), "b.png": good})
+    message = r"a\.tif: image mode 'F' \(32-bit float\) holds values in \[0, 255\]"
+    with pytest.raises(DatasetItemError, match=message):
+        load_dataset("folder", root, "train")[0]
+    data = load_dataset("folder", root, "train", on_error="skip")
+    assert data.ids == ["b"]
+    [(path, problem)] = data.report
+    assert path == str(root / "train" / "images" / "a.tif")
+    assert problem.startswith("image mode 'F' (32-bit float) holds values in [0, 255]")
 
 
 def test_folder_bad_label_and_empty_images(folder_root):
