@@ -6,6 +6,7 @@ need a broken dataset damage them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -363,6 +364,18 @@ def test_bad_label_value_raises(isic_root):
         load_dataset("isic2017", isic_root, "train")
 
 
+def test_id_stored_with_two_extensions_raises_naming_both_files(isic_root):
+    images = isic_root / TRAIN_IMAGES
+    write_rgb(images / "ISIC_0000003.png", 99)
+    jpg, png = images / "ISIC_0000003.jpg", images / "ISIC_0000003.png"
+    problem = f"id ISIC_0000003 has 2 image files: {jpg}, {png}; keep one"
+    with pytest.raises(DatasetItemError, match=re.escape(problem)):
+        load_dataset("isic2017", isic_root, "train")
+    data = load_dataset("isic2017", isic_root, "train", on_error="skip")
+    assert "ISIC_0000003" not in data.ids and len(data) == 5
+    assert data.report == [(str(jpg), problem)]
+
+
 def test_empty_folder_raises(isic_root):
     for path in (isic_root / TRAIN_IMAGES).iterdir():
         path.unlink()
@@ -482,6 +495,30 @@ def test_refuge_unlabelled_image_and_bad_mask_value(refuge_root):
     assert data.ids == ["V0001", "V0003"]
     problems = " | ".join(problem for _, problem in data.report)
     assert "missing from the label table" in problems and "[64]" in problems
+
+
+def test_refuge_id_stored_twice_raises_naming_both_files(refuge_root):
+    glaucoma = refuge_root / "Training400" / "Glaucoma" / "g0001.jpg"
+    copy = refuge_root / "Training400" / "Non-Glaucoma" / "g0001.jpg"
+    write_rgb(copy, 7)
+    with pytest.raises(
+        ValueError, match=re.escape(f"id g0001 has 2 image files: {glaucoma}, {copy}")
+    ):
+        load_dataset("refuge", refuge_root, "train")
+    copy.unlink()
+    write_rgb(glaucoma.with_suffix(".png"), 7)
+    with pytest.raises(ValueError, match=re.escape(f"{glaucoma}, {glaucoma.with_suffix('.png')}")):
+        load_dataset("refuge", refuge_root, "train")
+    glaucoma.with_suffix(".png").unlink()
+    masks = refuge_root / "REFUGE-Test-GT" / "Disc_Cup_Masks"
+    write_grey(masks / "G" / "T0001.bmp", refuge_mask())  # T0001 is already under N/
+    data = load_dataset("refuge", refuge_root, "test", on_error="skip")
+    assert data.ids == ["T0002", "T0003"]
+    expected = (
+        f"id T0001 has 2 mask files: {masks / 'G' / 'T0001.bmp'}, {masks / 'N' / 'T0001.bmp'}"
+    )
+    # The first problem; the mask under G/ also votes "glaucoma" against the spreadsheet.
+    assert data.report[0] == (str(masks / "G" / "T0001.bmp"), expected + "; keep one")
 
 
 def test_refuge_missing_folder_raises(refuge_root):
@@ -709,6 +746,17 @@ def test_folder_float_image_outside_the_unit_interval_names_the_file(tmp_path):
     [(path, problem)] = data.report
     assert path == str(root / "train" / "images" / "a.tif")
     assert problem.startswith("image mode 'F' (32-bit float) holds values in [0, 255]")
+
+
+def test_folder_id_stored_with_two_extensions_raises_naming_both_files(tmp_path):
+    pixels = Image.fromarray(np.zeros((2, 2, 3), dtype=np.uint8))
+    root = write_train_folder(tmp_path, {"a.png": pixels, "b.png": pixels})
+    write_rgb(root / "train" / "images" / "a.jpg", 1, shape=(2, 2))
+    images = root / "train" / "images"
+    message = f"id a has 2 image files: {images / 'a.jpg'}, {images / 'a.png'}; keep one"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_dataset("folder", root, "train")
+    assert load_dataset("folder", root, "train", on_error="skip").ids == ["b"]
 
 
 def test_folder_bad_label_and_empty_images(folder_root):
