@@ -633,6 +633,23 @@ def test_ispy_bad_inputs(ispy_root, tmp_path):
         _ispy(ispy_root, tmp_path)
 
 
+def test_ispy_case_stored_twice_names_both_files(ispy_root, tmp_path):
+    image = ispy_root / "Dataset ISPY" / "ISPY_1001" / "DCEMRI_1.nii"
+    zipped = image.with_name("DCEMRI_1.nii.gz")
+    nib.save(nib.load(image), zipped)
+    mask = ispy_root / "Tumor_segmentation_new" / "ISPY_1002_tumor_mask.nii"
+    mask_copy = ispy_root / "more masks" / mask.name
+    mask_copy.parent.mkdir()
+    mask_copy.write_bytes(mask.read_bytes())
+    report = {}
+    for split in ("train", "val", "test"):
+        report.update(_ispy(ispy_root, tmp_path, split, n_slices=2, on_error="skip").report)
+    assert report[str(image)] == f"ISPY_1001 has 2 volume files: {image}, {zipped}; keep one"
+    first, second = sorted([mask, mask_copy])  # found in path order
+    expected = f"ISPY_1002 has 2 tumour mask files: {first}, {second}; keep one"
+    assert report[str(first)] == expected
+
+
 def test_select_slices_by_hand():
     area = np.array([0, 0, 3, 9, 4, 0, 0, 0])
     assert ispy1.select_slices(area, 3).tolist() == [2, 3, 4]
