@@ -630,7 +630,7 @@ def train(
             f"another {names['output_dir']}"
         )
     train_set, val_set = _load_splits(config, names)
-    data = data_record(config, train_set)
+    data = None if output_dir is None else data_record(config, train_set)
     seed_everything(config.seed)
     model = _build(config, train_set).to(device)
     optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
