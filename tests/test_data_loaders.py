@@ -271,11 +271,14 @@ def test_array_store_is_keyed_by_the_files_and_the_size(isic_root, tmp_path):
     load_dataset("isic2017", isic_root, "train", size=8, cache=store)
     load_dataset("isic2017", isic_root, "val", size=16, cache=store)
     assert len(list(store.glob("*.npz"))) == 3
+    old = set(store.glob("isic2017-train-*.npz"))
     write_rgb(isic_root / TRAIN_IMAGES / "ISIC_0000000.jpg", 1234)  # rewrite one image
     after = load_dataset("isic2017", isic_root, "train", size=16, cache=store)[0]["image"]
     assert not torch.equal(after, before)  # the changed file was read, not the stale copy
     assert torch.equal(after, load_dataset("isic2017", isic_root, "train", size=16)[0]["image"])
-    assert len(list(store.glob("isic2017-train-*.npz"))) == 3  # one per state of the files
+    # the new copy replaced the stale one of the same split and size; the 8-px copy stays
+    new = set(store.glob("isic2017-train-*.npz"))
+    assert len(new) == 2 and len(new - old) == 1 and len(old - new) == 1
 
 
 def test_array_store_rewrites_a_damaged_file_and_skips_native_size(isic_root, tmp_path):

@@ -39,7 +39,8 @@ ON_ERROR = ("raise", "skip")
 #: Datasets whose resized images take at most this many bytes are kept in memory by default.
 CACHE_LIMIT_BYTES = 1 << 30
 #: Version of the stored-split format (:func:`array_cache_key`); a new one ignores older files.
-ARRAY_CACHE_VERSION = 1
+#: Raised whenever decoding changes (2: images of every bit depth, :func:`decode_image`).
+ARRAY_CACHE_VERSION = 2
 
 
 class DatasetItemError(ValueError):
@@ -454,9 +455,19 @@ class SegmentationClassificationDataset(Dataset):
 
         Without a stored copy every item is read now (so a bad file raises here, naming it) and
         the split is written as one ``.npz`` (a temporary file renamed into place, so two
-        processes storing the same split at once cannot leave a half-written file).
+        processes storing the same split at once cannot leave a half-written file). The file is
+        named ``<kind>-<split>-<identity>-<key>.npz``: the identity hashes the kind, folder, split
+        and size, the key also the files' contents (:func:`array_cache_key`). Storing a new copy
+        deletes the older copies of the same identity — the same split of a dataset whose files
+        have changed since — so the store keeps one copy per split and size.
         """
-        path = folder / f"{self.kind}-{self.split}-{array_cache_key(self)}.npz"
+        identity = hashlib.sha256(
+            json.dumps(
+                [self.kind, str(self.root.resolve()), self.split, self.size], default=str
+            ).encode()
+        ).hexdigest()[:8]
+        prefix = f"{self.kind}-{self.split}-{identity}-"
+        path = folder / f"{prefix}{array_cache_key(self)}.npz"
         if path.is_file():
             try:
                 with np.load(path) as stored:
@@ -484,6 +495,9 @@ class SegmentationClassificationDataset(Dataset):
             masks=masks.to(torch.uint8).numpy(),
             ids=np.array([r.id for r in self._records]),
         )
+        for stale in folder.glob(f"{prefix}*.npz"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
 
     def _load(self, record: Record) -> dict:
         image, mask = self._read(record)
