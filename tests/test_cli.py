@@ -1,8 +1,54 @@
 """The ``umlkit`` console command."""
 
+import hashlib
+import os
+import shutil
+
 import pytest
 
 from umlkit.cli import build_parser, main
+from umlkit.data.synthetic import MANIFEST_NAME
+
+
+def snapshot(folder):
+    """SHA-256 of every file under ``folder``: what a refused command must leave unchanged."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def derm(tmp_path_factory):
+    """16 synthetic derm images of 32x32 (11 train, 2 val, 3 test)."""
+    root = tmp_path_factory.mktemp("data") / "derm"
+    assert main(["synth", str(root), "--n", "16", "--size", "32"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(derm, tmp_path_factory):
+    """A finished one-epoch run of width 4 at 32 px; tests copy it before changing it."""
+    folder = tmp_path_factory.mktemp("runs") / "run"
+    assert main([*train_args(derm, folder), "--epochs", "1"]) == 0
+    return folder
+
+
+def train_args(data, output_dir):
+    return [
+        "train",
+        "--data-root",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        "--image-size",
+        "32",
+        "--width",
+        "4",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -38,7 +84,7 @@ def test_synth_train_evaluate_end_to_end(tmp_path, capsys):
 
 def test_synth_refuses_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    assert main(["synth", str(tmp_path), "--n", "4", "--size", "32"]) == 2
+    assert main(["synth", str(tmp_path), "--n", "8", "--size", "32"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("umlkit synth:") and "notes.txt" in err
 
@@ -54,3 +100,205 @@ def test_evaluate_a_missing_checkpoint(tmp_path, capsys):
     args = ["evaluate", str(tmp_path / "nope.pt"), "--data-root", str(tmp_path)]
     assert main(args) == 2
     assert "nope.pt not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- train
+def test_train_refuses_a_folder_holding_a_run_and_names_the_flags(derm, run, capsys):
+    before = snapshot(run)
+    assert main([*train_args(derm, run), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"umlkit train: --output-dir {run} already holds a run (last.pt, best.pt, history.csv, "
+        "config.json): --resume continues it, --overwrite replaces it, or choose another "
+        "--output-dir\n"
+    )
+    assert snapshot(run) == before
+
+
+def test_train_overwrite_replaces_the_run_and_says_so(derm, run, tmp_path, capsys):
+    copy = shutil.copytree(run, tmp_path / "run")
+    assert main([*train_args(derm, copy), "--epochs", "1", "--overwrite"]) == 0
+    assert f"replacing the run in {copy} (--overwrite)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as caught:
+        main([*train_args(derm, copy), "--resume", "--overwrite"])
+    assert caught.value.code == 2
+    assert "not allowed with argument --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--device", "tpu"],
+            "--device 'tpu' is not a device umlkit can use: choose cpu, cuda, cuda:<n> or mps "
+            "(available here: cpu",
+        ),
+        (
+            ["--image-size", "60"],
+            "--image-size 60 is not divisible by 8: a network of depth 4 halves the image 3 "
+            "times, so sides must be multiples of 2**(depth-1) = 8 (e.g. 56 or 64)",
+        ),
+    ],
+)
+def test_train_checks_device_and_image_size_before_anything(tmp_path, capsys, flags, message):
+    # the data folder does not exist: the error is about the flag, so it came first
+    args = [*train_args(tmp_path / "no-data", tmp_path / "run"), "--epochs", "1", *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"umlkit train: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_resume_onto_another_configuration_changes_nothing(derm, run, capsys):
+    before = snapshot(run)
+    assert main([*train_args(derm, run), "--epochs", "1", "--resume", "--width", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "it was trained with another configuration (width: 8 != 4)" in err
+    assert "use another --output-dir or --overwrite to start over" in err
+    assert "=True" not in err and "=False" not in err
+    assert snapshot(run) == before
+
+
+def test_train_resume_without_a_checkpoint_says_so(derm, tmp_path, capsys):
+    folder = tmp_path / "fresh"
+    assert main([*train_args(derm, folder), "--epochs", "1", "--resume"]) == 0
+    assert f"no checkpoint in {folder}: starting a new run" in capsys.readouterr().out
+    assert (folder / "last.pt").is_file()
+
+
+def test_train_resumes_with_the_data_named_by_another_path(derm, run, tmp_path, monkeypatch):
+    copy = shutil.copytree(run, tmp_path / "run")
+    link = tmp_path / "link"
+    link.symlink_to(derm, target_is_directory=True)
+    assert main([*train_args(link, copy), "--epochs", "1", "--resume"]) == 0
+    monkeypatch.chdir(derm.parent)
+    assert main([*train_args(derm.name, copy), "--epochs", "1", "--resume"]) == 0
+
+
+def test_train_resume_onto_an_empty_checkpoint_is_one_line(derm, run, tmp_path, capsys):
+    copy = shutil.copytree(run, tmp_path / "run")
+    (copy / "last.pt").write_bytes(b"")
+    before = snapshot(copy)
+    assert main([*train_args(derm, copy), "--epochs", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"umlkit train: checkpoint {copy / 'last.pt'} is empty (0 bytes): its writing was "
+        "interrupted or it is not a checkpoint\n"
+    )
+    assert snapshot(copy) == before
+
+
+def test_train_on_a_damaged_dataset_suggests_no_python_argument(derm, tmp_path, capsys):
+    data = shutil.copytree(derm, tmp_path / "derm")
+    next(data.rglob("*Training_Data/*.jpg")).unlink()
+    assert main([*train_args(data, tmp_path / "run"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("umlkit train:") and "Fix the files." in err
+    assert "on_error" not in err and ".report" not in err
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def test_evaluate_uses_the_checkpoint_image_size_and_says_so(derm, run, capsys):
+    args = ["evaluate", str(run / "best.pt"), "--data-root", str(derm), "--device", "cpu"]
+    assert main(args) == 0
+    assert "image size 32 (the checkpoint's); dataset isic2017 (the checkpoint's)" in (
+        capsys.readouterr().out
+    )
+    assert main([*args, "--image-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "image size 64 (--image-size; the model was trained with image size 32)" in out
+
+
+def test_evaluate_refuses_data_of_other_classes(run, tmp_path, capsys):
+    fundus = tmp_path / "fundus"
+    assert main(["synth", str(fundus), "--kind", "fundus", "--n", "8", "--size", "32"]) == 0
+    capsys.readouterr()
+    table = tmp_path / "table.csv"
+    args = ["evaluate", str(run / "best.pt"), "--data-root", str(fundus), "--dataset", "refuge"]
+    assert main([*args, "--output", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"umlkit evaluate: checkpoint {run / 'best.pt'} was trained on classes ['not melanoma', "
+        f"'melanoma'] but {fundus} (test split) has ['non-glaucoma', 'glaucoma']; and on "
+        f"segmentation classes ['background', 'lesion'] but {fundus} (test split) has "
+        "['background', 'rim', 'cup']\n"
+    )
+    assert not table.exists()
+
+
+def test_evaluate_output_into_a_folder_and_a_missing_one(derm, run, tmp_path, capsys):
+    args = ["evaluate", str(run / "best.pt"), "--data-root", str(derm), "--device", "cpu"]
+    assert main([*args, "--output", str(tmp_path)]) == 0
+    assert len((tmp_path / "best_test.csv").read_text().splitlines()) == 1 + 3
+    assert f"per-image table written to {tmp_path / 'best_test.csv'}" in capsys.readouterr().out
+    assert main([*args, "--output", str(tmp_path)]) == 0
+    assert "(replaced)" in capsys.readouterr().out
+    missing = tmp_path / "nowhere" / "table.csv"
+    assert main([*args, "--output", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit evaluate: --output {missing}: folder {missing.parent} does not exist\n"
+    )
+    assert main([*args, "--output", str(tmp_path / "new") + os.sep]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "is empty (0 bytes)"),
+        (b"PK\x03\x04 cut short", "is truncated or corrupt (14 bytes)"),
+        (b"epoch,loss\n0,1.0\n", "is not a file torch.save wrote"),
+    ],
+)
+def test_evaluate_a_damaged_checkpoint_is_one_line(derm, tmp_path, capsys, content, problem):
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(content)
+    assert main(["evaluate", str(checkpoint), "--data-root", str(derm)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"umlkit evaluate: checkpoint {checkpoint} {problem}")
+    assert err.count("\n") == 1
+
+
+def test_evaluate_checks_the_device_first(run, tmp_path, capsys):
+    args = ["evaluate", str(run / "best.pt"), "--data-root", str(tmp_path), "--device", "tpu"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("umlkit evaluate: --device 'tpu' is not a device")
+
+
+# --------------------------------------------------------------------------------------- synth
+def test_synth_refuses_too_few_images_for_every_split(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "derm"), "--n", "2", "--size", "32"]) == 2
+    assert capsys.readouterr().err == (
+        "umlkit synth: --n 2 is too small for a derm dataset: its train / val / test splits "
+        "(70 / 10 / 20 %) would hold 1 / 0 / 1 images; --n must be at least 6\n"
+    )
+    assert not (tmp_path / "derm").exists()
+    assert main(["synth", str(tmp_path / "ood"), "--kind", "ood", "--n", "2", "--size", "16"]) == 0
+
+
+def test_synth_suggests_its_own_flag(tmp_path, capsys):
+    root = tmp_path / "derm"
+    assert main(["synth", str(root), "--n", "6", "--size", "16"]) == 0
+    (root / MANIFEST_NAME).unlink()  # as if the generation had been interrupted
+    assert main(["synth", str(root), "--n", "6", "--size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --overwrite to let umlkit delete it" in err and "overwrite=True" not in err
+
+
+# ------------------------------------------------------------------------------------- figures
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "epoch", "3"], "-p epoch: none of the notebooks to run"),
+        (["-p", "epoch", "3"], "did you mean epochs?"),
+        (["-p", "epochs", "abc"], "-p epochs 'abc': 03_training expects int | None"),
+        (["--only", "03", "-p", "seeds", "0"], "-p seeds 0: 03_training expects list[int] | None"),
+        (["-p", "profile", "paper"], "-p profile: choose the profile with --profile"),
+        (["--only", ","], "--only names no notebook"),
+        (["--only", ""], "--only names no notebook"),
+    ],
+)
+def test_figures_checks_its_parameters_before_any_notebook_runs(capsys, args, message):
+    assert main(["figures", "--profile", "smoke", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("umlkit figures: ") and message in err and err.count("\n") == 1

@@ -6,6 +6,7 @@ need a broken dataset damage them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -27,7 +28,7 @@ from umlkit.data import (
     rim_mask,
     stratified_split,
 )
-from umlkit.data.base import SegmentationClassificationDataset
+from umlkit.data.base import SegmentationClassificationDataset, parse_size, resize_item
 
 #: Image size of the layout fixtures: H x W, deliberately not square.
 HEIGHT, WIDTH = 24, 32
@@ -270,11 +271,14 @@ def test_array_store_is_keyed_by_the_files_and_the_size(isic_root, tmp_path):
     load_dataset("isic2017", isic_root, "train", size=8, cache=store)
     load_dataset("isic2017", isic_root, "val", size=16, cache=store)
     assert len(list(store.glob("*.npz"))) == 3
+    old = set(store.glob("isic2017-train-*.npz"))
     write_rgb(isic_root / TRAIN_IMAGES / "ISIC_0000000.jpg", 1234)  # rewrite one image
     after = load_dataset("isic2017", isic_root, "train", size=16, cache=store)[0]["image"]
     assert not torch.equal(after, before)  # the changed file was read, not the stale copy
     assert torch.equal(after, load_dataset("isic2017", isic_root, "train", size=16)[0]["image"])
-    assert len(list(store.glob("isic2017-train-*.npz"))) == 3  # one per state of the files
+    # the new copy replaced the stale one of the same split and size; the 8-px copy stays
+    new = set(store.glob("isic2017-train-*.npz"))
+    assert len(new) == 2 and len(new - old) == 1 and len(old - new) == 1
 
 
 def test_array_store_rewrites_a_damaged_file_and_skips_native_size(isic_root, tmp_path):
@@ -363,6 +367,18 @@ def test_bad_label_value_raises(isic_root):
         load_dataset("isic2017", isic_root, "train")
 
 
+def test_id_stored_with_two_extensions_raises_naming_both_files(isic_root):
+    images = isic_root / TRAIN_IMAGES
+    write_rgb(images / "ISIC_0000003.png", 99)
+    jpg, png = images / "ISIC_0000003.jpg", images / "ISIC_0000003.png"
+    problem = f"id ISIC_0000003 has 2 image files: {jpg}, {png}; keep one"
+    with pytest.raises(DatasetItemError, match=re.escape(problem)):
+        load_dataset("isic2017", isic_root, "train")
+    data = load_dataset("isic2017", isic_root, "train", on_error="skip")
+    assert "ISIC_0000003" not in data.ids and len(data) == 5
+    assert data.report == [(str(jpg), problem)]
+
+
 def test_empty_folder_raises(isic_root):
     for path in (isic_root / TRAIN_IMAGES).iterdir():
         path.unlink()
@@ -389,7 +405,14 @@ def test_missing_layout_folder_or_table_raises(isic_root, tmp_path):
         ),
         ({"split": "training"}, r"split='training' is not valid; choose one of train, val, test"),
         ({"on_error": "ignore"}, r"on_error='ignore' is not valid"),
-        ({"size": 0}, r"size must be None, a positive int or a pair"),
+        ({"size": 32.0}, r"^size must be a positive integer, got 32\.0$"),
+        ({"size": True}, r"^size must be a positive integer, got True$"),
+        ({"size": 0}, r"^size must be a positive integer, got 0$"),
+        ({"size": -4}, r"^size must be a positive integer, got -4$"),
+        ({"size": (32, 0)}, r"^size must be a pair \(H, W\) of positive integers, got \(32, 0\)$"),
+        ({"size": (16.0, 16)}, r"size must be a pair \(H, W\) of positive integers"),
+        ({"size": (16, 16, 3)}, r"size must be a pair \(H, W\) of positive integers"),
+        ({"size": "32"}, r"size must be a positive integer, a pair \(H, W\) of them or None"),
         ({"n_slices": 3}, r"unknown option\(s\) \['n_slices'\] for kind 'isic2017'"),
     ],
 )
@@ -397,6 +420,13 @@ def test_bad_arguments_raise(isic_root, kwargs, message):
     arguments = {"kind": "isic2017", "root": isic_root, **kwargs}
     with pytest.raises(ValueError, match=message):
         load_dataset(**arguments)
+
+
+def test_size_accepts_numpy_integers_and_pairs(isic_root):
+    square = load_dataset("isic2017", isic_root, "val", size=np.int64(8))[0]
+    assert square["image"].shape == (3, 8, 8)
+    pair = load_dataset("isic2017", isic_root, "val", size=[6, 10])[0]
+    assert pair["image"].shape == (3, 6, 10) and pair["mask"].shape == (6, 10)
 
 
 def test_skip_mode_leaves_bad_items_out_and_reports_them(isic_root):
@@ -468,6 +498,30 @@ def test_refuge_unlabelled_image_and_bad_mask_value(refuge_root):
     assert data.ids == ["V0001", "V0003"]
     problems = " | ".join(problem for _, problem in data.report)
     assert "missing from the label table" in problems and "[64]" in problems
+
+
+def test_refuge_id_stored_twice_raises_naming_both_files(refuge_root):
+    glaucoma = refuge_root / "Training400" / "Glaucoma" / "g0001.jpg"
+    copy = refuge_root / "Training400" / "Non-Glaucoma" / "g0001.jpg"
+    write_rgb(copy, 7)
+    with pytest.raises(
+        ValueError, match=re.escape(f"id g0001 has 2 image files: {glaucoma}, {copy}")
+    ):
+        load_dataset("refuge", refuge_root, "train")
+    copy.unlink()
+    write_rgb(glaucoma.with_suffix(".png"), 7)
+    with pytest.raises(ValueError, match=re.escape(f"{glaucoma}, {glaucoma.with_suffix('.png')}")):
+        load_dataset("refuge", refuge_root, "train")
+    glaucoma.with_suffix(".png").unlink()
+    masks = refuge_root / "REFUGE-Test-GT" / "Disc_Cup_Masks"
+    write_grey(masks / "G" / "T0001.bmp", refuge_mask())  # T0001 is already under N/
+    data = load_dataset("refuge", refuge_root, "test", on_error="skip")
+    assert data.ids == ["T0002", "T0003"]
+    expected = (
+        f"id T0001 has 2 mask files: {masks / 'G' / 'T0001.bmp'}, {masks / 'N' / 'T0001.bmp'}"
+    )
+    # The first problem; the mask under G/ also votes "glaucoma" against the spreadsheet.
+    assert data.report[0] == (str(masks / "G" / "T0001.bmp"), expected + "; keep one")
 
 
 def test_refuge_missing_folder_raises(refuge_root):
@@ -582,6 +636,23 @@ def test_ispy_bad_inputs(ispy_root, tmp_path):
         _ispy(ispy_root, tmp_path)
 
 
+def test_ispy_case_stored_twice_names_both_files(ispy_root, tmp_path):
+    image = ispy_root / "Dataset ISPY" / "ISPY_1001" / "DCEMRI_1.nii"
+    zipped = image.with_name("DCEMRI_1.nii.gz")
+    nib.save(nib.load(image), zipped)
+    mask = ispy_root / "Tumor_segmentation_new" / "ISPY_1002_tumor_mask.nii"
+    mask_copy = ispy_root / "more masks" / mask.name
+    mask_copy.parent.mkdir()
+    mask_copy.write_bytes(mask.read_bytes())
+    report = {}
+    for split in ("train", "val", "test"):
+        report.update(_ispy(ispy_root, tmp_path, split, n_slices=2, on_error="skip").report)
+    assert report[str(image)] == f"ISPY_1001 has 2 volume files: {image}, {zipped}; keep one"
+    first, second = sorted([mask, mask_copy])  # found in path order
+    expected = f"ISPY_1002 has 2 tumour mask files: {first}, {second}; keep one"
+    assert report[str(first)] == expected
+
+
 def test_select_slices_by_hand():
     area = np.array([0, 0, 3, 9, 4, 0, 0, 0])
     assert ispy1.select_slices(area, 3).tolist() == [2, 3, 4]
@@ -638,6 +709,74 @@ def test_folder_with_split_folders_and_class_indices(tmp_path):
         ValueError, match=r"holds the value\(s\) \[2\], expected only \[0, 1, 255\]"
     ):
         load_dataset("folder", tmp_path, "train")[0]
+
+
+def write_train_folder(root: Path, images: dict[str, Image.Image]) -> Path:
+    """A ``folder`` dataset with only a train split: the given images (file name = key), an
+    all-background mask each and label 0 for every id."""
+    base = root / "train"
+    (base / "images").mkdir(parents=True)
+    for name, image in images.items():
+        image.save(base / "images" / name)
+        write_grey(base / "masks" / f"{Path(name).stem}.png", np.zeros(image.size[::-1]))
+    ids = sorted(Path(name).stem for name in images)
+    pd.DataFrame({"id": ids, "label": [0] * len(ids)}).to_csv(base / "labels.csv", index=False)
+    return root
+
+
+def test_eight_bit_rgb_decodes_bit_identically_to_x_over_255(tmp_path):
+    pixels = np.random.default_rng(3).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    root = write_train_folder(tmp_path, {"a.png": Image.fromarray(pixels)})
+    # What the loaders computed before every mode had a decoding rule: uint8 -> float / 255.
+    reference = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+    mask = torch.zeros(10, 14, dtype=torch.int64)
+    for size in (None, (5, 7), (20, 28)):
+        item = load_dataset("folder", root, "train", size=size)[0]
+        expected = resize_item(reference, mask, parse_size(size))[0]
+        assert item["image"].dtype == torch.float32 and torch.equal(item["image"], expected)
+
+
+def test_folder_sixteen_bit_and_float_images_keep_their_values(tmp_path):
+    sixteen = np.array([[0, 32768], [65535, 1]], dtype=np.uint16)
+    floats = np.array([[0.0, 0.5], [1.0, 0.125]], dtype=np.float32)
+    images = {"a.png": Image.fromarray(sixteen), "b.tif": Image.fromarray(floats)}
+    root = write_train_folder(tmp_path, images)
+    expected = {
+        "a": torch.tensor([[0, 32768], [65535, 1]], dtype=torch.float32) / 65535,
+        "b": torch.from_numpy(floats),
+    }
+    colour = load_dataset("folder", root, "train")
+    grey = load_dataset("folder", root, "train", grayscale=True)
+    for index, image_id in enumerate(colour.ids):
+        assert torch.equal(colour[index]["image"], expected[image_id].expand(3, 2, 2))
+        assert torch.equal(grey[index]["image"], expected[image_id][None])
+    assert colour[0]["image"][0, 0, 1] == pytest.approx(32768 / 65535, rel=1e-7)
+    assert colour[0]["image"][0, 1, 0] == 1.0
+
+
+def test_folder_float_image_outside_the_unit_interval_names_the_file(tmp_path):
+    floats = np.array([[0.0, 255.0], [3.5, 1.0]], dtype=np.float32)
+    good = Image.fromarray(np.zeros((2, 2, 3), dtype=np.uint8))
+    root = write_train_folder(tmp_path, {"a.tif": Image.fromarray(floats), "b.png": good})
+    message = r"a\.tif: image mode 'F' \(32-bit float\) holds values in \[0, 255\]"
+    with pytest.raises(DatasetItemError, match=message):
+        load_dataset("folder", root, "train")[0]
+    data = load_dataset("folder", root, "train", on_error="skip")
+    assert data.ids == ["b"]
+    [(path, problem)] = data.report
+    assert path == str(root / "train" / "images" / "a.tif")
+    assert problem.startswith("image mode 'F' (32-bit float) holds values in [0, 255]")
+
+
+def test_folder_id_stored_with_two_extensions_raises_naming_both_files(tmp_path):
+    pixels = Image.fromarray(np.zeros((2, 2, 3), dtype=np.uint8))
+    root = write_train_folder(tmp_path, {"a.png": pixels, "b.png": pixels})
+    write_rgb(root / "train" / "images" / "a.jpg", 1, shape=(2, 2))
+    images = root / "train" / "images"
+    message = f"id a has 2 image files: {images / 'a.jpg'}, {images / 'a.png'}; keep one"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_dataset("folder", root, "train")
+    assert load_dataset("folder", root, "train", on_error="skip").ids == ["b"]
 
 
 def test_folder_bad_label_and_empty_images(folder_root):

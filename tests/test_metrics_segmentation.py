@@ -162,3 +162,20 @@ def test_bad_input_raises():
         segmentation_scores(np.array([[0, 1]]), np.array([[0, 1]]), 3, class_names=["a", "b"])
     with pytest.raises(ValueError, match="only 3 classes"):
         refuge_scores(np.array([[0, 4]]), np.array([[0, 1]]))
+
+
+@pytest.mark.parametrize("metric", [hd95, assd, surface_distances])
+def test_surface_metrics_refuse_masks_that_are_not_2d_or_3d(metric):
+    line = np.array([0, 1, 1, 0], dtype=bool)
+    with pytest.raises(ValueError, match=r"2-D or 3-D masks, got 1-D masks of shape \(4,\)"):
+        metric(line, line)
+    batch = PRED[None, None]  # (1, 1, 7, 7): a batch, not a volume
+    with pytest.raises(ValueError, match=r"got 4-D masks of shape \(1, 1, 7, 7\)"):
+        metric(batch, TARGET[None, None])
+
+
+def test_per_class_scores_refuse_label_maps_that_are_not_2d_or_3d():
+    with pytest.raises(ValueError, match="got 4-D masks"):
+        segmentation_scores(PRED[None, None].astype(int), TARGET[None, None].astype(int), 2)
+    with pytest.raises(ValueError, match="got 1-D masks"):
+        refuge_scores(np.array([0, 1, 2]), np.array([0, 1, 2]))

@@ -91,3 +91,20 @@ def test_pick_device_refuses_an_absent_gpu():
     with pytest.raises(ValueError, match="CUDA is not available"):
         pick_device("cuda")
     assert pick_device() in {"cpu", "mps"}
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "cpu:0", "gpu"])
+def test_pick_device_names_the_valid_devices(name):
+    with pytest.raises(ValueError) as caught:
+        pick_device(name, what="--device")
+    message = str(caught.value)
+    assert message.startswith(f"--device {name!r} is not a device umlkit can use")
+    assert "choose cpu, cuda, cuda:<n> or mps" in message and "available here: cpu" in message
+    assert "\n" not in message
+
+
+def test_pick_device_accepts_the_devices_it_lists():
+    assert pick_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="TrainConfig.device 'cuda:1' requested but CUDA"):
+            pick_device("cuda:1", what="TrainConfig.device")

@@ -3,12 +3,19 @@
 import nbformat
 import pytest
 
-from umlkit.runner import list_notebooks, load_parameters, parse_overrides, run_notebooks
+from umlkit.runner import (
+    check_overrides,
+    list_notebooks,
+    load_parameters,
+    notebook_parameters,
+    parse_overrides,
+    run_notebooks,
+)
 
 
-def _notebook(path, *cells):
+def _notebook(path, *cells, parameters="profile = None"):
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = None")
+    params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, *(nbformat.v4.new_code_cell(src) for src in cells)]
     nb.metadata["kernelspec"] = {
@@ -34,6 +41,9 @@ def test_list_notebooks_in_order_and_filtered(project):
     assert [p.stem for p in list_notebooks(project / "notebooks", ["10", "5"])] == ["05_b", "10_c"]
     with pytest.raises(ValueError, match="--only '07' matches no notebook"):
         list_notebooks(project / "notebooks", ["07"])
+    for empty in ([], ["", " "]):
+        with pytest.raises(ValueError, match="--only names no notebook: .* among 01, 05, 10"):
+            list_notebooks(project / "notebooks", empty)
 
 
 def test_empty_folder_is_an_error(tmp_path):
@@ -57,7 +67,7 @@ def test_overrides_are_read_as_yaml():
         parse_overrides([["bad-name", "1"]])
 
 
-def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project):
+def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project, capfd):
     figures = project / "build" / "figures-smoke"
     _notebook(
         project / "notebooks" / "01_fails.ipynb", "raise RuntimeError('boom at size %d' % size)"
@@ -73,6 +83,8 @@ def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project):
     assert "RuntimeError: boom at size 8" in table.error[0]
     assert list(table.figures) == [0, 1]
     assert (project / "build" / "notebooks" / "02_works.ipynb").is_file()
+    # the kernels' "running over TCP without encryption" warning stays out of the console
+    assert "without encryption" not in capfd.readouterr().err
 
 
 def test_notebook_map_reads_titles_and_parameters(project):
@@ -87,3 +99,105 @@ def test_notebook_map_reads_titles_and_parameters(project):
     assert table.to_dict("records") == [
         {"notebook": "03_train", "title": "03 · Training", "parameters": "profile=None"}
     ]
+
+
+PARAMETERS = """\
+profile = None  # the profile
+epochs: int | None = None  # None -> the profile's
+rate: float = 0.1
+kinds: list[str] | None = (
+    None  # several lines, as ruff formats a long comment
+)
+seed = 0
+name = "derm"
+flag = False
+sizes = [32, 64]
+anything = None
+"""
+
+
+def test_notebook_parameters_reads_annotations_and_defaults(tmp_path):
+    path = tmp_path / "03_train.ipynb"
+    _notebook(path, parameters=PARAMETERS)
+    parameters = notebook_parameters(path)
+    assert list(parameters) == [
+        "profile",
+        "epochs",
+        "rate",
+        "kinds",
+        "seed",
+        "name",
+        "flag",
+        "sizes",
+        "anything",
+    ]
+    assert parameters["epochs"].types == (int, type(None))
+    assert parameters["epochs"].type_text == "int | None"
+    assert parameters["rate"].types == (float, int)
+    assert parameters["kinds"].types == (list, type(None)) and parameters["kinds"].default == "None"
+    assert parameters["seed"].types == (int,) and parameters["seed"].default == "0"
+    assert parameters["name"].types == (str,) and parameters["flag"].types == (bool,)
+    assert parameters["sizes"].types == (list,)
+    assert parameters["anything"].types is None and parameters["profile"].types is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"epoch": 3},
+            "-p epoch: none of the notebooks to run (03) has that parameter; did you mean epochs?",
+        ),
+        (
+            {"epochs": "abc"},
+            "-p epochs 'abc': 03_train expects int | None (its default is None), got str",
+        ),
+        ({"epochs": True}, "-p epochs True: 03_train expects int | None"),
+        ({"epochs": 2.5}, "-p epochs 2.5: 03_train expects int | None"),
+        ({"seed": None}, "-p seed None: 03_train expects int (its default is 0)"),
+        ({"flag": 1}, "-p flag 1: 03_train expects bool"),
+        ({"sizes": 32}, "-p sizes 32: 03_train expects list"),
+        ({"name": 3}, "-p name 3: 03_train expects str"),
+        ({"profile": "paper"}, "-p profile: choose the profile with --profile, not -p"),
+    ],
+)
+def test_overrides_are_checked_against_the_parameters_cells(tmp_path, overrides, message):
+    path = tmp_path / "03_train.ipynb"
+    _notebook(path, parameters=PARAMETERS)
+    with pytest.raises(ValueError) as caught:
+        check_overrides([path], overrides)
+    assert str(caught.value).startswith(message)
+
+
+def test_overrides_of_the_right_type_pass(tmp_path):
+    path = tmp_path / "03_train.ipynb"
+    _notebook(path, parameters=PARAMETERS)
+    check_overrides(
+        [path],
+        {
+            "epochs": 3,
+            "rate": 1,  # an int where a float is expected
+            "kinds": ["derm", "fundus"],
+            "seed": 2,
+            "flag": True,
+            "anything": {"a": 1},  # a None default without annotation takes any value
+        },
+    )
+    check_overrides([path], {"epochs": None, "kinds": None})
+
+
+def test_an_override_must_fit_every_notebook_that_declares_it(tmp_path):
+    first, second = tmp_path / "01_a.ipynb", tmp_path / "02_b.ipynb"
+    _notebook(first, parameters="seed = 0\n")
+    _notebook(second, parameters="seed: list[int] | None = None\n")
+    with pytest.raises(ValueError, match=r"^-p seed 3: 02_b expects list\[int\] \| None"):
+        check_overrides([first, second], {"seed": 3})
+
+
+def test_a_bad_override_stops_the_batch_before_any_notebook_runs(project):
+    _notebook(project / "notebooks" / "01_a.ipynb", parameters="epochs: int | None = None\n")
+    with pytest.raises(ValueError, match="-p epochs 'abc'"):
+        run_notebooks("smoke", root=project, overrides={"epochs": "abc"}, progress=False)
+    with pytest.raises(ValueError, match="did you mean epochs"):
+        run_notebooks("smoke", root=project, overrides={"epoch": 3}, progress=False)
+    assert not (project / "build").exists()

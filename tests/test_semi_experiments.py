@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -110,6 +111,8 @@ def test_paired_differences_hand_computed():
     assert list(table.index) == ["caml"]
     assert table.loc["caml", "dice_difference"] == pytest.approx(0.025)  # (0.1 - 0.05) / 2
     assert table.loc["caml", "wins"] == 1 and table.loc["caml", "seeds"] == 2
+    one_seed = paired_differences(hand_scores().query("seed == 0")).set_index("method")
+    assert one_seed.loc["caml", "seeds"] == 1 and np.isnan(one_seed.loc["caml", "std"])
     with pytest.raises(ValueError, match="baseline 'mean_teacher'"):
         paired_differences(hand_scores(), baseline="mean_teacher")
     with pytest.raises(ValueError, match="lack the column"):

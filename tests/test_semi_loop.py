@@ -222,3 +222,16 @@ def test_every_method_trains_with_fused_adam_on_a_cpu(monkeypatch):
     fit_semi(tiny_config("caml", epochs=1), progress=False, data=(Squares(8), Squares(2, seed=1)))
     (optimizer,) = made
     assert optimizer.defaults["fused"] is True
+
+
+def test_resume_onto_a_damaged_checkpoint_is_one_clear_error(tmp_path):
+    data = (Squares(16), Squares(4, seed=1))
+    config = tiny_config("supervised", epochs=1)
+    fit_semi(config, output_dir=tmp_path, progress=False, data=data)
+    (tmp_path / "last.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"last.pt is empty \(0 bytes\)") as caught:
+        fit_semi(config, output_dir=tmp_path, resume=True, progress=False, data=data)
+    assert "\n" not in str(caught.value)
+    (tmp_path / "best.pt").write_bytes((tmp_path / "best.pt").read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"best.pt is truncated or corrupt"):
+        load_method(tmp_path / "best.pt")

@@ -1,7 +1,12 @@
 """umlkit.train: schedule, selection, determinism, checkpoints, exact resume, the model cache."""
 
+import datetime
+import hashlib
 import itertools
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +19,13 @@ from umlkit.models import build_model
 from umlkit.train import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
+    CONFIG_FILE,
+    RESUME_KEYS,
     TrainConfig,
     augment_batch,
+    check_image_size,
     config_hash,
+    dataset_fingerprint,
     get_or_train,
     learning_rate,
     load_checkpoint,
@@ -35,6 +44,28 @@ def data_root(tmp_path_factory):
     """24 synthetic derm images of 32x32: 17 train, 2 val, 5 test."""
     root = tmp_path_factory.mktemp("derm") / "derm"
     return str(make_synthetic(root, kind="derm", n=24, size=32, seed=0, progress=False))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_root, tmp_path_factory):
+    """A finished one-epoch run; tests copy it (shutil.copytree) before touching it."""
+    folder = tmp_path_factory.mktemp("run") / "run"
+    train(tiny_config(data_root, epochs=1), output_dir=folder, progress=False)
+    return folder
+
+
+def snapshot(folder):
+    """SHA-256 of every file under ``folder`` (relative path -> digest): what a failed start
+    must leave unchanged."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def copy_run(finished_run, tmp_path):
+    return shutil.copytree(finished_run, tmp_path / "run")
 
 
 def tiny_config(data_root, **changes):
@@ -149,20 +180,20 @@ def test_training_is_deterministic_and_keeps_the_best_epoch(data_root, tmp_path)
     assert not list((tmp_path / "a").glob("*.tmp")), "a temporary file was left behind"
 
 
-def test_checkpoint_holds_what_resuming_needs(data_root, tmp_path):
-    train(tiny_config(data_root, epochs=1), output_dir=tmp_path, progress=False)
-    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_LAST)
-    assert {
-        "umlkit_version",
-        "train_config",
-        "model_config",
-        "model_state",
-        "optimizer_state",
-        "epoch",
-        "history",
-        "rng",
-    } <= set(checkpoint)
+def test_checkpoint_holds_what_resuming_needs(data_root, finished_run):
+    checkpoint = load_checkpoint(finished_run / CHECKPOINT_LAST)
+    assert {"umlkit_version", "data", *RESUME_KEYS} <= set(checkpoint)
     assert checkpoint["epoch"] == 0 and checkpoint["model_config"]["name"] == "uml"
+
+
+def test_checkpoints_record_what_the_model_was_trained_on(data_root, finished_run):
+    for name in (CHECKPOINT_LAST, CHECKPOINT_BEST):
+        record = load_checkpoint(finished_run / name)["data"]
+        assert record["class_names"] == ["not melanoma", "melanoma"]
+        assert record["seg_class_names"] == ["background", "lesion"]
+        assert record["image_size"] == 32 and record["dataset"] == "isic2017"
+        assert record["fingerprint"] == dataset_fingerprint(data_root, mtimes=True)
+        assert record["files"] == sum(1 for path in Path(data_root).rglob("*") if path.is_file())
 
 
 class Interrupted(Exception):
@@ -193,10 +224,13 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(data_root
         torch.testing.assert_close(last_cut[key], value, rtol=0, atol=0)
 
 
-def test_resume_refuses_a_checkpoint_of_another_configuration(data_root, tmp_path):
-    train(tiny_config(data_root, epochs=1), output_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"another configuration \(.*width: 8 != 4"):
-        train(tiny_config(data_root, epochs=1, width=8), output_dir=tmp_path, resume=True)
+def test_resume_refuses_a_checkpoint_of_another_configuration(data_root, finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    before = snapshot(run)
+    with pytest.raises(ValueError, match=r"another configuration \(.*width: 8 != 4") as caught:
+        train(tiny_config(data_root, epochs=1, width=8), output_dir=run, resume=True)
+    assert "use another output_dir or overwrite=True to start over" in str(caught.value)
+    assert snapshot(run) == before
 
 
 def test_save_load_predict_gives_identical_outputs(data_root, tmp_path):
@@ -265,3 +299,218 @@ def test_array_cache_stores_both_splits_and_changes_no_number(data_root, tmp_pat
     assert len(list(store.glob("*-val-*.npz"))) == 1
     columns = [c for c in plain.history.columns if "seconds" not in c]
     pd.testing.assert_frame_equal(stored.history[columns], plain.history[columns])
+
+
+# ------------------------------------------------------------- nothing silently wrong or overwritten
+def test_an_output_folder_holding_a_run_is_refused_without_resume_or_overwrite(
+    data_root, finished_run, tmp_path
+):
+    run = copy_run(finished_run, tmp_path)
+    before = snapshot(run)
+    with pytest.raises(FileExistsError) as caught:
+        train(tiny_config(data_root, epochs=1), output_dir=run, progress=False)
+    message = str(caught.value)
+    assert f"output_dir {run} already holds a run (last.pt, best.pt, history.csv, config.json)" in (
+        message
+    )
+    assert "resume=True continues it, overwrite=True replaces it" in message
+    assert snapshot(run) == before
+    # any one of the run's files is a run
+    only_config = tmp_path / "only-config"
+    only_config.mkdir()
+    (only_config / CONFIG_FILE).write_text("{}\n")
+    with pytest.raises(FileExistsError, match=r"already holds a run \(config.json\)"):
+        train(tiny_config(data_root, epochs=1), output_dir=only_config, progress=False)
+    assert (only_config / CONFIG_FILE).read_text() == "{}\n"
+
+
+def test_overwrite_replaces_the_run_and_says_so(data_root, finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    (run / "notes.txt").write_text("mine")
+    notes = []
+    result = train(
+        tiny_config(data_root, epochs=1, width=8),
+        output_dir=run,
+        overwrite=True,
+        progress=False,
+        log=notes.append,
+    )
+    assert notes == [f"replacing the run in {run} (overwrite=True)"]
+    assert json.loads((run / CONFIG_FILE).read_text())["width"] == 8
+    assert load_checkpoint(run / CHECKPOINT_BEST)["model_config"]["width"] == 8
+    assert len(result.history) == 1 and (run / "notes.txt").read_text() == "mine"
+
+
+def test_resume_without_a_checkpoint_says_so_and_starts_a_new_run(data_root, tmp_path):
+    notes = []
+    folder = tmp_path / "new"
+    train(tiny_config(data_root, epochs=1), output_dir=folder, resume=True, log=notes.append)
+    assert notes == [f"no checkpoint in {folder}: starting a new run"]
+    assert load_checkpoint(folder / CHECKPOINT_LAST)["epoch"] == 0
+
+
+def _no_data_loading(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the data were loaded before the arguments were checked")
+
+    monkeypatch.setattr(train_module, "_load_splits", fail)
+
+
+def test_device_and_image_size_are_checked_before_the_data_load(data_root, monkeypatch):
+    _no_data_loading(monkeypatch)
+    with pytest.raises(ValueError) as caught:
+        train(tiny_config(data_root, device="tpu"), progress=False)
+    assert str(caught.value).startswith(
+        "TrainConfig.device 'tpu' is not a device umlkit can use: choose cpu, cuda, cuda:<n> or "
+        "mps (available here: cpu"
+    )
+    with pytest.raises(ValueError) as caught:
+        train(tiny_config(data_root, image_size=60), progress=False)
+    assert str(caught.value) == (
+        "TrainConfig.image_size 60 is not divisible by 8: a network of depth 4 halves the image 3 "
+        "times, so sides must be multiples of 2**(depth-1) = 8 (e.g. 56 or 64)"
+    )
+    with pytest.raises(ValueError, match="divisible by 4"):  # the model's depth sets the factor
+        train(tiny_config(data_root, image_size=30, model_options={"depth": 3}), progress=False)
+
+
+def test_check_image_size_follows_the_depth():
+    check_image_size(60, depth=3)  # 2 halvings: multiples of 4
+    with pytest.raises(ValueError, match=r"^--image-size 4 is not divisible by 8: .*\(e.g. 8\)$"):
+        check_image_size(4, depth=4, name="--image-size")
+
+
+#: Starts that fail: (configuration changes, train options, error, message); the last ones fail
+#: only where a run is, the others anywhere.
+FAILED_STARTS = [
+    ({"device": "tpu"}, {"resume": True}, ValueError, "TrainConfig.device 'tpu'"),
+    ({"image_size": 60}, {"overwrite": True}, ValueError, "image_size 60 is not divisible"),
+    (
+        {"model": "unet", "model_options": {"navigator": False}},
+        {"overwrite": True},
+        ValueError,
+        "has no option",
+    ),
+    ({"data_root": "/nowhere"}, {"overwrite": True}, FileNotFoundError, "nowhere"),
+    ({}, {"resume": True, "overwrite": True}, ValueError, "choose one"),
+    ({"width": 8}, {"resume": True}, ValueError, "another configuration"),
+    ({}, {}, FileExistsError, "already holds a run"),
+]
+
+
+def failing_config(data_root, changes):
+    values = {"data_root": data_root, "epochs": 1, **changes}
+    return tiny_config(values.pop("data_root"), **values)
+
+
+@pytest.mark.parametrize(("changes", "options", "error", "match"), FAILED_STARTS)
+def test_a_failed_start_leaves_the_folder_byte_identical(
+    data_root, finished_run, tmp_path, changes, options, error, match
+):
+    run = copy_run(finished_run, tmp_path)
+    before = snapshot(run)
+    with pytest.raises(error, match=match):
+        train(failing_config(data_root, changes), output_dir=run, progress=False, **options)
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize(("changes", "options", "error", "match"), FAILED_STARTS[:-2])
+def test_a_failed_start_creates_no_folder(data_root, tmp_path, changes, options, error, match):
+    with pytest.raises(error, match=match):
+        config = failing_config(data_root, changes)
+        train(config, output_dir=tmp_path / "new", progress=False, **options)
+    assert not (tmp_path / "new").exists()
+
+
+class StopAfterFirstEpoch(Exception):
+    pass
+
+
+def _interrupted_run(config, folder):
+    def stop(row):
+        raise StopAfterFirstEpoch
+
+    with pytest.raises(StopAfterFirstEpoch):
+        train(config, output_dir=folder, progress=False, callback=stop)
+    return folder
+
+
+@pytest.mark.parametrize("way", ["relative", "symlink"])
+def test_resume_accepts_the_same_data_by_another_path(data_root, tmp_path, monkeypatch, way):
+    run = _interrupted_run(tiny_config(data_root, epochs=2), tmp_path / "run")
+    if way == "symlink":
+        other = tmp_path / "link"
+        other.symlink_to(data_root, target_is_directory=True)
+    else:
+        monkeypatch.chdir(Path(data_root).parent)
+        other = Path(Path(data_root).name)
+    resumed = train(tiny_config(str(other), epochs=2), output_dir=run, resume=True, progress=False)
+    assert list(resumed.history["epoch"]) == [0, 1]
+    assert load_checkpoint(run / CHECKPOINT_LAST)["epoch"] == 1
+
+
+def test_resume_refuses_data_that_changed_under_the_same_path(data_root, tmp_path):
+    data = shutil.copytree(data_root, tmp_path / "data")
+    run = _interrupted_run(tiny_config(str(data), epochs=2), tmp_path / "run")
+    before = snapshot(run)
+    image = next(data.rglob("*.jpg"))
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ValueError) as caught:
+        train(tiny_config(str(data), epochs=2), output_dir=run, resume=True, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"cannot resume from {run / CHECKPOINT_LAST}: the data in {data}")
+    assert "files were added, removed or rewritten" in message
+    assert "overwrite=True to start over" in message and "\n" not in message
+    assert snapshot(run) == before
+
+
+def _truncated(path):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda path: path.write_bytes(b""), r"is empty \(0 bytes\)"),
+        (_truncated, r"is truncated or corrupt \(\d+ bytes\): PytorchStreamReader"),
+        (lambda path: path.write_text("not a checkpoint"), "is not a file torch.save wrote"),
+        (
+            lambda path: torch.save({"model_config": datetime.date(2024, 1, 1)}, path),
+            "holds Python objects umlkit never writes",
+        ),
+        (
+            lambda path: torch.save(torch.ones(2), path),
+            r"not a umlkit checkpoint \(it holds a Tensor",
+        ),
+        (lambda path: torch.save({"epoch": 3}, path), r"not a umlkit checkpoint \(no model_config"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_clear_error(finished_run, tmp_path, damage, match):
+    run = copy_run(finished_run, tmp_path)
+    damage(run / CHECKPOINT_LAST)
+    for read in (load_checkpoint, load_model):
+        with pytest.raises(ValueError, match=match) as caught:
+            read(run / CHECKPOINT_LAST)
+        assert str(run / CHECKPOINT_LAST) in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+
+def test_resume_onto_a_damaged_checkpoint_is_one_clear_error(data_root, finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    (run / CHECKPOINT_LAST).write_bytes(b"")
+    before = snapshot(run)
+    with pytest.raises(ValueError, match=r"last.pt is empty \(0 bytes\)"):
+        train(tiny_config(data_root, epochs=1), output_dir=run, resume=True, progress=False)
+    assert snapshot(run) == before
+    # a best.pt in last.pt's place lacks what resuming needs
+    shutil.copyfile(finished_run / CHECKPOINT_BEST, run / CHECKPOINT_LAST)
+    with pytest.raises(ValueError, match=r"not a umlkit checkpoint \(no optimizer_state, history"):
+        train(tiny_config(data_root, epochs=1), output_dir=run, resume=True, progress=False)
+    # weights that do not fit the stored model configuration
+    checkpoint = load_checkpoint(finished_run / CHECKPOINT_LAST)
+    checkpoint["model_state"] = {"bogus": torch.zeros(1)}
+    torch.save(checkpoint, run / CHECKPOINT_LAST)
+    with pytest.raises(ValueError, match=r"weights do not fit its model \(\d+ missing") as caught:
+        train(tiny_config(data_root, epochs=1), output_dir=run, resume=True, progress=False)
+    assert "\n" not in str(caught.value)

@@ -2,19 +2,105 @@
 
 Each subcommand is a thin wrapper around a library function, so everything it does can also be done
 from a notebook. Errors a user can fix (a missing folder, a bad option) are printed as one line
-``umlkit <command>: <message>`` with exit status 2, not as a traceback.
+``umlkit <command>: <message>`` with exit status 2, not as a traceback; they name the command's
+flags, never a Python argument the command line has no way to set.
+
+Every command checks its arguments before it writes or computes anything heavy:
+
+* ``synth`` refuses an ``--n`` too small to give each split of the dataset an image.
+* ``train`` refuses an ``--output-dir`` that holds a run (``last.pt``, ``best.pt``,
+  ``history.csv`` or ``config.json``) unless ``--resume`` continues it or ``--overwrite``
+  replaces it (and says so); it checks ``--device``, ``--image-size`` against the network's
+  downsampling factor, the data and, when resuming, the checkpoint and its data before it
+  writes anything, so a start that fails leaves the folder as it was.
+* ``evaluate`` reads the image size and dataset kind the checkpoint was trained with unless
+  ``--image-size`` / ``--dataset`` say otherwise (it prints which it uses), refuses data whose
+  classes are not the checkpoint's, and checks ``--output`` first: a folder receives
+  ``<checkpoint name>_<split>.csv``; an existing file is replaced, and the command says so.
+* ``figures`` checks every ``-p`` against the parameters cells of the notebooks it will run
+  (name and type) before the first one starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
+
+#: How ``train``'s messages name its arguments on the command line (see umlkit.train.train).
+TRAIN_FLAGS = {
+    "output_dir": "--output-dir",
+    "resume": "--resume",
+    "overwrite": "--overwrite",
+    "data_root": "--data-root",
+    "image_size": "--image-size",
+    "device": "--device",
+}
+#: Python-only suggestions of library messages and what the command line says instead.
+_COMMAND_LINE_WORDING = (
+    (re.compile(r"pass overwrite=True\b"), "pass --overwrite"),
+    (re.compile(r",? or pass on_error=['\"]skip['\"][^\n]*"), "."),
+)
+
+
+def _for_the_command_line(message: str) -> str:
+    """``message`` with suggestions of Python arguments replaced by what the command offers."""
+    for pattern, replacement in _COMMAND_LINE_WORDING:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _smallest_synthetic_n(kind: str) -> int:
+    """The smallest ``--n`` that gives every split of ``kind``'s default splits an image."""
+    from umlkit.data.synthetic import DEFAULT_SPLITS, split_counts
+
+    splits = DEFAULT_SPLITS[kind]
+    n = 1
+    while not all(
+        count >= 1 for count, share in zip(split_counts(n, splits), splits, strict=True) if share
+    ):
+        n += 1
+    return n
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
     from umlkit.data import make_synthetic
+    from umlkit.data.synthetic import DEFAULT_SPLITS, SYNTHETIC_KINDS, split_counts
 
+    if args.kind in SYNTHETIC_KINDS:
+        smallest = _smallest_synthetic_n(args.kind)
+        if args.n < smallest:
+            splits = DEFAULT_SPLITS[args.kind]
+            counts = " / ".join(str(c) for c in split_counts(max(args.n, 0), splits))
+            shares = " / ".join(f"{share * 100:.0f}" for share in splits) + " %"
+            raise ValueError(
+                f"--n {args.n} is too small for a {args.kind} dataset: its train / val / test "
+                f"splits ({shares}) would hold {counts} images; --n must be at least {smallest}"
+            )
     root = make_synthetic(
         args.root,
         kind=args.kind,
@@ -53,6 +139,8 @@ def _train_config(args: argparse.Namespace):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        # the schedule's floor may not exceed the rate (the command line has no flag for it)
+        min_lr=min(TrainConfig.min_lr, args.lr),
         augment=args.augment,
         seed=args.seed,
         device=args.device,
@@ -62,26 +150,86 @@ def _train_config(args: argparse.Namespace):
 def _cmd_train(args: argparse.Namespace) -> None:
     from umlkit.train import train
 
-    result = train(_train_config(args), output_dir=args.output_dir, resume=args.resume)
+    result = train(
+        _train_config(args),
+        output_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        argument_names=TRAIN_FLAGS,
+    )
     print(result.history.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"best epoch {result.best_epoch} (score {result.best_score:.4f}); in {args.output_dir}")
+
+
+def _evaluation_output(output: str | None, checkpoint: Path, split: str) -> Path | None:
+    """Where ``evaluate --output`` writes, checked before anything is computed.
+
+    A folder (existing, or named with a trailing separator) receives
+    ``<checkpoint stem>_<split>.csv``; otherwise the path is the file, whose folder must exist.
+    """
+    if output is None:
+        return None
+    path = Path(output)
+    if path.is_dir():
+        path = path / f"{checkpoint.stem}_{split}.csv"
+    elif output.endswith(("/", os.sep)):
+        raise FileNotFoundError(f"--output {output}: no such folder")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--output {output}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ValueError(f"--output {output}: {path} is a folder")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"--output {output}: {path} cannot be written (no permission)")
+    return path
+
+
+def _stored_or_given(given, stored, flag: str, default, what: str) -> tuple:
+    """The value ``evaluate`` uses for a setting the checkpoint records, and where it came from."""
+    if given is not None:
+        differs = stored is not None and stored != given
+        return given, flag + (f"; the model was trained with {what} {stored}" if differs else "")
+    if stored is not None:
+        return stored, "the checkpoint's"
+    return default, f"the default: the checkpoint does not record it; {flag} sets it"
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from umlkit.data import load_dataset
     from umlkit.evaluate import evaluate
-    from umlkit.train import load_model
+    from umlkit.profiles import pick_device
+    from umlkit.train import (
+        check_checkpoint_data,
+        check_image_size,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
 
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
-    model = load_model(args.checkpoint, device=args.device or "cpu")
-    dataset = load_dataset(args.dataset, args.data_root, split=args.split, size=args.image_size)
-    result = evaluate(model, dataset, device=args.device, progress=True, keep_maps=0)
+    device = pick_device(args.device, what="--device")
+    output = _evaluation_output(args.output, args.checkpoint, args.split)
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint, args.checkpoint, device="cpu")
+    # what the model was trained on: the checkpoint's data record, else its training configuration
+    trained = {}
+    for key in ("train_config", "data"):
+        if isinstance(checkpoint.get(key), dict):
+            trained.update(checkpoint[key])
+    size, size_source = _stored_or_given(
+        args.image_size, trained.get("image_size"), "--image-size", 64, "image size"
+    )
+    kind, kind_source = _stored_or_given(
+        args.dataset, trained.get("dataset"), "--dataset", "isic2017", "dataset"
+    )
+    check_image_size(int(size), model.config.depth, "--image-size")
+    print(f"image size {size} ({size_source}); dataset {kind} ({kind_source})")
+    dataset = load_dataset(kind, args.data_root, split=args.split, size=int(size))
+    check_checkpoint_data(checkpoint, dataset, args.checkpoint)
+    result = evaluate(model, dataset, device=device, progress=True, keep_maps=0)
     for name, value in result.summary.items():
         print(f"{name:>24s}  {value:.4f}")
-    if args.output:
-        result.table.to_csv(args.output, index=False)
-        print(f"per-image table written to {args.output}")
+    if output is not None:
+        replaced = output.exists()
+        result.table.to_csv(output, index=False)
+        print(f"per-image table written to {output}" + (" (replaced)" if replaced else ""))
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -100,7 +248,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 def _cmd_figures(args: argparse.Namespace) -> None:
     from umlkit.runner import parse_overrides, run_notebooks
 
-    only = args.only.split(",") if args.only else None
+    only = None if args.only is None else args.only.split(",")
     table = run_notebooks(args.profile, only=only, overrides=parse_overrides(args.param))
     print(table.drop(columns="error").to_string(index=False))
     failed = table[table.status != "ok"]
@@ -120,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's layout")
     synth.add_argument("root", type=Path, help="folder to write (created)")
     synth.add_argument("--kind", default="derm", help="derm (ISIC 2017), fundus (REFUGE) or ood")
-    synth.add_argument("--n", type=int, default=1000, help="number of images")
+    synth.add_argument("--n", type=int, default=1000, help="number of images (derm, fundus: 6+)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
@@ -140,23 +288,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("train", "train a model"), ("evaluate", "evaluate a checkpoint")):
         cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
         if name == "evaluate":
             cmd.add_argument("checkpoint", type=Path, help="a best.pt / last.pt written by train")
             cmd.add_argument("--split", default="test")
-            cmd.add_argument("--output", type=Path, help="write the per-image table as CSV")
-        cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
-        cmd.add_argument("--dataset", default="isic2017", help="isic2017, refuge, ispy1, folder")
-        cmd.add_argument("--image-size", type=int, default=64)
+            cmd.add_argument(
+                "--output",
+                help="write the per-image table as CSV; a folder receives "
+                "<checkpoint name>_<split>.csv",
+            )
+            cmd.add_argument(
+                "--dataset",
+                default=None,
+                help="isic2017, refuge, ispy1, folder (default: the checkpoint's)",
+            )
+            cmd.add_argument(
+                "--image-size",
+                type=_positive_int,
+                default=None,
+                help="default: the size the checkpoint was trained at",
+            )
+        else:
+            cmd.add_argument(
+                "--dataset", default="isic2017", help="isic2017, refuge, ispy1, folder"
+            )
+            cmd.add_argument(
+                "--image-size",
+                type=_positive_int,
+                default=64,
+                help="a multiple of 2**(depth-1), 8 for umlkit's networks",
+            )
         cmd.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
         if name == "train":
             cmd.add_argument("--output-dir", type=Path, required=True, help="checkpoints, history")
             cmd.add_argument(
                 "--model", default="uml", help="uml, uml2024, unet, classifier, multitask"
             )
-            cmd.add_argument("--width", type=int, default=16)
-            cmd.add_argument("--epochs", type=int, default=12)
-            cmd.add_argument("--batch-size", type=int, default=16)
-            cmd.add_argument("--lr", type=float, default=1e-3)
+            cmd.add_argument("--width", type=_positive_int, default=16)
+            cmd.add_argument("--epochs", type=_positive_int, default=12)
+            cmd.add_argument("--batch-size", type=_positive_int, default=16)
+            cmd.add_argument("--lr", type=_positive_float, default=1e-3)
             cmd.add_argument("--seed", type=int, default=0)
             cmd.add_argument(
                 "--augment",
@@ -164,8 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
                 help="none, flip (random flips) or dihedral (flips and quarter turns) per image; "
                 "use flip where a turn changes the label (REFUGE's vertical cup-to-disc ratio)",
             )
-            cmd.add_argument(
-                "--resume", action="store_true", help="continue from output-dir/last.pt"
+            existing = cmd.add_mutually_exclusive_group()
+            existing.add_argument(
+                "--resume", action="store_true", help="continue the run in --output-dir"
+            )
+            existing.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace the run in --output-dir (its last.pt, best.pt, history.csv, "
+                "config.json)",
             )
             cmd.add_argument("--no-navigator", action="store_true", help="ablation")
             cmd.add_argument("--no-instructor", action="store_true", help="ablation")
@@ -201,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
-        print(f"umlkit {args.command}: {exc}", file=sys.stderr)
+        print(f"umlkit {args.command}: {_for_the_command_line(str(exc))}", file=sys.stderr)
         return 2
     return 0
 

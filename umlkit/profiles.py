@@ -269,21 +269,52 @@ def setup_notebook(
     )
 
 
-def pick_device(name: str | None = None) -> str:
-    """Choose a torch device: ``name`` if given (checked), else CUDA, then MPS, then CPU."""
+def available_devices() -> list[str]:
+    """The torch devices this machine offers: ``cpu``, then ``cuda`` and ``cuda:<n>``, ``mps``."""
     import torch
 
-    if name is not None:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available here")
-        if name == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' requested but MPS is not available here")
-        return name
+    devices = ["cpu"]
     if torch.cuda.is_available():
-        return "cuda"
+        devices += ["cuda", *(f"cuda:{n}" for n in range(torch.cuda.device_count()))]
     if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+        devices.append("mps")
+    return devices
+
+
+def pick_device(name: str | None = None, what: str = "device") -> str:
+    """Choose a torch device: ``name`` if given (checked), else CUDA, then MPS, then CPU.
+
+    Args:
+        name: ``"cpu"``, ``"cuda"``, ``"cuda:<n>"``, ``"mps"`` or ``None`` (the best available).
+        what: how error messages name the argument (the command line passes ``"--device"``).
+
+    Raises:
+        ValueError: ``name`` is not a device name umlkit knows, or this machine lacks it; the
+            message lists the devices available here.
+    """
+    import torch
+
+    if name is None:
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    here = ", ".join(available_devices())
+    kind, colon, index = str(name).partition(":")
+    known = kind in ("cpu", "cuda", "mps") and (not colon or (kind == "cuda" and index.isdigit()))
+    if not known:
+        raise ValueError(
+            f"{what} {name!r} is not a device umlkit can use: choose cpu, cuda, cuda:<n> or mps "
+            f"(available here: {here})"
+        )
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {name!r} requested but CUDA is not available here ({here})")
+    if kind == "cuda" and colon and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"{what} {name!r}: this machine has no such CUDA device ({here})")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{what} 'mps' requested but MPS is not available here ({here})")
+    return name
 
 
 def env_profile(default: str = "default") -> str:

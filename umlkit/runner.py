@@ -6,14 +6,29 @@ notebooks, ``-p name value`` overrides single ones. Executed notebooks land in `
 (the committed notebooks stay free of outputs); figures land where each notebook's profile sends
 them (``figures/`` for the default profile).
 
+Everything is checked before the first notebook starts: the ``--only`` selection, and every
+``-p`` override against the selected notebooks' ``parameters`` cells (:func:`check_overrides`):
+its name must be a parameter of at least one of them, and its value of the parameter's type. A
+parameter's type is its annotation in the cell (``epochs: int | None = None``) or else the type
+of its default; a parameter whose default is ``None`` and that has no annotation takes any value.
+
 A failing notebook does not stop the batch: it is reported with its failing cell and error, and the
 next notebook runs. The summary is a pandas table (notebook, seconds, status, figures, error).
+
+Each notebook's kernel runs with its own log at error level: at warning level it prints, for every
+notebook, jupyter_client's "Kernel is running over TCP without encryption" into the console (the
+kernel talks only to this process, on the loopback interface). What the notebooks' cells print,
+warnings included, lands in the executed notebooks, and a kernel that fails is reported in the
+summary table.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +36,9 @@ import pandas as pd
 import yaml
 
 from umlkit.profiles import check_profile, project_root
+
+#: The log level of the notebooks' kernels (see the module docstring).
+_KERNEL_LOG_LEVEL = "ERROR"
 
 
 def list_notebooks(notebooks_dir: Path, only: Iterable[str] | None = None) -> list[Path]:
@@ -32,7 +50,7 @@ def list_notebooks(notebooks_dir: Path, only: Iterable[str] | None = None) -> li
 
     Raises:
         FileNotFoundError: the folder holds no numbered notebook.
-        ValueError: an entry of ``only`` matches no notebook.
+        ValueError: ``only`` holds no entry, or an entry matches no notebook.
     """
     notebooks = sorted(
         path
@@ -44,6 +62,9 @@ def list_notebooks(notebooks_dir: Path, only: Iterable[str] | None = None) -> li
     if only is None:
         return notebooks
     wanted = [str(entry).strip() for entry in only if str(entry).strip()]
+    if not wanted:
+        numbers = ", ".join(nb.stem.split("_", 1)[0] for nb in notebooks)
+        raise ValueError(f"--only names no notebook: give their numbers, among {numbers}")
     chosen = []
     for entry in wanted:
         key = entry.zfill(2) if entry.isdigit() else entry.removesuffix(".ipynb")
@@ -86,6 +107,145 @@ def parse_overrides(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
     return values
 
 
+#: Annotation names of a parameters cell and the value types (as YAML reads them) they accept.
+_ANNOTATION_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (float, int),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "tuple": (list,),
+    "dict": (dict,),
+    "None": (type(None),),
+}
+
+
+@dataclass(frozen=True)
+class NotebookParameter:
+    """One assignment of a notebook's ``parameters`` cell."""
+
+    name: str
+    default: str  # the default as written in the cell
+    types: tuple[type, ...] | None  # the value types it accepts; None: any
+    type_text: str  # the type as the messages show it, e.g. "int | None"
+
+
+def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
+    """The parameters of a notebook, read from its cell tagged ``parameters``.
+
+    Each top-level assignment ``name = default`` or ``name: annotation = default`` is one
+    parameter. Its type is the annotation's (``int``, ``float``, ``str``, ``bool``, ``list``,
+    ``dict``, ``None`` and their unions with ``|``; ``list[int]`` counts as ``list``), else the
+    type of a literal default other than ``None``; otherwise any value is accepted.
+
+    Raises:
+        ValueError: the cell is not valid Python.
+    """
+    import nbformat
+
+    path = Path(path)
+    cell = next(
+        (
+            cell
+            for cell in nbformat.read(path, as_version=4).cells
+            if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", [])
+        ),
+        None,
+    )
+    if cell is None:
+        return {}
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as error:
+        raise ValueError(
+            f"{path.name}: its parameters cell is not valid Python (line {error.lineno}: "
+            f"{error.msg})"
+        ) from None
+    parameters = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, annotation = node.targets[0], None
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, annotation = node.target, node.annotation
+        else:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        if annotation is not None:
+            types, text = _annotation_types(annotation), ast.unparse(annotation)
+        else:
+            types, text = _default_types(node.value)
+        parameters[target.id] = NotebookParameter(target.id, ast.unparse(node.value), types, text)
+    return parameters
+
+
+def _annotation_types(annotation: ast.expr) -> tuple[type, ...] | None:
+    """The value types an annotation allows (None: one this reader does not know: any)."""
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        left, right = _annotation_types(annotation.left), _annotation_types(annotation.right)
+        return None if left is None or right is None else left + right
+    if isinstance(annotation, ast.Subscript):
+        annotation = annotation.value
+    if isinstance(annotation, ast.Constant) and annotation.value is None:
+        return _ANNOTATION_TYPES["None"]
+    if isinstance(annotation, ast.Name):
+        return _ANNOTATION_TYPES.get(annotation.id)
+    return None
+
+
+def _default_types(value: ast.expr) -> tuple[tuple[type, ...] | None, str]:
+    """The value types a default implies, and their name (None, "any": a None default)."""
+    try:
+        default = ast.literal_eval(value)
+    except ValueError:
+        return None, "any"
+    if default is None:
+        return None, "any"
+    name = "list" if isinstance(default, tuple) else type(default).__name__
+    return _ANNOTATION_TYPES.get(name), name
+
+
+def _fits(value: Any, types: tuple[type, ...]) -> bool:
+    """Whether ``value`` is of one of ``types`` (a bool is not taken for an int or a float)."""
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def check_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None) -> None:
+    """Check ``-p`` overrides against the ``parameters`` cells of the notebooks that will run.
+
+    Every name must be a parameter of at least one of ``notebooks`` (``profile`` is chosen with
+    ``--profile``), and its value must have the type every notebook declaring it expects
+    (:func:`notebook_parameters`).
+
+    Raises:
+        ValueError: the first override that fails, naming it, the notebook and the problem.
+    """
+    if not overrides:
+        return
+    if "profile" in overrides:
+        raise ValueError("-p profile: choose the profile with --profile, not -p")
+    declared = {path: notebook_parameters(path) for path in notebooks}
+    known = sorted({name for parameters in declared.values() for name in parameters} - {"profile"})
+    for name, value in overrides.items():
+        holders = [(path, params[name]) for path, params in declared.items() if name in params]
+        if not holders:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            chosen = ", ".join(path.stem.split("_", 1)[0] for path in notebooks)
+            raise ValueError(
+                f"-p {name}: none of the notebooks to run ({chosen}) has that parameter; {hint}"
+                f"theirs are: {', '.join(known) or 'none'}"
+            )
+        for path, parameter in holders:
+            if parameter.types is not None and not _fits(value, parameter.types):
+                raise ValueError(
+                    f"-p {name} {value!r}: {path.stem} expects {parameter.type_text} (its "
+                    f"default is {parameter.default}), got {type(value).__name__}"
+                )
+
+
 def _figures_since(figures_dir: Path, stem: str, since: float) -> list[Path]:
     if not figures_dir.is_dir():
         return []
@@ -108,7 +268,8 @@ def run_notebooks(
     Args:
         profile: parameter set to use (``smoke``, ``default``, ``paper``).
         only: restrict to these notebooks (see :func:`list_notebooks`).
-        overrides: parameter values that replace those of the set.
+        overrides: parameter values that replace those of the set, checked against the
+            notebooks' ``parameters`` cells before any runs (:func:`check_overrides`).
         root: the umlkit checkout (default: found from the working directory).
         output_dir: where executed notebooks go (default ``<root>/build/notebooks``).
         progress: show a bar across notebooks.
@@ -116,6 +277,11 @@ def run_notebooks(
     Returns:
         One row a notebook: ``notebook``, ``seconds``, ``status`` (``ok`` / ``failed``),
         ``figures`` (how many figure files it wrote) and ``error`` (failing cell and message).
+
+    Raises:
+        ValueError: an unknown profile, an ``only`` that selects nothing or names no notebook,
+            or an override that no selected notebook has or of the wrong type.
+        FileNotFoundError: no numbered notebook, or no parameter set for the profile.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -124,6 +290,7 @@ def run_notebooks(
     check_profile(profile)
     root = project_root() if root is None else Path(root)
     notebooks = list_notebooks(root / "notebooks", only)
+    check_overrides(notebooks, overrides)
     parameters = load_parameters(profile, root / "notebooks" / "params", overrides)
     output_dir = root / "build" / "notebooks" if output_dir is None else Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +311,7 @@ def run_notebooks(
                 cwd=str(notebook.parent),
                 progress_bar=False,
                 kernel_name="python3",
+                extra_arguments=[f"--IPKernelApp.log_level={_KERNEL_LOG_LEVEL}"],
             )
         except PapermillExecutionError as exc:
             status = "failed"
@@ -166,11 +334,12 @@ def run_notebooks(
 def notebook_map(notebooks_dir: Path | None = None) -> pd.DataFrame:
     """One row a notebook: its title (first markdown heading) and its parameters with their defaults.
 
-    Read from the notebooks themselves (``papermill.inspect_notebook``), so the map in notebook 00
-    and the README never drifts from what the notebooks really accept.
+    Read from the notebooks themselves (:func:`notebook_parameters`, the reader that checks
+    ``-p`` overrides), so the map in notebook 00 and the README never drifts from what the
+    notebooks really accept. (papermill's own ``inspect_notebook`` skips parameters annotated
+    with a union such as ``int | None``.)
     """
     import nbformat
-    import papermill
 
     notebooks_dir = project_root() / "notebooks" if notebooks_dir is None else Path(notebooks_dir)
     rows = []
@@ -186,7 +355,7 @@ def notebook_map(notebooks_dir: Path | None = None) -> pd.DataFrame:
             ),
             "",
         )
-        parameters = papermill.inspect_notebook(str(path))
-        listed = ", ".join(f"{name}={p['default']}" for name, p in parameters.items())
+        parameters = notebook_parameters(path)
+        listed = ", ".join(f"{name}={p.default}" for name, p in parameters.items())
         rows.append({"notebook": path.stem, "title": heading, "parameters": listed})
     return pd.DataFrame(rows, columns=["notebook", "title", "parameters"])

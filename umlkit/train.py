@@ -20,9 +20,15 @@ What happens in an epoch:
    mean of those the model has: a U-Net is selected on Dice, a classifier on accuracy) is kept;
    ties keep the earlier epoch. The returned model holds the best epoch's weights.
 6. Checkpoints (with ``output_dir``): ``last.pt`` every epoch (model, optimizer, epoch, history,
-   RNG states, configs, umlkit version) and ``best.pt`` when the score improves, each written to a
-   temporary file first and moved into place with ``os.replace`` so a crash never leaves a torn
-   file; ``history.csv`` likewise.
+   RNG states, configs, umlkit version, and what the model was trained on: see
+   :func:`data_record`) and ``best.pt`` when the score improves, each written to a temporary file
+   first and moved into place with ``os.replace`` so a crash never leaves a torn file;
+   ``history.csv`` likewise.
+
+Nothing is written before every argument has been checked: the device, the image size against
+the network's downsampling factor, the data, the output folder (a folder that holds a run is only
+continued with ``resume=True`` or replaced with ``overwrite=True``) and, when resuming, the
+checkpoint and its data. A start that fails leaves the output folder as it was.
 
 On CPU the same configuration gives the same numbers run after run (same thread count), and an
 interrupted run resumed with ``resume=True`` reproduces the uninterrupted run exactly.
@@ -34,9 +40,10 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -63,6 +70,29 @@ CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.json"
+#: The files of a run: a folder holding any of them holds a run that :func:`train` protects.
+RUN_FILES = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, CONFIG_FILE)
+#: What a ``last.pt`` must hold for :func:`train` to resume from it.
+RESUME_KEYS = (
+    "train_config",
+    "model_config",
+    "model_state",
+    "optimizer_state",
+    "epoch",
+    "history",
+    "best",
+    "rng",
+)
+#: How :func:`train`'s messages name its arguments; the command line passes its flags instead
+#: (``argument_names``), so that no message suggests an argument its user cannot type.
+PYTHON_NAMES = {
+    "output_dir": "output_dir",
+    "resume": "resume=True",
+    "overwrite": "overwrite=True",
+    "data_root": "TrainConfig.data_root",
+    "image_size": "TrainConfig.image_size",
+    "device": "TrainConfig.device",
+}
 
 
 @dataclass
@@ -189,19 +219,77 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+#: The first bytes of every file ``torch.save`` writes (a zip archive).
+_TORCH_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_checkpoint(
+    path: str | Path, require: Iterable[str] = ("model_config", "model_state")
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`train` (tensors land on the CPU).
+
+    The one reader of umlkit checkpoints (evaluation, resuming, the model cache and the
+    semi-supervised loop use it): whatever is wrong with the file, the error is one line naming
+    the file and the problem.
+
+    Args:
+        path: the checkpoint file.
+        require: the entries the checkpoint must hold (resuming needs :data:`RESUME_KEYS`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a umlkit checkpoint.
+        ValueError: the file is empty, truncated or corrupt, not a file ``torch.save`` wrote, not
+            a umlkit checkpoint, or lacks an entry of ``require``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; name a file such as {CHECKPOINT_BEST}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "model_config" not in checkpoint:
-        raise ValueError(f"{path} is not a umlkit checkpoint (no model_config)")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as stream:
+            head = stream.read(len(_TORCH_ZIP_MAGIC))
+    except OSError as error:
+        raise ValueError(f"checkpoint {path} cannot be read: {error.strerror or error}") from None
+    if size == 0:
+        raise ValueError(
+            f"checkpoint {path} is empty (0 bytes): its writing was interrupted or it is not a "
+            "checkpoint"
+        )
+    if head != _TORCH_ZIP_MAGIC:
+        raise ValueError(
+            f"checkpoint {path} is not a file torch.save wrote (no zip header): not a umlkit "
+            "checkpoint"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise ValueError(
+                f"checkpoint {path} holds Python objects umlkit never writes (torch's safe loader "
+                "refuses them): not a umlkit checkpoint"
+            ) from None
+        raise ValueError(
+            f"checkpoint {path} is corrupt ({size} bytes): {_first_line(error)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint {path} is truncated or corrupt ({size} bytes): {_first_line(error)}"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{path} is not a umlkit checkpoint (it holds a {type(checkpoint).__name__}, "
+            "not a dict)"
+        )
+    missing = [key for key in require if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} is not a umlkit checkpoint (no {', '.join(missing)})")
     return checkpoint
 
 
@@ -210,20 +298,67 @@ def _config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
-def load_model_state(model: nn.Module, checkpoint: dict[str, Any]) -> nn.Module:
+def _load_state(module: nn.Module, state: Any, path: str | Path | None) -> None:
+    """``module.load_state_dict(state)``, a mismatch reported as one ``ValueError`` line."""
+    where = "checkpoint" if path is None else f"checkpoint {path}"
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError, KeyError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # torch's message starts with a header line; the first problem follows it
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
+        raise ValueError(f"{where}: its weights do not fit its model ({detail})") from None
+    if missing or unexpected:
+        problems = [
+            f"{len(keys)} {kind} (e.g. {keys[0]})"
+            for kind, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        raise ValueError(
+            f"{where}: its weights do not fit its model ({' and '.join(problems)} weights)"
+        )
+
+
+def load_model_state(
+    model: nn.Module, checkpoint: dict[str, Any], path: str | Path | None = None
+) -> nn.Module:
     """Load a checkpoint's weights into ``model`` after checking that the architectures agree.
+
+    Args:
+        model: a model whose ``config`` must equal the checkpoint's model configuration.
+        checkpoint: what :func:`load_checkpoint` returned.
+        path: the checkpoint's file, named in error messages.
 
     Raises:
         ValueError: ``model.config`` differs from the checkpoint's model configuration (the
-            message lists the differing fields).
+            message lists the differing fields), or the weights do not fit the model.
     """
     differences = _config_differences(model.config.to_dict(), checkpoint["model_config"])
     if differences:
         raise ValueError(
             "checkpoint was saved from a different model configuration: " + "; ".join(differences)
         )
-    model.load_state_dict(checkpoint["model_state"])
+    _load_state(model, checkpoint["model_state"], path)
     return model
+
+
+def model_from_checkpoint(
+    checkpoint: dict[str, Any], path: str | Path, device: str | None = "cpu"
+) -> nn.Module:
+    """Rebuild the model of a checkpoint :func:`load_checkpoint` read, in eval mode.
+
+    Raises:
+        ValueError: the stored model configuration is invalid or the weights do not fit it (the
+            message names ``path``).
+    """
+    try:
+        model = model_from_config(checkpoint["model_config"], load_weights=False)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        raise ValueError(
+            f"checkpoint {path}: its model configuration is invalid ({_first_line(error)})"
+        ) from None
+    _load_state(model, checkpoint["model_state"], path)
+    return model.to(pick_device(device)).eval()
 
 
 def load_model(
@@ -241,7 +376,7 @@ def load_model(
 
     Raises:
         FileNotFoundError: no checkpoint at ``path``.
-        ValueError: not a umlkit checkpoint, or a configuration other than ``expected``.
+        ValueError: not a readable umlkit checkpoint, or a configuration other than ``expected``.
     """
     checkpoint = load_checkpoint(path)
     if expected is not None:
@@ -250,9 +385,55 @@ def load_model(
             raise ValueError(
                 f"checkpoint {path} holds a different model: " + "; ".join(differences)
             )
-    model = model_from_config(checkpoint["model_config"], load_weights=False)
-    model.load_state_dict(checkpoint["model_state"])
-    return model.to(pick_device(device)).eval()
+    return model_from_checkpoint(checkpoint, path, device)
+
+
+def data_record(config: TrainConfig, train_set) -> dict[str, Any]:
+    """What a checkpoint records of the data its model was trained on.
+
+    ``dataset`` (the loader kind), ``class_names`` and ``seg_class_names`` (the image and pixel
+    classes, in label order), ``image_size``, and ``fingerprint`` / ``files``: a hash of the
+    relative names, sizes and modification times of every file under ``data_root``, and how
+    many there are (:func:`dataset_fingerprint`). Resuming compares the fingerprint, so the same
+    folder is accepted by any path; evaluation compares the classes.
+    """
+    fingerprint, files = _fingerprint(config.data_root, mtimes=True)
+    return {
+        "dataset": config.dataset,
+        "class_names": [str(name) for name in train_set.class_names],
+        "seg_class_names": [str(name) for name in train_set.seg_class_names],
+        "image_size": config.image_size,
+        "fingerprint": fingerprint,
+        "files": files,
+    }
+
+
+def check_checkpoint_data(checkpoint: dict[str, Any], dataset, path: str | Path) -> None:
+    """Refuse a dataset whose image or pixel classes are not those the checkpoint was trained on.
+
+    Compares the class names the checkpoint records (:func:`data_record`); a checkpoint without
+    them (written by an older umlkit) is compared by the numbers of classes of its model.
+
+    Raises:
+        ValueError: the classes differ; the message names both.
+    """
+    record = checkpoint.get("data")
+    where = f"{dataset.root} ({dataset.split} split)"
+    problems = []
+    if isinstance(record, dict) and "class_names" in record:
+        for key, label in (("class_names", "classes"), ("seg_class_names", "segmentation classes")):
+            trained = tuple(str(name) for name in record.get(key, ()))
+            found = tuple(str(name) for name in getattr(dataset, key))
+            if trained != found:
+                problems.append(f"{label} {list(trained)} but {where} has {list(found)}")
+    else:
+        model_config = checkpoint["model_config"]
+        for key, label in (("num_classes", "classes"), ("num_seg_classes", "segmentation classes")):
+            trained, found = model_config.get(key), getattr(dataset, key)
+            if trained != found:
+                problems.append(f"{trained} {label} but {where} has {found}")
+    if problems:
+        raise ValueError(f"checkpoint {path} was trained on " + "; and on ".join(problems))
 
 
 def _rng_states(device: str) -> dict[str, Any]:
@@ -291,14 +472,10 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------ training
-def _load_splits(config: TrainConfig):
+def _load_splits(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES):
     from umlkit.data import load_dataset
 
-    if config.data_root is None:
-        raise ValueError("TrainConfig.data_root is not set: point it at a dataset folder")
-    root = Path(config.data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {root} not found (TrainConfig.data_root)")
+    root = _data_root(config, names)
     options = {"size": config.image_size}
     if config.array_cache is not None:
         options["cache"] = Path(config.array_cache)
@@ -306,6 +483,43 @@ def _load_splits(config: TrainConfig):
         load_dataset(config.dataset, root, split="train", **options),
         load_dataset(config.dataset, root, split="val", **options),
     )
+
+
+def _data_root(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES) -> Path:
+    """``config.data_root`` as a path, checked to be a folder."""
+    if config.data_root is None:
+        raise ValueError(f"{names['data_root']} is not set: point it at a dataset folder")
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} not found ({names['data_root']})")
+    return root
+
+
+def size_factor(depth: int) -> int:
+    """What image sides must be divisible by: an encoder of ``depth`` levels halves the image
+    ``depth - 1`` times, so the factor is ``2**(depth-1)`` (8 at umlkit's default depth 4)."""
+    return 2 ** (depth - 1)
+
+
+def check_image_size(size: int, depth: int, name: str = "image_size") -> None:
+    """Raise a ``ValueError`` naming ``name`` when ``size`` is not a multiple of
+    :func:`size_factor` (``depth``), with the nearest sizes that are."""
+    factor = size_factor(depth)
+    if size % factor:
+        below = size // factor * factor
+        nearest = f"{below} or {below + factor}" if below else f"{factor}"
+        raise ValueError(
+            f"{name} {size} is not divisible by {factor}: a network of depth {depth} halves the "
+            f"image {depth - 1} times, so sides must be multiples of 2**(depth-1) = {factor} "
+            f"(e.g. {nearest})"
+        )
+
+
+def _model_depth(config: TrainConfig) -> int | None:
+    """The encoder depth ``config`` builds (None: an invalid one, left to build_model's error)."""
+    depth = config.model_options.get("depth", ModelConfig.depth)
+    valid = isinstance(depth, int) and not isinstance(depth, bool) and depth >= 2
+    return depth if valid else None
 
 
 def _build(config: TrainConfig, train_set) -> nn.Module:
@@ -358,28 +572,65 @@ def train(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict[str, float]], None] | None = None,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = print,
+    argument_names: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``config.data_root`` and return the best-epoch model.
+
+    Every argument is checked before anything is written (see the module docstring): a start
+    that fails raises and leaves ``output_dir`` as it was.
 
     Args:
         config: the run's configuration.
         output_dir: folder for ``last.pt``, ``best.pt``, ``history.csv`` and ``config.json``
-            (created); ``None`` trains in memory without checkpoints.
-        resume: continue from ``output_dir/last.pt`` if it exists (the configuration must be
-            the same); without it an existing checkpoint is overwritten.
+            (created); ``None`` trains in memory without checkpoints. A folder that already
+            holds any of these files is refused unless ``resume`` or ``overwrite`` says what to
+            do with it.
+        resume: continue the run in ``output_dir`` from its ``last.pt``. The configuration must
+            be the same (device, workers and array cache aside) and the data the same files
+            (by fingerprint, so any path to the same folder will do). Without a ``last.pt`` a
+            new run starts, and ``log`` says so.
         progress: show a tqdm bar with the running loss and the last validation metrics.
         callback: called after every epoch with that epoch's history row (a dict); an exception
             it raises stops training after the epoch's checkpoint was written.
+        overwrite: replace the run in ``output_dir``: its run files are deleted (no other file
+            is touched) once every check has passed, and ``log`` says so.
+        log: receives one line for each such note; ``None`` keeps quiet.
+        argument_names: how messages name the arguments, by key of :data:`PYTHON_NAMES`
+            (the command line passes its flags, e.g. ``{"resume": "--resume"}``).
 
     Returns:
         A :class:`TrainResult` (model in eval mode with the best epoch's weights).
 
     Raises:
-        ValueError: a bad configuration, or ``resume`` onto a checkpoint of another one.
+        ValueError: a bad configuration, device or image size; ``resume`` together with
+            ``overwrite``; ``resume`` onto a checkpoint of another configuration or other data,
+            or onto an unreadable checkpoint.
+        FileExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is
+            set, or it is a file.
         FileNotFoundError: the dataset folder does not exist.
     """
-    device = pick_device(config.device)
-    train_set, val_set = _load_splits(config)
+    names = {**PYTHON_NAMES, **(argument_names or {})}
+    if resume and overwrite:
+        raise ValueError(
+            f"{names['resume']} continues a run and {names['overwrite']} replaces it: choose one"
+        )
+    device = pick_device(config.device, what=names["device"])
+    depth = _model_depth(config)
+    if depth is not None:
+        check_image_size(config.image_size, depth, names["image_size"])
+    output_dir = None if output_dir is None else Path(output_dir)
+    found = _run_files(output_dir, names)
+    if found and not (resume or overwrite):
+        raise FileExistsError(
+            f"{names['output_dir']} {output_dir} already holds a run ({', '.join(found)}): "
+            f"{names['resume']} continues it, {names['overwrite']} replaces it, or choose "
+            f"another {names['output_dir']}"
+        )
+    train_set, val_set = _load_splits(config, names)
+    data = None if output_dir is None else data_record(config, train_set)
     seed_everything(config.seed)
     model = _build(config, train_set).to(device)
     optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
@@ -392,14 +643,28 @@ def train(
         seg_log=config.seg_log,
         **extra,
     )
-    output_dir = None if output_dir is None else Path(output_dir)
     history: list[dict[str, float]] = []
     best = {"epoch": -1, "score": -np.inf, "state": None}
     start_epoch = 0
+    resuming = resume and CHECKPOINT_LAST in found
+    if resuming:
+        start_epoch, history, best = _resume(output_dir, config, model, optimizer, data, names)
+    # Every check has passed: from here on the output folder is written.
     if output_dir is not None:
+        if found and not resuming:
+            _remove_run(output_dir, found)
+            if overwrite:
+                note = f"replacing the run in {output_dir} ({names['overwrite']})"
+            else:
+                note = f"no checkpoint in {output_dir}: starting a new run"
+                stale = [name for name in found if name != CONFIG_FILE]
+                if stale:
+                    note += f" (its {', '.join(stale)} removed)"
+            if log is not None:
+                log(note)
+        elif resume and not resuming and log is not None:
+            log(f"no checkpoint in {output_dir}: starting a new run")
         output_dir.mkdir(parents=True, exist_ok=True)
-        if resume and (output_dir / CHECKPOINT_LAST).is_file():
-            start_epoch, history, best = _resume(output_dir, config, model, optimizer)
         _atomic_write(
             output_dir / CONFIG_FILE,
             lambda target: target.write_text(json.dumps(config.to_dict(), indent=1) + "\n"),
@@ -437,7 +702,9 @@ def train(
             if score > best["score"]:
                 best = {"epoch": epoch, "score": score, "state": _state_copy(model)}
             if output_dir is not None:
-                _save_epoch(output_dir, config, model, optimizer, epoch, history, best, device)
+                _save_epoch(
+                    output_dir, config, model, optimizer, epoch, history, best, device, data
+                )
             bar.set_postfix(
                 loss=f"{sums['loss']:.3f}",
                 acc=f"{metrics['accuracy']:.3f}",
@@ -457,6 +724,21 @@ def train(
         best_score=float(best["score"]),
         output_dir=output_dir,
     )
+
+
+def _run_files(output_dir: Path | None, names: Mapping[str, str]) -> list[str]:
+    """The :data:`RUN_FILES` present in ``output_dir`` (none when it does not exist)."""
+    if output_dir is None or not output_dir.exists():
+        return []
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{names['output_dir']} {output_dir} is a file, not a folder")
+    return [name for name in RUN_FILES if (output_dir / name).exists()]
+
+
+def _remove_run(output_dir: Path, found: list[str]) -> None:
+    """Delete the run files ``found`` in ``output_dir``, and nothing else."""
+    for name in found:
+        (output_dir / name).unlink()
 
 
 #: Validation metrics recorded in the history (prefixed ``val_``).
@@ -510,11 +792,12 @@ def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, 
     return {name: value / max(batches, 1) for name, value in totals.items()}
 
 
-def _save_epoch(output_dir, config, model, optimizer, epoch, history, best, device) -> None:
+def _save_epoch(output_dir, config, model, optimizer, epoch, history, best, device, data) -> None:
     common = {
         "umlkit_version": umlkit.__version__,
         "train_config": config.to_dict(),
         "model_config": model.config.to_dict(),
+        "data": data,
     }
     if best["epoch"] == epoch:
         save_checkpoint(
@@ -538,43 +821,111 @@ def _save_epoch(output_dir, config, model, optimizer, epoch, history, best, devi
     )
 
 
-def _resume(output_dir: Path, config: TrainConfig, model, optimizer):
-    """Restore model, optimizer, history, best epoch and RNG states from ``last.pt``."""
-    checkpoint = load_checkpoint(output_dir / CHECKPOINT_LAST)
+def check_same_data(
+    checkpoint: dict[str, Any],
+    data_root: str | Path,
+    fingerprint: str,
+    path: Path,
+    names: Mapping[str, str] = PYTHON_NAMES,
+) -> None:
+    """Refuse to resume ``checkpoint`` (read from ``path``) on data other than its own.
+
+    The data are compared by their fingerprint (:func:`data_record`), not by the path string, so
+    the same folder is accepted by a relative, absolute or symlinked path. A checkpoint without a
+    fingerprint (an older umlkit's) is compared by the folder it names.
+
+    Raises:
+        ValueError: other data; the message says how to go on.
+    """
+    way_out = f"point {names['data_root']} at the run's data, or use another {names['output_dir']}"
+    way_out += f" or {names['overwrite']} to start over"
+    record = checkpoint.get("data")
+    if isinstance(record, dict) and "fingerprint" in record:
+        if record["fingerprint"] != fingerprint:
+            now = _fingerprint(data_root, mtimes=True)[1]
+            raise ValueError(
+                f"cannot resume from {path}: the data in {data_root} are not the run's "
+                f"({now} files now, {record.get('files', '?')} when it started; files were added, "
+                f"removed or rewritten, or it is another dataset); {way_out}"
+            )
+        return
+    saved_root = checkpoint.get("train_config", {}).get("data_root")
+    same = saved_root is not None and Path(saved_root).is_dir()
+    if not (same and Path(saved_root).samefile(data_root)):
+        raise ValueError(f"cannot resume from {path}: it was trained on {saved_root}; {way_out}")
+
+
+def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names):
+    """Restore model, optimizer, history, best epoch and RNG states from ``last.pt``, after
+    checking that it is readable, of this configuration and of these data."""
+    path = output_dir / CHECKPOINT_LAST
+    checkpoint = load_checkpoint(path, require=RESUME_KEYS)
+    ignored = (*NOT_HASHED, "data_root")  # the data are compared by their fingerprint
+    saved_config = checkpoint["train_config"]
+    if not isinstance(saved_config, dict):
+        raise ValueError(f"{path} is not a umlkit checkpoint (train_config is not a mapping)")
     differences = _config_differences(
-        {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED},
-        {k: v for k, v in checkpoint["train_config"].items() if k not in NOT_HASHED},
+        {k: v for k, v in config.to_dict().items() if k not in ignored},
+        {k: v for k, v in saved_config.items() if k not in ignored},
     )
     if differences:
         raise ValueError(
-            f"cannot resume from {output_dir / CHECKPOINT_LAST}: it was trained with another "
-            "configuration (" + "; ".join(differences) + "); use another output_dir or "
-            "resume=False to start over"
+            f"cannot resume from {path}: it was trained with another configuration ("
+            + "; ".join(differences)
+            + f"); use another {names['output_dir']} or {names['overwrite']} to start over"
         )
-    load_model_state(model, checkpoint)
-    optimizer.load_state_dict(checkpoint["optimizer_state"])
-    _restore_rng_states(checkpoint["rng"])
-    best = dict(checkpoint["best"])
-    best["state"] = None
-    if best["epoch"] >= 0:
-        best["state"] = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
-    return int(checkpoint["epoch"]) + 1, list(checkpoint["history"]), best
+    check_same_data(checkpoint, config.data_root, data["fingerprint"], path, names)
+    best = checkpoint["best"]
+    best_state = None
+    try:
+        epoch, best_epoch, best_score = int(checkpoint["epoch"]), int(best["epoch"]), best["score"]
+        history = list(checkpoint["history"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} is not a umlkit checkpoint ({_first_line(error)})") from None
+    if best_epoch >= 0:
+        best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
+    load_model_state(model, checkpoint, path)
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        _restore_rng_states(checkpoint["rng"])
+    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint {path}: its optimizer or random states cannot be restored "
+            f"({_first_line(error)})"
+        ) from None
+    return (
+        epoch + 1,
+        history,
+        {"epoch": best_epoch, "score": float(best_score), "state": best_state},
+    )
 
 
 # ------------------------------------------------------------------------------------- cache
-def dataset_fingerprint(root: str | Path) -> str:
-    """A hash of the relative paths and sizes of every file under ``root``.
-
-    Cheap (no file is read) and enough to tell a regenerated or different dataset from the one a
-    cached model was trained on.
-    """
+def _fingerprint(root: str | Path, mtimes: bool) -> tuple[str, int]:
+    """The fingerprint of :func:`dataset_fingerprint` and the number of files it covers."""
     root = Path(root)
-    entries = sorted(
-        (path.relative_to(root).as_posix(), path.stat().st_size)
-        for path in root.rglob("*")
-        if path.is_file()
-    )
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+    entries = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            entry = [path.relative_to(root).as_posix(), stat.st_size]
+            if mtimes:
+                entry.append(stat.st_mtime_ns)
+            entries.append(entry)
+    entries.sort()
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16], len(entries)
+
+
+def dataset_fingerprint(root: str | Path, mtimes: bool = False) -> str:
+    """A hash of the relative paths and sizes (and with ``mtimes``, modification times) of every
+    file under ``root``.
+
+    Cheap (no file is read) and independent of the path ``root`` is reached by. Without
+    ``mtimes`` it tells a regenerated or different dataset from the one a cached model was
+    trained on (the model cache's key, which a copied dataset still matches); with ``mtimes`` it
+    also catches a file rewritten in place with the same size (what a checkpoint records).
+    """
+    return _fingerprint(root, mtimes)[0]
 
 
 def make_optimizer(
@@ -661,7 +1012,9 @@ def get_or_train(
     finished = _finished_run(folder, config)
     if finished is not None:
         return finished
-    return train(config, output_dir=folder, resume=True, progress=progress, callback=callback)
+    return train(
+        config, output_dir=folder, resume=True, progress=progress, callback=callback, log=None
+    )
 
 
 def _finished_run(folder: Path, config: TrainConfig) -> TrainResult | None:

@@ -96,17 +96,24 @@ def read_outcomes(path: str | Path) -> dict[str, int | str]:
     return outcomes
 
 
-def find_case_files(root: str | Path) -> tuple[dict[str, Path], dict[str, Path]]:
-    """The DCE-MRI volume and the tumour mask of every case found under ``root``, by case id."""
-    images, masks = {}, {}
+def find_case_files(root: str | Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """The DCE-MRI volumes and the tumour masks found under ``root``, by case id.
+
+    Returns:
+        ``(images, masks)``, each ``{case: [path, ...]}`` sorted; a case with more than one
+        path (``.nii`` and ``.nii.gz``, or one case folder in two places) is ambiguous, and
+        :func:`case_records` reports it.
+    """
+    images: dict[str, list[Path]] = {}
+    masks: dict[str, list[Path]] = {}
     for path in sorted(Path(root).rglob("*.nii*")):
         if path.name in (IMAGE_FILE, IMAGE_FILE + ".gz") and _CASE_FOLDER.fullmatch(
             path.parent.name
         ):
-            images[path.parent.name] = path
+            images.setdefault(path.parent.name, []).append(path)
         match = _MASK_FILE.fullmatch(path.name)
         if match:
-            masks[match.group(1)] = path
+            masks.setdefault(match.group(1), []).append(path)
     return images, masks
 
 
@@ -207,9 +214,18 @@ def case_records(root: Path) -> list[Record]:
         raise ValueError(f"I-SPY1: no cases in {root} (no */ISPY_<id>/{IMAGE_FILE} found)")
     records = []
     for case in sorted(set(images) | set(outcomes)):
-        image = images.get(case, root / "Dataset ISPY" / case / IMAGE_FILE)
-        mask = masks.get(case, root / "Tumor_segmentation_new" / f"{case}{MASK_SUFFIX}")
+        image = images.get(case, [root / "Dataset ISPY" / case / IMAGE_FILE])[0]
+        mask = masks.get(case, [root / "Tumor_segmentation_new" / f"{case}{MASK_SUFFIX}"])[0]
         record = Record(id=case, label=None, image=image, mask=mask)
+        for what, found in (("volume", images), ("tumour mask", masks)):
+            paths = found.get(case, [])
+            if len(paths) > 1:
+                listed = ", ".join(str(p) for p in paths)
+                record.problems.append(
+                    DatasetItemError(
+                        paths[0], f"{case} has {len(paths)} {what} files: {listed}; keep one"
+                    )
+                )
         if case not in images:
             record.problems.append(
                 MissingFileError(image, f"volume not found (listed in {outcome_path.name})")

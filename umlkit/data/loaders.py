@@ -15,7 +15,7 @@ One entry point, :func:`load_dataset`, returns a torch ``Dataset`` of dict items
 The synthetic kinds are accepted as aliases: ``derm`` and ``ood`` read as ``isic2017``,
 ``fundus`` as ``refuge``.
 
-**folder** layout: ``images/<id>.<png|jpg|...>``, ``masks/<id>.png`` (class indices, or 0/255 for
+**folder** layout: ``images/<id>.<png|jpg|...>`` (one file per id), ``masks/<id>.png`` (class indices, or 0/255 for
 a binary mask) and ``labels.csv`` with columns ``id,label``. With ``train/``, ``val/`` and
 ``test/`` subfolders (each in that layout) those are the splits; otherwise a seeded split
 stratified by label (fractions ``split_fractions``, default 0.7 / 0.1 / 0.2).
@@ -77,7 +77,9 @@ def load_dataset(
             size (then batching needs equal sizes). Images are resized bilinearly, masks by
             nearest neighbour.
         on_error: ``"raise"``: a bad item raises an error naming its file (missing files and
-            labels when the dataset is built, unreadable files, wrong mask sizes or values when
+            labels, or an id stored in two files, e.g. ``.jpg`` and ``.png``, when the dataset
+            is built; unreadable files, image modes or value ranges that
+            :func:`~umlkit.data.base.decode_image` refuses, wrong mask sizes or values when
             the item is read). ``"skip"``: every item is checked at once, bad ones are left out
             and listed in ``.report``.
         seed: seeds the splits that umlkit draws itself (``ispy1`` by patient, ``folder``
@@ -170,10 +172,39 @@ def _class_label(value, source: str) -> int | str:
     return int(number)
 
 
-def _image_files(folder: Path, recursive: bool = False) -> dict[str, Path]:
+def _image_files(
+    folder: Path, recursive: bool = False, suffixes: Sequence[str] = layouts.IMAGE_SUFFIXES
+) -> dict[str, list[Path]]:
+    """The files in ``folder`` (and below it with ``recursive``) whose suffix is one of
+    ``suffixes`` (any case), grouped by stem (the item id): ``{id: [path, ...]}``, sorted."""
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in pattern if p.suffix.lower() in layouts.IMAGE_SUFFIXES)
-    return {p.stem: p for p in files if p.is_file()}
+    files = sorted(p for p in pattern if p.suffix.lower() in suffixes and p.is_file())
+    found: dict[str, list[Path]] = {}
+    for path in files:
+        found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def _one_file_per_id(
+    found: dict[str, list[Path]], what: str
+) -> tuple[dict[str, Path], dict[str, DatasetItemError]]:
+    """Split ``{id: files}`` into the file of each id and a problem for each id with several.
+
+    An id stored twice (``ISIC_0000003.jpg`` and ``ISIC_0000003.png``, or one name in two
+    subfolders) is ambiguous: its problem names every file, and its record is left out (or
+    raises) rather than reading one of them.
+    """
+    files = {stem: paths[0] for stem, paths in found.items()}
+    problems = {
+        stem: DatasetItemError(
+            paths[0],
+            f"id {stem} has {len(paths)} {what} files: {', '.join(str(p) for p in paths)}; "
+            "keep one",
+        )
+        for stem, paths in found.items()
+        if len(paths) > 1
+    }
+    return files, problems
 
 
 def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -198,8 +229,14 @@ def _records_from_tables(
     default_image: Callable[[str], Path],
     mask_path: Callable[[str], Path],
     parse_label: Callable[[object, str], int | str] = _binary_label,
+    duplicates: dict[str, DatasetItemError] | None = None,
 ) -> list[Record]:
-    """Records for the union of the images found and the ids listed, with their problems."""
+    """Records for the union of the images found and the ids listed, with their problems.
+
+    ``duplicates`` holds the problem of each id stored in several image files
+    (:func:`_one_file_per_id`).
+    """
+    duplicates = duplicates or {}
     labels: dict[str, int | str] = {}
     for image_id, value in zip(table[id_column], table[label_column], strict=True):
         image_id = str(image_id).strip()
@@ -211,6 +248,8 @@ def _records_from_tables(
     for image_id in sorted(set(images) | set(labels)):
         image = images.get(image_id, default_image(image_id))
         record = Record(id=image_id, label=None, image=image, mask=mask_path(image_id))
+        if image_id in duplicates:
+            record.problems.append(duplicates[image_id])
         if image_id not in images:
             record.problems.append(
                 MissingFileError(image, f"image file not found (listed in {table_path.name})")
@@ -256,8 +295,12 @@ def _load_isic2017(root: Path, split: str, **common) -> SegmentationClassificati
             )
     if not paths["labels"].is_file():
         raise FileNotFoundError(f"ISIC 2017 {split} split: label table {paths['labels']} not found")
-    images = {k: v for k, v in _image_files(paths["images"]).items() if k.startswith("ISIC_")}
-    images = {k: v for k, v in images.items() if not k.endswith("_superpixels")}
+    found = {
+        stem: files
+        for stem, files in _image_files(paths["images"]).items()
+        if stem.startswith("ISIC_") and not stem.endswith("_superpixels")
+    }
+    images, duplicates = _one_file_per_id(found, "image")
     if not images:
         raise ValueError(f"ISIC 2017 {split} split: no images (ISIC_*.jpg) in {paths['images']}")
     table = _read_csv(paths["labels"], layouts.ISIC_LABEL_COLUMNS[:2])
@@ -269,6 +312,7 @@ def _load_isic2017(root: Path, split: str, **common) -> SegmentationClassificati
         paths["labels"],
         default_image=lambda i: paths["images"] / f"{i}.jpg",
         mask_path=lambda i: paths["masks"] / layouts.isic_mask_name(i),
+        duplicates=duplicates,
     )
     return SegmentationClassificationDataset(
         kind="isic2017",
@@ -327,20 +371,21 @@ def _load_refuge(root: Path, split: str, **common) -> SegmentationClassification
         raise FileNotFoundError(
             f"REFUGE {split} split: no {layouts.REFUGE_MASK_FOLDER}/ in {gt_dir}"
         )
-    images = {
-        stem: path
-        for stem, path in _image_files(image_dir, recursive=True).items()
-        if path.suffix.lower() in (".jpg", ".jpeg", ".png")
-    }
+    images, duplicates = _one_file_per_id(
+        _image_files(image_dir, recursive=True, suffixes=(".jpg", ".jpeg", ".png")), "image"
+    )
     if not images:
         raise ValueError(f"REFUGE {split} split: no images (*.jpg) in {image_dir}")
-    masks = {p.stem: p for p in sorted(mask_dir.rglob("*.bmp"))}
+    masks, mask_duplicates = _one_file_per_id(
+        _image_files(mask_dir, recursive=True, suffixes=(".bmp",)), "mask"
+    )
     sheet_votes, sheets = _refuge_spreadsheet_labels([gt_dir, image_dir])
 
     records = []
     for stem, image in images.items():
         mask = masks.get(stem, mask_dir / f"{stem}.bmp")
         record = Record(id=stem, label=None, image=image, mask=mask)
+        record.problems += [d[stem] for d in (duplicates, mask_duplicates) if stem in d]
         if stem not in masks:
             record.problems.append(MissingFileError(mask, "mask file not found"))
         votes = [
@@ -407,7 +452,7 @@ def _load_folder(
             )
     if not paths["labels"].is_file():
         raise FileNotFoundError(f"folder dataset: label table {paths['labels']} not found")
-    images = _image_files(paths["images"])
+    images, duplicates = _one_file_per_id(_image_files(paths["images"]), "image")
     if not images:
         raise ValueError(
             f"folder dataset: no images ({', '.join(layouts.IMAGE_SUFFIXES)}) in {paths['images']}"
@@ -423,6 +468,7 @@ def _load_folder(
         default_image=lambda i: paths["images"] / f"{i}.png",
         mask_path=lambda i: paths["masks"] / f"{i}.png",
         parse_label=_class_label,
+        duplicates=duplicates,
     )
     if num_classes is None:
         # From every split's labels, so that all splits agree on the number of classes.

@@ -104,11 +104,25 @@ def surface_distances(
 ) -> np.ndarray | None:
     """The pooled surface distances pred -> target and target -> pred (see the module docstring).
 
+    Args:
+        pred, target: binary masks of the same shape, 2-D (an image) or 3-D (a volume). A batch
+            of images is not a volume: score each image on its own.
+        spacing: as in :func:`hd95`.
+
     Returns:
         A float64 array of distances in the units of ``spacing`` (pixels by default), an empty
         array when both masks are empty, or ``None`` when exactly one is empty.
+
+    Raises:
+        ValueError: non-binary masks, different shapes, masks that are not 2-D or 3-D, or a bad
+            ``spacing``.
     """
     p, g = _binary_pair(pred, target)
+    if p.ndim not in (2, 3):
+        raise ValueError(
+            f"surface distances need 2-D or 3-D masks, got {p.ndim}-D masks of shape {p.shape}; "
+            "score a batch one image at a time"
+        )
     sampling = _spacing(spacing, p.ndim)
     p_any, g_any = bool(p.any()), bool(g.any())
     if not p_any and not g_any:
@@ -131,7 +145,8 @@ def hd95(pred: Any, target: Any, spacing: float | Sequence[float] | None = None)
             units. ``None``: 1 per axis (pixels).
 
     Raises:
-        ValueError: non-binary masks, different shapes or a bad ``spacing``.
+        ValueError: non-binary masks, different shapes, masks that are not 2-D or 3-D, or a
+            bad ``spacing``.
     """
     distances = surface_distances(pred, target, spacing)
     if distances is None:
@@ -142,7 +157,15 @@ def hd95(pred: Any, target: Any, spacing: float | Sequence[float] | None = None)
 
 
 def assd(pred: Any, target: Any, spacing: float | Sequence[float] | None = None) -> float:
-    """Average symmetric surface distance: mean of the pooled distances; 0 / NaN as :func:`hd95`."""
+    """Average symmetric surface distance: mean of the pooled distances; 0 / NaN as :func:`hd95`.
+
+    Args:
+        pred, target: binary masks of the same shape (2-D or 3-D).
+        spacing: as in :func:`hd95`.
+
+    Raises:
+        ValueError: as :func:`hd95` (masks that are not 2-D or 3-D included).
+    """
     distances = surface_distances(pred, target, spacing)
     if distances is None:
         return float("nan")
@@ -154,7 +177,10 @@ def assd(pred: Any, target: Any, spacing: float | Sequence[float] | None = None)
 def binary_scores(
     pred: Any, target: Any, spacing: float | Sequence[float] | None = None
 ) -> dict[str, float]:
-    """``{"dice", "iou", "hd95", "assd"}`` of one pair of binary masks (surface distances once)."""
+    """``{"dice", "iou", "hd95", "assd"}`` of one pair of binary masks (surface distances once).
+
+    The masks must be 2-D or 3-D, as for :func:`hd95`.
+    """
     p, g = _binary_pair(pred, target)
     distances = surface_distances(p, g, spacing)
     if distances is None:
@@ -177,7 +203,7 @@ def segmentation_scores(
     """Per-class Dice, IoU, HD95 and ASSD of one label map against another.
 
     Args:
-        pred, target: integer label maps of the same shape (e.g. ``(H, W)``), values in
+        pred, target: integer label maps of the same shape, 2-D (``(H, W)``) or 3-D, values in
             ``[0, num_classes)``; class ``c`` is scored as the binary masks ``== c``.
         num_classes: number of classes including background (class 0).
         class_names: a name per class (length ``num_classes``); default ``"class0"``, ...
@@ -189,7 +215,8 @@ def segmentation_scores(
         "assd_<name>": ...}`` for each scored class (one row of a per-image table).
 
     Raises:
-        ValueError: shapes that differ, labels out of range, or ``class_names`` of the wrong length.
+        ValueError: shapes that differ, maps that are not 2-D or 3-D, labels out of range, or
+            ``class_names`` of the wrong length.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -212,7 +239,8 @@ def refuge_scores(
     """REFUGE optic-cup, disc-rim and full-disc scores (Dice, IoU, HD95, ASSD).
 
     Labels as :data:`REFUGE_CLASSES` (0 background, 1 rim, 2 cup). The disc is rim ∪ cup
-    (``label >= 1``); the cup and disc scores are the ones REFUGE reports.
+    (``label >= 1``); the cup and disc scores are the ones REFUGE reports. The label maps must
+    be 2-D or 3-D, as for :func:`hd95`.
 
     Returns:
         ``{"dice_cup", "dice_rim", "dice_disc", "iou_cup", ..., "assd_disc"}``.

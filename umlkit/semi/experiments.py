@@ -401,7 +401,7 @@ def paired_differences(
     table = pd.DataFrame(
         {
             f"{metric}_difference": grouped.mean(),
-            "std": grouped.std().fillna(0.0),
+            "std": grouped.std(),  # NaN for one seed: no spread, shown blank
             "wins": grouped.apply(lambda d: int(np.sum(d > 0))),
             "seeds": grouped.size(),
         }

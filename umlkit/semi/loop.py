@@ -60,9 +60,12 @@ from umlkit.semi.ema import sigmoid_rampup
 from umlkit.semi.sampler import TwoStreamBatchSampler, split_labeled
 from umlkit.train import (
     _atomic_write,
+    _first_line,
+    _load_state,
     _restore_rng_states,
     _rng_states,
     cache_key,
+    dataset_fingerprint,
     learning_rate,
     load_checkpoint,
     make_optimizer,
@@ -84,6 +87,18 @@ CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 HISTORY_FILE = "history.csv"
 CONFIG_FILE = "config.json"
+#: What a ``last.pt`` must hold for :func:`fit_semi` to resume from it.
+RESUME_KEYS = (
+    "semi_config",
+    "model_config",
+    "model_state",
+    "optimizer_state",
+    "epoch",
+    "step",
+    "history",
+    "best",
+    "rng",
+)
 
 
 @dataclass
@@ -302,10 +317,16 @@ def fit_semi(
     output_dir = None if output_dir is None else Path(output_dir)
     state = {"epoch": 0, "step": 0, "history": [], "best_epoch": -1, "best_score": -np.inf}
     best_state = None
+    data_record = None
     if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        data_record = {
+            "dataset": config.dataset,
+            "image_size": config.image_size,
+            "fingerprint": _data_fingerprint(config),
+        }
         if resume and (output_dir / CHECKPOINT_LAST).is_file():
-            state, best_state = _resume(output_dir, config, method, optimizer)
+            state, best_state = _resume(output_dir, config, method, optimizer, data_record)
+        output_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(
             output_dir / CONFIG_FILE,
             lambda target: target.write_text(json.dumps(config.to_dict(), indent=1) + "\n"),
@@ -347,7 +368,16 @@ def fit_semi(
                 best_state = _state_copy(method)
             state["epoch"] = epoch + 1
             if validate and output_dir is not None:
-                _save_epoch(output_dir, config, method, optimizer, state, best_state, labeled_ids)
+                _save_epoch(
+                    output_dir,
+                    config,
+                    method,
+                    optimizer,
+                    state,
+                    best_state,
+                    labeled_ids,
+                    data_record,
+                )
             bar.set_postfix(loss=f"{sums['loss']:.3f}", val_dice=f"{dice:.3f}")
     finally:
         bar.close()
@@ -430,12 +460,15 @@ def _model_config(config: SemiConfig, method: SemiSupervisedMethod) -> dict[str,
     }
 
 
-def _save_epoch(output_dir, config, method, optimizer, state, best_state, labeled_ids) -> None:
+def _save_epoch(
+    output_dir, config, method, optimizer, state, best_state, labeled_ids, data_record
+) -> None:
     common = {
         "umlkit_version": umlkit.__version__,
         "semi_config": config.to_dict(),
         "model_config": _model_config(config, method),
         "labeled_ids": labeled_ids,
+        "data": data_record,
     }
     epoch = state["epoch"] - 1
     if state["best_epoch"] == epoch:
@@ -462,11 +495,33 @@ def _save_epoch(output_dir, config, method, optimizer, state, best_state, labele
     )
 
 
-def _resume(output_dir: Path, config: SemiConfig, method, optimizer):
-    """Restore method, optimizer, history, best epoch and RNG states from ``last.pt``."""
-    checkpoint = load_checkpoint(output_dir / CHECKPOINT_LAST)
-    saved = {k: v for k, v in checkpoint["semi_config"].items() if k not in NOT_HASHED}
-    current = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+def _data_fingerprint(config: SemiConfig) -> str | None:
+    """The fingerprint of ``config.data_root`` (names, sizes, modification times of its files),
+    or ``None`` when the data were passed in memory without a folder."""
+    if config.data_root is None or not Path(config.data_root).is_dir():
+        return None
+    return dataset_fingerprint(config.data_root, mtimes=True)
+
+
+def _resume(output_dir: Path, config: SemiConfig, method, optimizer, data_record):
+    """Restore method, optimizer, history, best epoch and RNG states from ``last.pt``.
+
+    The checkpoint is read by :func:`umlkit.train.load_checkpoint` (an unreadable file is one
+    ``ValueError`` line). Where both it and this run know their data's fingerprint, the data are
+    compared by it and ``data_root`` may name the folder by any path; otherwise ``data_root``
+    must be the same string.
+    """
+    path = output_dir / CHECKPOINT_LAST
+    checkpoint = load_checkpoint(path, require=RESUME_KEYS)
+    saved_record = checkpoint.get("data")
+    saved_fingerprint = saved_record.get("fingerprint") if isinstance(saved_record, dict) else None
+    by_fingerprint = saved_fingerprint is not None and data_record["fingerprint"] is not None
+    ignored = (*NOT_HASHED, "data_root") if by_fingerprint else NOT_HASHED
+    saved_config = checkpoint["semi_config"]
+    if not isinstance(saved_config, dict):
+        raise ValueError(f"{path} is not a umlkit checkpoint (semi_config is not a mapping)")
+    saved = {k: v for k, v in saved_config.items() if k not in ignored}
+    current = {k: v for k, v in config.to_dict().items() if k not in ignored}
     if saved != current:
         differences = [
             f"{k}: {saved.get(k)!r} != {current.get(k)!r}"
@@ -474,23 +529,38 @@ def _resume(output_dir: Path, config: SemiConfig, method, optimizer):
             if saved.get(k) != current.get(k)
         ]
         raise ValueError(
-            f"cannot resume from {output_dir / CHECKPOINT_LAST}: it was trained with another "
+            f"cannot resume from {path}: it was trained with another "
             "configuration (" + "; ".join(differences) + ")"
         )
-    method.load_state_dict(checkpoint["model_state"])
-    optimizer.load_state_dict(checkpoint["optimizer_state"])
-    _restore_rng_states(checkpoint["rng"])
-    best = checkpoint["best"]
+    if by_fingerprint and saved_fingerprint != data_record["fingerprint"]:
+        raise ValueError(
+            f"cannot resume from {path}: the data in {config.data_root} are not the run's (files "
+            "were added, removed or rewritten, or it is another dataset)"
+        )
+    try:
+        best = checkpoint["best"]
+        best_epoch, best_score = int(best["epoch"]), float(best["score"])
+        state = {
+            "epoch": int(checkpoint["epoch"]) + 1,
+            "step": int(checkpoint["step"]),
+            "history": list(checkpoint["history"]),
+            "best_epoch": best_epoch,
+            "best_score": best_score,
+        }
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} is not a umlkit checkpoint ({_first_line(error)})") from None
     best_state = None
-    if best["epoch"] >= 0:
+    if best_epoch >= 0:
         best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
-    state = {
-        "epoch": int(checkpoint["epoch"]) + 1,
-        "step": int(checkpoint["step"]),
-        "history": list(checkpoint["history"]),
-        "best_epoch": int(best["epoch"]),
-        "best_score": float(best["score"]),
-    }
+    _load_state(method, checkpoint["model_state"], path)
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        _restore_rng_states(checkpoint["rng"])
+    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint {path}: its optimizer or random states cannot be restored "
+            f"({_first_line(error)})"
+        ) from None
     return state, best_state
 
 
@@ -556,7 +626,7 @@ def load_method(path: str | Path, device: str | None = "cpu") -> SemiSupervisedM
         width=model_config["width"],
         **model_config["options"],
     )
-    method.load_state_dict(checkpoint["model_state"])
+    _load_state(method, checkpoint["model_state"], path)
     return method.to(pick_device(device)).eval()
 
 
