@@ -471,6 +471,22 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def restore_optimizer_and_rng(optimizer: torch.optim.Optimizer, checkpoint: dict, path) -> None:
+    """Restore a checkpoint's optimizer state and random-number states (every resumed loop).
+
+    Raises:
+        ValueError: one line naming ``path`` when either cannot be restored.
+    """
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        _restore_rng_states(checkpoint["rng"])
+    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint {path}: its optimizer or random states cannot be restored "
+            f"({_first_line(error)})"
+        ) from None
+
+
 # ------------------------------------------------------------------------------------ training
 def _load_splits(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES):
     from umlkit.data import load_dataset
@@ -885,14 +901,7 @@ def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names
     if best_epoch >= 0:
         best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
     load_model_state(model, checkpoint, path)
-    try:
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        _restore_rng_states(checkpoint["rng"])
-    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
-        raise ValueError(
-            f"checkpoint {path}: its optimizer or random states cannot be restored "
-            f"({_first_line(error)})"
-        ) from None
+    restore_optimizer_and_rng(optimizer, checkpoint, path)
     return (
         epoch + 1,
         history,

@@ -62,13 +62,13 @@ from umlkit.train import (
     _atomic_write,
     _first_line,
     _load_state,
-    _restore_rng_states,
     _rng_states,
     cache_key,
     dataset_fingerprint,
     learning_rate,
     load_checkpoint,
     make_optimizer,
+    restore_optimizer_and_rng,
     save_checkpoint,
 )
 
@@ -553,14 +553,7 @@ def _resume(output_dir: Path, config: SemiConfig, method, optimizer, data_record
     if best_epoch >= 0:
         best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
     _load_state(method, checkpoint["model_state"], path)
-    try:
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        _restore_rng_states(checkpoint["rng"])
-    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
-        raise ValueError(
-            f"checkpoint {path}: its optimizer or random states cannot be restored "
-            f"({_first_line(error)})"
-        ) from None
+    restore_optimizer_and_rng(optimizer, checkpoint, path)
     return state, best_state
 
 
