@@ -448,8 +448,5 @@ def official_objective(model: str, **overrides: Any) -> UMLObjective:
     (the model has no side outputs), the mutual loss summed over four levels. Other models take
     the 2023 settings, so that a baseline's :math:`L_{seg}` is UML's. ``overrides`` replace fields.
     """
-    settings: dict[str, Any] = {"seg_log": True, "seg_ce_weight": 0.0, "mutual_reduction": "mean"}
-    if model == "uml2024":
-        settings.update(seg_ce_weight=1.0, mutual_reduction="sum")
-    settings.update(overrides)
-    return UMLObjective(**settings)
+    official = {"seg_ce_weight": 1.0, "mutual_reduction": "sum"} if model == "uml2024" else {}
+    return UMLObjective(**{**official, **overrides})

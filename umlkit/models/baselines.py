@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from umlkit.evidential import dirichlet, evidence_from_logits
 from umlkit.models.blocks import (
     Decoder,
     Encoder,
     ModelOutput,
     SoftmaxHead,
     UNet,
+    image_output,
     load_encoder_weights,
 )
 
@@ -56,11 +56,7 @@ class EvidentialHead(nn.Module):
 
     def forward(self, feature: Tensor) -> ModelOutput:
         """Returns a :class:`ModelOutput` with ``class_alpha``, ``class_uncertainty``, ``class_prob``."""
-        logits = self.linear(feature.mean(dim=(2, 3)))
-        stats = dirichlet(evidence_from_logits(logits, self.evidence), dim=1)
-        return ModelOutput(
-            class_alpha=stats.alpha, class_uncertainty=stats.uncertainty, class_prob=stats.prob
-        )
+        return image_output(self.linear(feature.mean(dim=(2, 3))), "evidential", self.evidence)
 
 
 def image_head(in_ch: int, num_classes: int, head: str, evidence: str) -> nn.Module:

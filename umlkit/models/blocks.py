@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from umlkit.evidential import dirichlet, evidence_from_logits
+
 UPSAMPLE_MODES = ("bilinear", "transpose")
 
 
@@ -445,6 +447,22 @@ class UNet(nn.Module):
         return segmentation_output(self.head(decoded), decoded)
 
 
+def image_output(logits: Tensor, head: str = "softmax", evidence: str = "softplus") -> ModelOutput:
+    r"""The :class:`ModelOutput` of image-level logits (B, K), for a softmax or evidential head.
+
+    ``"softmax"``: ``class_logits`` and :math:`p = \mathrm{softmax}(z)`. ``"evidential"``:
+    :math:`e = g(z)` with the evidence function ``evidence``, :math:`\alpha = e + 1`,
+    :math:`p = \alpha / S` and :math:`u = K / S` (``class_alpha``, ``class_prob``,
+    ``class_uncertainty``).
+    """
+    if head == "softmax":
+        return ModelOutput(class_logits=logits, class_prob=F.softmax(logits, dim=1))
+    stats = dirichlet(evidence_from_logits(logits, evidence), dim=1)
+    return ModelOutput(
+        class_alpha=stats.alpha, class_uncertainty=stats.uncertainty, class_prob=stats.prob
+    )
+
+
 class SoftmaxHead(nn.Module):
     """Image-level softmax classifier: global average pooling -> linear -> logits -> softmax."""
 
@@ -453,5 +471,4 @@ class SoftmaxHead(nn.Module):
         self.linear = nn.Linear(in_ch, num_classes)
 
     def forward(self, feature: Tensor) -> ModelOutput:
-        logits = self.linear(feature.mean(dim=(2, 3)))
-        return ModelOutput(class_logits=logits, class_prob=F.softmax(logits, dim=1))
+        return image_output(self.linear(feature.mean(dim=(2, 3))))

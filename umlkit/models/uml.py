@@ -53,6 +53,7 @@ from umlkit.models.blocks import (
     BatchNorm2d,
     Encoder,
     ModelOutput,
+    image_output,
     load_encoder_weights,
 )
 
@@ -131,9 +132,12 @@ def evidential_pixels(logits: Tensor, evidence: str) -> DirichletStats:
     return dirichlet(evidence_from_logits(logits, evidence), dim=1)
 
 
-def pixel_head(in_ch: int, num_classes: int) -> nn.Sequential:
-    """The official evidential pixel head: two stacked bare 1x1 convolutions (in -> in/4 or /2 -> C)."""
-    hidden = max(in_ch // 4, 1)
+def pixel_head(in_ch: int, num_classes: int, reduction: int) -> nn.Sequential:
+    """The official evidential pixel head: two stacked bare 1x1 convolutions, in -> in/r -> C.
+
+    ``reduction`` r is 4 in the 2023 code (128 -> 32 -> C) and 2 in the 2024 code (64 -> 32 -> C).
+    """
+    hidden = max(in_ch // reduction, 1)
     return nn.Sequential(conv1x1(in_ch, hidden), conv1x1(hidden, num_classes))
 
 
@@ -299,7 +303,7 @@ class MutualDecoder(nn.Module):
             steps.append(UpConcat(in_ch, skip_ch, dropout))
             in_ch = 2 * skip_ch
         self.steps = nn.ModuleList(steps)
-        self.head = pixel_head(in_ch, num_seg_classes)
+        self.head = pixel_head(in_ch, num_seg_classes, reduction=4)
 
     def forward(self, mutual: list[Tensor]) -> DirichletStats:
         x = mutual[-1]
@@ -408,13 +412,7 @@ class ClassifierHead(nn.Module):
         feature = self.convs(feature)
         if instructor is not None:
             feature = instructor(feature, eta)
-        logits = self.linear(feature.mean(dim=(2, 3)))
-        if self.head == "softmax":
-            return ModelOutput(class_logits=logits, class_prob=F.softmax(logits, dim=1))
-        stats = dirichlet(evidence_from_logits(logits, self.evidence), dim=1)
-        return ModelOutput(
-            class_alpha=stats.alpha, class_uncertainty=stats.uncertainty, class_prob=stats.prob
-        )
+        return image_output(self.linear(feature.mean(dim=(2, 3))), self.head, self.evidence)
 
 
 def official_init(module: nn.Module) -> None:
@@ -503,9 +501,12 @@ class UML(_UMLBase):
             else None
         )
         self.class_head = ClassifierHead(
-            channels[-1] + mutual[-1], channels[-1], config.num_classes, config.head,
+            channels[-1] + mutual[-1],
+            channels[-1],
+            config.num_classes,
+            config.head,
             config.evidence,
-        )  # fmt: skip
+        )
         self._finish()
 
     def forward(self, x: Tensor) -> ModelOutput:
@@ -608,7 +609,7 @@ class UML2024(_UMLBase):
             ::-1
         ]  # (in, out), coarsest first
         self.mutual_steps = nn.ModuleList(UpConv(a, b, drop) for a, b in pairs)
-        self.mutual_heads = nn.ModuleList(pixel_head_2024(c, classes) for c in channels)
+        self.mutual_heads = nn.ModuleList(pixel_head(c, classes, reduction=2) for c in channels)
         self.seg_steps = nn.ModuleList(UpConv(a, b, drop) for a, b in pairs)
         if config.navigator:
             self.skip_navigators = nn.ModuleList(AttentionGateNavigator(c) for c in channels[:-1])
@@ -664,9 +665,3 @@ class UML2024(_UMLBase):
         output.reliable_mask = reliable
         output.features = feature
         return output
-
-
-def pixel_head_2024(in_ch: int, num_classes: int) -> nn.Sequential:
-    """The 2024 per-level evidential head: bare 1x1 convolutions in -> in/2 -> C."""
-    hidden = max(in_ch // 2, 1)
-    return nn.Sequential(conv1x1(in_ch, hidden), conv1x1(hidden, num_classes))
