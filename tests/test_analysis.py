@@ -111,11 +111,9 @@ def test_train_config_adds_uml_options_to_uml_variants_only(ctx, data):
     settings = copy.deepcopy(ctx.settings)
     settings["train"]["uml_options"] = {"mixer_width": 4}
     assert analysis.train_config(settings, data, "UML").model_options == {"mixer_width": 4}
-    option = analysis.train_config(settings, data, "UML + PSA softmax")
-    assert option.model_options == {"mixer_width": 4, "psa_softmax": True}
+    option = analysis.train_config(settings, data, "UML + navigated output")
+    assert option.model_options == {"mixer_width": 4, "navigate_final": True}
     assert analysis.train_config(settings, data, "multitask").model_options == {}
-    loss_option = analysis.train_config(settings, data, "UML + 1 - Dice")
-    assert loss_option.seg_log is False and loss_option.model_options == {"mixer_width": 4}
 
 
 def test_train_config_takes_the_profile_learning_rate(ctx, data):

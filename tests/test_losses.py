@@ -152,7 +152,7 @@ def test_official_2024_objective_adds_ce_on_the_final_output_and_sums_mutual_lev
     mutual = sum(mutual_loss(a, mask, 3, anneal_epochs=50) for a in levels)
     assert components["mutual"] == pytest.approx(mutual.item(), rel=1e-6)
     assert official_objective("uml").seg_ce_weight == 0.0
-    assert official_objective("uml", seg_log=False).seg_log is False
+    assert official_objective("uml", seg_ce_weight=0.5).seg_ce_weight == 0.5
     with pytest.raises(ValueError, match="mutual_reduction must be one of"):
         uml_objective(output, mask, torch.tensor([0, 1]), 0, mutual_reduction="max")
 

@@ -29,10 +29,10 @@ CONFIGURATIONS = [
     ("uml", {"navigator": False, "instructor": False}),
     ("uml", {"depth": 3, "mixer_width": 6, "dropout": 0.0}),
     ("uml", {"evidence": "exp"}),
-    ("uml", {"psa_softmax": True, "navigate_final": True}),
+    ("uml", {"navigate_final": True}),
     ("uml2024", {}),
     ("uml2024", {"navigator": False}),
-    ("uml2024", {"instructor": False, "psa_softmax": True}),
+    ("uml2024", {"instructor": False}),
     ("unet", {}),
     ("classifier", {}),
     ("multitask", {}),
@@ -106,7 +106,7 @@ def test_output_shapes_of_every_model_and_ablation(name, options):
         ("uml", {"navigate_final": True}),
         ("uml2024", {}),
         ("uml", {"navigator": False}),
-        ("uml", {"head": "softmax", "psa_softmax": True}),
+        ("uml", {"head": "softmax", "navigate_final": True}),
     ],
 )
 def test_every_parameter_receives_a_gradient(name, options):

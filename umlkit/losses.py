@@ -213,8 +213,7 @@ def segmentation_loss(
       than the mask being downsampled: the target stays exact, and small structures (an optic cup
       a few pixels wide at 1/8 resolution) do not vanish from it.
     - The defaults are the official 2023 loss: log-Dice, no cross-entropy. The 2024 code uses
-      ``ce_weight=1.0`` on the final output alone; ``log=False`` (:math:`1 - D`) is umlkit's
-      option.
+      ``ce_weight=1.0`` on the final output alone; ``log=False`` gives :math:`1 - D`.
 
     Args:
         seg_logits: final segmentation logits ``(B, C, H, W)``.
@@ -301,7 +300,6 @@ def uml_objective(
     weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
     anneal_epochs: int = 50,
     kind: str = "digamma",
-    seg_log: bool = True,
     seg_ce_weight: float = 0.0,
     mutual_reduction: str = "mean",
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -335,7 +333,6 @@ def uml_objective(
         weights: :math:`(w_{cls}, w_{seg}, w_{mutual})`.
         anneal_epochs: ``T`` of the KL annealing.
         kind: evidential loss kind for both evidential terms.
-        seg_log: log-Dice in :math:`L_{seg}` (official); ``False``: :math:`1 - D` (umlkit's option).
         seg_ce_weight: cross-entropy weight inside :math:`L_{seg}` (2023: 0; 2024: 1).
         mutual_reduction: ``"mean"`` or ``"sum"`` over the mutual decoder's levels.
 
@@ -372,7 +369,7 @@ def uml_objective(
     if seg_logits is not None:
         _require_mask(mask, "seg_logits")
         terms["seg"] = segmentation_loss(
-            seg_logits, _present(output, "side_logits"), mask, seg_log, seg_ce_weight
+            seg_logits, _present(output, "side_logits"), mask, ce_weight=seg_ce_weight
         )
 
     pixel_alpha, pixel_logits = _present(output, "pixel_alpha"), _present(output, "pixel_logits")
@@ -414,7 +411,6 @@ class UMLObjective:
     weights: tuple[float, float, float] = DEFAULT_WEIGHTS  # (w_cls, w_seg, w_mutual)
     anneal_epochs: int = 50  # T of the KL annealing lambda_t = min(1, t / T)
     kind: str = "digamma"  # evidential loss: "digamma", "log" or "mse"
-    seg_log: bool = True  # log-Dice in L_seg (official); False: 1 - Dice (umlkit's option)
     seg_ce_weight: float = 0.0  # cross-entropy weight added to L_seg (2023: 0, 2024: 1)
     mutual_reduction: str = "mean"  # mutual levels combined by "mean" or "sum" (2024)
 
@@ -434,7 +430,6 @@ class UMLObjective:
             weights=self.weights,
             anneal_epochs=self.anneal_epochs,
             kind=self.kind,
-            seg_log=self.seg_log,
             seg_ce_weight=self.seg_ce_weight,
             mutual_reduction=self.mutual_reduction,
         )

@@ -63,16 +63,9 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "default": {
-        # 6000 images (4200 for training), 4 epochs at 48 px with random flips and quarter turns,
-        # lr 3e-3 decayed every step: UML 0.800 +- 0.009 accuracy (Bayes-optimal 0.841 on these
-        # test labels), AUC 0.877, Dice 0.959 over 3 seeds (notebook 03). One training takes
-        # about 112 s on 2 cores. Notebooks 04-08 compare 7 models x 3 seeds at 32 px in batches
-        # of 32 for 3 epochs ("compare"): at 48 px their 21 trainings alone took 17 of make
-        # figures' 30 minutes. Measured on the way (notebook 03):
-        # 2100 training images overfit the noisy labels at 64 px without augmentation (0.77);
-        # with augmentation, 8 epochs of 2100 gave 0.79; at 1e-3 more images alone plateau at
-        # 0.79-0.80; and a rate set once per epoch left a 4-epoch run's last epoch at 37 % of the
-        # peak, so its operating point swung between seeds (predicted positives 29-51 %, Bayes 38 %).
+        # Sized so that make figures fits 2 CPU cores: notebook 03 trains one UML at 48 px, the
+        # comparisons of 04-08 train every variant at 32 px, and 09 trains the semi-supervised
+        # methods at 32 px (docs/decisions.md: how these sizes were chosen).
         "data": {"n": 6000, "size": 128, "n_ood": 100, "workers": 2},  # 2 drawing processes
         "train": {
             "epochs": 4,
@@ -81,9 +74,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 16,
             "lr": 3e-3,
             "augment": "dihedral",
-            # notebook 03 trains one seed; "-p seeds '[0, 1, 2]'" gives the 3-seed result above
-            # (about 4.5 min on 2 cores)
-            "seeds": [0],
+            "seeds": [0],  # notebook 03 trains one seed; "-p seeds '[0, 1, 2]'" trains three
             "workers": 2,  # two training processes of one thread share the 2 cores
             "uml_options": {},  # model options of every UML variant; {}: the official sizes
         },
@@ -92,7 +83,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "compare": {
             "image_size": 32,
             "batch_size": 32,
-            "epochs": 3,
+            "epochs": 2,
             "seeds": [0, 1, 2],
             "uml_options": {"mixer_width": 8},
         },
@@ -105,8 +96,11 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "lr": 3e-3,
             "labeled_batch_size": 4,
             "unlabeled_batch_size": 4,
-            "label_fractions": [0.01, 0.02, 0.05],
+            "label_fractions": [0.01, 0.05],
             "seeds": [0, 1, 2],
+            # the default comparison leaves out the mean teacher (add it with the notebook's
+            # ``methods`` parameter): CAML and BURL are the methods umlkit teaches
+            "methods": ["supervised", "caml", "burl"],
             # CAML's official Dropout2d(0.5) on the last decoder feature drops half of only 8
             # channels at this width (the official network has 16); docs/decisions.md
             "method_options": {"caml": {"feature_dropout": 0.0}},

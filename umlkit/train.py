@@ -115,7 +115,6 @@ class TrainConfig:
     anneal_epochs: int | None = None  # KL annealing T; None: half the epochs (paper 50 of 100)
     loss_kind: str = "digamma"  # evidential loss: digamma, log or mse
     seg_ce_weight: float | None = None  # cross-entropy in L_seg; None: the model's official value
-    seg_log: bool = True  # log-Dice in L_seg (official); False: 1 - Dice (umlkit's option)
     augment: str = "none"  # random "flip" (h/v), "dihedral" (flips + 90-degree turns) or "none"
     seed: int = 0  # seeds model initialisation and the shuffling
     device: str | None = None  # cpu, cuda, mps; None: CUDA, then MPS, then CPU
@@ -656,7 +655,6 @@ def train(
         weights=config.loss_weights,
         anneal_epochs=config.kl_anneal_epochs,
         kind=config.loss_kind,
-        seg_log=config.seg_log,
         **extra,
     )
     history: list[dict[str, float]] = []

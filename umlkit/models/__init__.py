@@ -52,7 +52,6 @@ _UML_OPTIONS = (
     "instructor",
     "mixer_width",
     "dropout",
-    "psa_softmax",
     "encoder_weights",
 )
 #: The options (beyond name, classes, width, channels) each model understands.
@@ -94,7 +93,6 @@ class ModelConfig:
         None  # UML: P, the mixer's projection width; None: 4 * width (official)
     )
     dropout: float = 0.1  # UML: 2-D dropout of the double convolutions and navigators (official)
-    psa_softmax: bool = False  # UML, umlkit's option: softmax over the PSA's spatial query
     navigate_final: bool = False  # uml, umlkit's option: final segmentation after the navigator
     encoder_weights: str | None = None  # local Encoder state-dict file loaded into every encoder
 
@@ -122,7 +120,7 @@ class ModelConfig:
             raise ValueError(f"evidence must be one of {EVIDENCE_KINDS}, got {self.evidence!r}")
         if self.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
-        for name in ("navigator", "instructor", "psa_softmax", "navigate_final"):
+        for name in ("navigator", "instructor", "navigate_final"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
@@ -163,7 +161,7 @@ def build_model(
         **options: the model's options (:data:`MODEL_OPTIONS`): ``depth``, ``head``
             (``"evidential"`` by default for UML, ``"softmax"`` for the baselines), ``evidence``,
             ``navigator``, ``instructor``, ``upsample`` (baselines), ``mixer_width``,
-            ``dropout``, ``psa_softmax``, ``navigate_final`` (``"uml"``), ``encoder_weights``.
+            ``dropout``, ``navigate_final`` (``"uml"``), ``encoder_weights``.
 
     Returns:
         The model, in training mode, with ``model.config`` set.

@@ -27,10 +27,11 @@ with the official function it follows and each deliberate deviation.
 at every level, the navigator becomes attention gates on the skips (all fed the full-resolution
 mutual feature and uncertainty), and the classifier reads its own feature only.
 
-Options that are **umlkit's**, off by default (:class:`~umlkit.models.ModelConfig`):
-``psa_softmax`` (a softmax over the spatial query, as in the PSA paper) and ``navigate_final``
-(2023: the final segmentation taken *after* the full-resolution navigator). Notebook 04 measures
-both against the official structure.
+The option that is **umlkit's**, off by default (:class:`~umlkit.models.ModelConfig`):
+``navigate_final`` (2023: the final segmentation taken *after* the full-resolution navigator).
+Notebook 04 measures it against the official structure. A softmax over the PSA's spatial query
+(as in the PSA paper) was measured too and dropped: it changed no metric by more than the seed
+spread (docs/decisions.md).
 
 References:
     Ren, Zou, Liu, Zhou, Li, Fu, Xu, Wang. Uncertainty-informed Mutual Learning for Joint Medical
@@ -161,7 +162,7 @@ class PolarizedSelfAttention(nn.Module):
         \text{out} = X' + A^{sp} \odot X'
 
     The official code applies **no** softmax to the pooled spatial query (Liu et al.'s PSA
-    does); ``spatial_softmax=True`` is umlkit's option that restores it.
+    does), and neither does umlkit.
 
     Implementation: a 1x1 convolution is a linear map of each pixel's channel vector, so it
     commutes with the pooling next to it: :math:`\sum_j w_j (W_v x_j + b) = W_v \sum_j w_j x_j + b`
@@ -172,13 +173,11 @@ class PolarizedSelfAttention(nn.Module):
 
     Args:
         channels: C, the channels of the input (at least 2).
-        spatial_softmax: softmax over the pooled spatial query (umlkit's option).
     """
 
-    def __init__(self, channels: int, spatial_softmax: bool = False) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
         half = max(channels // 2, 1)
-        self.spatial_softmax = spatial_softmax
         self.channel_query = nn.Conv2d(channels, 1, 1, bias=False)
         self.channel_value = nn.Linear(channels, half)
         self.channel_up = nn.Linear(half, channels)
@@ -196,8 +195,6 @@ class PolarizedSelfAttention(nn.Module):
         gated = x * channel_gate.view(batch, channels, 1, 1)  # X'
         # Spatial branch: one query vector over the channels scores every pixel of X'.
         query = self.spatial_query(gated.mean(dim=(2, 3)))  # (B, C/2)
-        if self.spatial_softmax:
-            query = F.softmax(query, dim=1)
         pixel_weights = query @ self.spatial_value.weight  # (B, C): W_v'^T q, per image
         offset = query @ self.spatial_value.bias  # (B,): q^T b
         scores = torch.bmm(pixel_weights.unsqueeze(1), gated.reshape(batch, channels, -1))
@@ -222,12 +219,9 @@ class FeatureMixer(nn.Module):
         channels: the encoders' channels at this level.
         mixer_width: :math:`P`, a multiple of 2.
         out_channels: channels of the mutual feature, or ``None`` to keep :math:`2P`.
-        psa_softmax: see :class:`PolarizedSelfAttention`.
     """
 
-    def __init__(
-        self, channels: int, mixer_width: int, out_channels: int | None, psa_softmax: bool = False
-    ) -> None:
+    def __init__(self, channels: int, mixer_width: int, out_channels: int | None) -> None:
         super().__init__()
         if mixer_width % 2:
             raise ValueError(
@@ -235,7 +229,7 @@ class FeatureMixer(nn.Module):
             )
         self.cls_projection = conv1x1(channels, mixer_width)
         self.seg_projection = conv1x1(channels, mixer_width)
-        self.attention = PolarizedSelfAttention(2 * mixer_width, spatial_softmax=psa_softmax)
+        self.attention = PolarizedSelfAttention(2 * mixer_width)
         self.output = (
             nn.Identity() if out_channels is None else conv1x1(2 * mixer_width, out_channels)
         )
@@ -446,8 +440,7 @@ class _UMLBase(nn.Module):
         mixer_width = config.mixer_width or 4 * config.width
         outs = [*self.channels[:-1], self.channels[-1] if mix_deepest else None]
         self.mixers = nn.ModuleList(
-            FeatureMixer(c, mixer_width, out, config.psa_softmax)
-            for c, out in zip(self.channels, outs, strict=True)
+            FeatureMixer(c, mixer_width, out) for c, out in zip(self.channels, outs, strict=True)
         )
         self.mutual_channels = [mixer.out_channels for mixer in self.mixers]
         self._load_weights = load_weights
@@ -472,7 +465,7 @@ class UML(_UMLBase):
     ``navigator=False`` (no uncertainty screening, no navigators: the bottleneck is the plain
     1x1 fusion of segmentation and mutual features), ``instructor=False`` (the classifier head
     is not modulated by :math:`\\eta`), ``head="softmax"`` (softmax image head; the mutual
-    decoder stays evidential). umlkit's options: ``psa_softmax``, ``navigate_final``.
+    decoder stays evidential). umlkit's option: ``navigate_final``.
 
     Args:
         config: the model configuration.
