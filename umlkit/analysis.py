@@ -665,7 +665,7 @@ def pixel_calibration(
     Raises:
         ValueError: an unknown source, or a model without that output.
     """
-    from umlkit.profiles import pick_device
+    from umlkit.runtime import pick_device
 
     if source not in PIXEL_SOURCES:
         raise ValueError(f"source must be one of {PIXEL_SOURCES}, got {source!r}")

@@ -193,7 +193,7 @@ def _stored_or_given(given, stored, flag: str, default, what: str) -> tuple:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from umlkit.data import load_dataset
     from umlkit.evaluate import evaluate
-    from umlkit.profiles import pick_device
+    from umlkit.runtime import pick_device
     from umlkit.train import (
         check_checkpoint_data,
         check_image_size,

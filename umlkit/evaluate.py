@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from umlkit.metrics import classification_report, dice, iou
 from umlkit.metrics.segmentation import segmentation_scores
-from umlkit.profiles import pick_device
+from umlkit.runtime import pick_device
 
 #: Metadata columns that describe files and splits rather than the image's content.
 _METADATA_SKIP = ("index", "split", "image", "mask", "label")

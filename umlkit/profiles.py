@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from umlkit.runtime import pick_device, project_root, seed_everything
 
 PROFILES = ("smoke", "default", "paper")
 
@@ -146,29 +145,6 @@ def get_settings(profile: str) -> dict[str, dict[str, Any]]:
     return copy.deepcopy(SETTINGS[check_profile(profile)])
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The umlkit checkout: the first folder upward from ``start`` (default: cwd) with a pyproject.
-
-    Notebooks run with their own folder as working directory (Jupyter, nbval) or the project root
-    (papermill from the Makefile); both resolve to the same root. Outside a checkout, the working
-    directory itself is used.
-    """
-    start = Path.cwd() if start is None else Path(start)
-    for folder in (start, *start.resolve().parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "umlkit").is_dir():
-            return folder.resolve()
-    return start.resolve()
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so the same seed and profile give the same numbers on CPU."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @dataclass
 class NotebookContext:
     """What a notebook's setup cell returns: resolved paths, sizes and the device."""
@@ -261,54 +237,6 @@ def setup_notebook(
         seed=seed,
         device=device,
     )
-
-
-def available_devices() -> list[str]:
-    """The torch devices this machine offers: ``cpu``, then ``cuda`` and ``cuda:<n>``, ``mps``."""
-    import torch
-
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += ["cuda", *(f"cuda:{n}" for n in range(torch.cuda.device_count()))]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def pick_device(name: str | None = None, what: str = "device") -> str:
-    """Choose a torch device: ``name`` if given (checked), else CUDA, then MPS, then CPU.
-
-    Args:
-        name: ``"cpu"``, ``"cuda"``, ``"cuda:<n>"``, ``"mps"`` or ``None`` (the best available).
-        what: how error messages name the argument (the command line passes ``"--device"``).
-
-    Raises:
-        ValueError: ``name`` is not a device name umlkit knows, or this machine lacks it; the
-            message lists the devices available here.
-    """
-    import torch
-
-    if name is None:
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    here = ", ".join(available_devices())
-    kind, colon, index = str(name).partition(":")
-    known = kind in ("cpu", "cuda", "mps") and (not colon or (kind == "cuda" and index.isdigit()))
-    if not known:
-        raise ValueError(
-            f"{what} {name!r} is not a device umlkit can use: choose cpu, cuda, cuda:<n> or mps "
-            f"(available here: {here})"
-        )
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{what} {name!r} requested but CUDA is not available here ({here})")
-    if kind == "cuda" and colon and int(index) >= torch.cuda.device_count():
-        raise ValueError(f"{what} {name!r}: this machine has no such CUDA device ({here})")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"{what} 'mps' requested but MPS is not available here ({here})")
-    return name
 
 
 def env_profile(default: str = "default") -> str:

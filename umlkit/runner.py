@@ -35,7 +35,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from umlkit.profiles import check_profile, project_root
+from umlkit.profiles import check_profile
+from umlkit.runtime import project_root
 
 #: The log level of the notebooks' kernels (see the module docstring).
 _KERNEL_LOG_LEVEL = "ERROR"

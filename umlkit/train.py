@@ -59,7 +59,7 @@ import umlkit
 from umlkit.evaluate import evaluate
 from umlkit.losses import official_objective
 from umlkit.models import ModelConfig, build_model, model_from_config
-from umlkit.profiles import pick_device, project_root, seed_everything
+from umlkit.runtime import pick_device, project_root, seed_everything
 
 #: Fields of :class:`TrainConfig` that do not change the trained weights' meaning; they are left
 #: out of the cache key (a model trained on a GPU is reused on a CPU).

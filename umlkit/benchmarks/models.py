@@ -38,7 +38,7 @@ import torch
 
 from umlkit.losses import official_objective
 from umlkit.models import build_model
-from umlkit.profiles import pick_device
+from umlkit.runtime import pick_device
 from umlkit.train import make_optimizer
 
 #: The model every other one is compared with.

@@ -562,7 +562,7 @@ def default_array_cache_dir() -> Path:
     """Where the notebooks, the trainer and the semi-supervised loop store decoded, resized
     splits (``load_dataset(..., cache=<folder>)``): ``$UMLKIT_ARRAY_CACHE`` if set (the tests
     point it at a temporary folder), else ``<project root>/data/cache/arrays``."""
-    from umlkit.profiles import project_root
+    from umlkit.runtime import project_root
 
     folder = os.environ.get("UMLKIT_ARRAY_CACHE")
     return Path(folder) if folder else project_root() / "data" / "cache" / "arrays"

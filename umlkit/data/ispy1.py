@@ -62,7 +62,7 @@ _MASK_FILE = re.compile(r"(ISPY_[A-Za-z0-9]+)_tumor_mask\.nii(\.gz)?")
 
 def default_cache_dir() -> Path:
     """``data/cache/ispy1`` of the umlkit checkout (see ``data/README.md``)."""
-    from umlkit.profiles import project_root
+    from umlkit.runtime import project_root
 
     return project_root() / "data" / "cache" / "ispy1"
 

@@ -7,7 +7,7 @@ r"""One semi-supervised training loop for every method: supervised-only, mean te
 >>> result.method.test_model, result.history
 
 It mirrors the supervised trainer (:mod:`umlkit.train`) and reuses its pieces: the device choice
-(:func:`umlkit.profiles.pick_device`), the learning-rate schedule (:func:`umlkit.train.learning_rate`:
+(:func:`umlkit.runtime.pick_device`), the learning-rate schedule (:func:`umlkit.train.learning_rate`:
 constant, then poly(0.9) decay), atomic checkpoints (:func:`umlkit.train.save_checkpoint`), RNG
 state capture for exact resuming, the dataset fingerprint of the cache key, validation with
 :func:`umlkit.evaluate.evaluate` and best-epoch model selection on validation Dice. What is
@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 import umlkit
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
-from umlkit.profiles import pick_device, project_root, seed_everything
+from umlkit.runtime import pick_device, project_root, seed_everything
 from umlkit.semi.base import Progress, SemiSupervisedMethod
 from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
 from umlkit.semi.burl import BURL
