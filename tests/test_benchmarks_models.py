@@ -2,23 +2,60 @@
 
 import pytest
 
+from umlkit import fastpath
+from umlkit.benchmarks import models as bench
 from umlkit.benchmarks.models import REFERENCE, bench_models, main
 
 
-def test_bench_models_times_every_model_against_the_reference():
+def test_bench_models_times_every_model_and_path_against_the_reference():
     table = bench_models(width=2, image_size=16, batch_size=2, steps=1, warmup=0, memory=False)
-    assert table["model"].tolist() == ["uml", REFERENCE]
+    assert list(zip(table["model"], table["path"], strict=True)) == [
+        ("uml", "plain"),
+        ("uml", "fast"),
+        (REFERENCE, "plain"),
+        (REFERENCE, "fast"),
+    ]
     assert (table[["train_ms", "train_cpu_ms", "inference_ms"]] > 0).all().all()
-    reference = table.set_index("model").loc[REFERENCE]
-    assert reference["train_ratio"] == 1.0 and reference["inference_ratio"] == 1.0
-    uml = table.set_index("model").loc["uml"]
-    assert uml["train_ratio"] == pytest.approx(uml["train_ms"] / reference["train_ms"])
-    assert uml["params"] > reference["params"]
+    rows = table.set_index(["model", "path"])
+    for path in ("plain", "fast"):
+        reference = rows.loc[(REFERENCE, path)]
+        assert reference["train_ratio"] == 1.0 and reference["inference_ratio"] == 1.0
+        uml = rows.loc[("uml", path)]
+        assert uml["train_ratio"] == pytest.approx(uml["train_ms"] / reference["train_ms"])
+        assert uml["params"] > reference["params"]
+
+
+def test_bench_models_runs_each_path_with_the_fast_paths_switched_accordingly(monkeypatch):
+    seen = []
+    original = bench.official_objective
+
+    def recording_objective(name):
+        objective = original(name)
+
+        def record(*args, **kwargs):
+            seen.append(fastpath.enabled())
+            return objective(*args, **kwargs)
+
+        return record
+
+    monkeypatch.setattr(bench, "official_objective", recording_objective)
+    bench_models(
+        width=2, image_size=16, batch_size=2, steps=2, warmup=1, memory=False,
+        models=(REFERENCE,), paths=("plain", "fast"),
+    )  # fmt: skip
+    assert seen == [False, True] * 3  # one warm-up and two rounds, taking turns
+    assert fastpath.enabled()
 
 
 def test_peak_memory_is_measured_in_a_separate_process():
     table = bench_models(
-        width=2, image_size=16, batch_size=2, steps=1, warmup=0, models=("multitask",)
+        width=2,
+        image_size=16,
+        batch_size=2,
+        steps=1,
+        warmup=0,
+        models=("multitask",),
+        paths=("fast",),
     )
     assert table["peak_memory_mb"].iloc[0] >= 0
 
@@ -28,10 +65,13 @@ def test_main_prints_the_table_and_the_verdict(capsys):
     assert main([*argv, "--no-memory", "--models", "uml,multitask"]) == 0
     out = capsys.readouterr().out
     assert "train_ratio" in out and "UML training step =" in out and "target of 2.5x" in out
+    assert "plain path" in out and "fast path" in out
 
 
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="need steps >= 1"):
         bench_models(steps=0)
+    with pytest.raises(ValueError, match="paths must be some of"):
+        bench_models(paths=("turbo",), steps=1)
     with pytest.raises(ValueError, match="unknown model name"):
         bench_models(models=("resnet",), steps=1, warmup=0, memory=False, image_size=16)

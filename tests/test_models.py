@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 
 from umlkit.losses import uml_objective
@@ -314,3 +315,20 @@ def test_batch_norm_rejects_input_without_a_channel_map():
 
     with pytest.raises(ValueError, match="expected 4D input"):
         BatchNorm2d(8)(torch.ones(8, 8))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_compiles_to_one_graph_without_breaks(name):
+    # Two threads and width 4 put umlkit's batch-norm fast path in reach; under torch.compile it
+    # and dirichlet's value checks must step aside for a single graph.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch._dynamo.reset()
+        model = build_model(name, width=4, depth=2)
+        explanation = torch._dynamo.explain(model)(torch.rand(2, 3, 8, 8))
+    finally:
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from umlkit import fastpath
+
 EVIDENCE_KINDS = ("softplus", "relu", "exp")
 LOSS_KINDS = ("digamma", "log", "mse")
 
@@ -133,6 +135,9 @@ def dirichlet(evidence: torch.Tensor, dim: int = 1) -> DirichletStats:
     if not isinstance(evidence, torch.Tensor):
         raise ValueError(f"evidence must be a torch.Tensor, got {type(evidence).__name__}")
     evidence = _as_float(evidence)
+    if torch.compiler.is_compiling():
+        # The checks below read values back to Python; a compiled graph skips them.
+        return _stats(evidence + 1.0, dim)
     # One pass over the map for both checks: NaN propagates into the minimum, inf is the maximum.
     low, high = _value_range(evidence)
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -367,87 +372,26 @@ def evidential_terms(
     return _evidential_loss(alpha, y, kind), _kl_to_uniform(alpha, y)
 
 
-class _MeanDigammaTerms(torch.autograd.Function):
-    r"""Means of the digamma evidential loss and of the KL term, with a hand-derived backward.
-
-    With :math:`\alpha_y` the true class's concentration, :math:`\tilde S = S - \alpha_y + 1` and
-    :math:`\tilde\alpha` as in :func:`kl_to_uniform` (:math:`\tilde\alpha_y = 1`), per sample
-
-    .. math::
-        L = \psi(S) - \psi(\alpha_y), \qquad
-        \mathrm{KL} = \ln\Gamma(\tilde S) - \ln\Gamma(K) - \sum_k \ln\Gamma(\tilde\alpha_k)
-        + \sum_k (\tilde\alpha_k - 1)\,\psi(\tilde\alpha_k) - (\tilde S - K)\,\psi(\tilde S)
-
-    (the last term is :math:`\sum_k (\tilde\alpha_k - 1)\,\psi(\tilde S)` summed out), and the
-    derivatives are, with :math:`\psi'` the trigamma function,
-
-    .. math::
-        \frac{\partial L}{\partial \alpha_k} = \psi'(S) - [k = y]\,\psi'(\alpha_y), \qquad
-        \frac{\partial \mathrm{KL}}{\partial \alpha_k} = [k \ne y]\,\big((\alpha_k - 1)\,
-        \psi'(\alpha_k) - (\tilde S - K)\,\psi'(\tilde S)\big).
-
-    Autograd would reach the same numbers through the digamma of every :math:`\ln\Gamma` and
-    some thirty intermediate maps; on a batch of pixel maps that was most of a UML training
-    step's loss time. The tests compare both values and gradients with the plain formulas.
-    """
-
-    @staticmethod
-    def forward(ctx, alpha: torch.Tensor, target: torch.Tensor):
-        num_classes = alpha.shape[1]
-        index = target.long().unsqueeze(1)  # (B, 1, ...)
-        strength = alpha.sum(dim=1, keepdim=True)
-        alpha_true = alpha.gather(1, index)
-        alpha_tilde = alpha.scatter(1, index, 1.0)  # the true class's evidence removed
-        strength_tilde = strength - alpha_true + 1.0
-        loss = torch.digamma(strength) - torch.digamma(alpha_true)
-        kl = (
-            torch.lgamma(strength_tilde)
-            - math.lgamma(num_classes)
-            - torch.lgamma(alpha_tilde).sum(dim=1, keepdim=True)
-            + ((alpha_tilde - 1.0) * torch.digamma(alpha_tilde)).sum(dim=1, keepdim=True)
-            - (strength_tilde - num_classes) * torch.digamma(strength_tilde)
-        )
-        ctx.save_for_backward(index, strength, alpha_true, alpha_tilde, strength_tilde)
-        return loss.mean(), kl.mean()
-
-    @staticmethod
-    def backward(ctx, grad_loss: torch.Tensor, grad_kl: torch.Tensor):
-        index, strength, alpha_true, alpha_tilde, strength_tilde = ctx.saved_tensors
-        num_classes = alpha_tilde.shape[1]
-        scale_loss = grad_loss / strength.numel()  # d mean / d sample = 1 / (number of samples)
-        scale_kl = grad_kl / strength.numel()
-        trigamma_strength = torch.polygamma(1, strength)
-        # Every class: the psi(S) part of L and the KL gradient (zero at the true class below).
-        shared = scale_loss * trigamma_strength - scale_kl * (
-            (strength_tilde - num_classes) * torch.polygamma(1, strength_tilde)
-        )
-        grad = shared + scale_kl * (alpha_tilde - 1.0) * torch.polygamma(1, alpha_tilde)
-        # The true class: alpha~_y is the constant 1 (no KL gradient); L adds -psi'(alpha_y).
-        true_class = scale_loss * (trigamma_strength - torch.polygamma(1, alpha_true))
-        return grad.scatter(1, index, true_class), None
-
-
 def mean_evidential_terms(
     alpha: torch.Tensor, target: torch.Tensor, kind: str = "digamma"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The means over all samples (or pixels) of :func:`evidential_loss` and :func:`kl_to_uniform`.
 
     ``mean_evidential_terms(alpha, target)`` equals ``tuple(t.mean() for t in
-    evidential_terms(alpha, target))``. For the ``"digamma"`` kind it computes both means and
-    their gradient in one hand-derived step (see :class:`_MeanDigammaTerms`), about three times
-    faster than autograd on the pixel maps of a training batch; the other kinds go through
-    :func:`evidential_terms`.
+    evidential_terms(alpha, target))``, which is how it is computed with the fast paths off. For
+    the ``"digamma"`` kind the fast path (:func:`umlkit.fastpath.mean_digamma_terms`, on by
+    default) computes the same two means and their gradient from closed forms instead.
 
     Raises:
         ValueError: as :func:`evidential_loss`.
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"unknown evidential loss kind {kind!r}: choose one of {LOSS_KINDS}")
-    if kind != "digamma":
-        loss, kl = evidential_terms(alpha, target, kind)
-        return loss.mean(), kl.mean()
-    alpha, _ = _prepare(alpha, target, one_hot=False)
-    return _MeanDigammaTerms.apply(alpha, target)
+    fast = kind == "digamma" and fastpath.enabled()
+    alpha, y = _prepare(alpha, target, one_hot=not fast)
+    if fast:
+        return fastpath.mean_digamma_terms(alpha, target)
+    return _evidential_loss(alpha, y, kind).mean(), _kl_to_uniform(alpha, y).mean()
 
 
 def annealing_coefficient(epoch: int, anneal_epochs: int = 50) -> float:

@@ -1,15 +1,17 @@
 """Cost of UML against the multi-task baseline: a training step, an inference pass, peak memory.
 
-Run ``python -m umlkit.benchmarks.models`` (options: ``--width``, ``--image-size``,
-``--batch-size``, ``--steps``, ``--device``, ``--threads``). It prints one row per model and the
-ratio of each model's cost to the multi-task baseline's; umlkit's target is a UML training step
-at most 2.5x the baseline's at equal width.
+Run ``umlkit bench`` or ``python -m umlkit.benchmarks.models`` (options: ``--width``,
+``--image-size``, ``--batch-size``, ``--steps``, ``--device``, ``--threads``, ``--paths``). It
+prints one row per model and computation path — ``plain`` (the model and loss code as written,
+:func:`umlkit.fastpath.disabled`) and ``fast`` (umlkit's fast paths on, the default) — and the
+ratio of each row's cost to the multi-task baseline's on the same path; umlkit's target is a UML
+training step at most 2.5x the baseline's at equal width.
 
 How it measures:
 
-- **Time.** Every model gets ``warmup`` untimed steps, then the models take turns, one timed
+- **Time.** Every model and path gets ``warmup`` untimed steps, then they take turns, one timed
   step each per round, for ``steps`` rounds; the median is reported. Taking turns means a burst
-  of load from another process on a shared machine hits all models alike. A training step is
+  of load from another process on a shared machine hits all models and paths alike. A training step is
   forward + :func:`umlkit.losses.uml_objective` + backward + Adam step (fused, as in
   :mod:`umlkit.train`) on a fixed random batch; inference is a forward pass under
   ``torch.no_grad`` in eval mode. On CPU the process CPU time of each step is reported too:
@@ -36,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from umlkit import fastpath
 from umlkit.losses import official_objective
 from umlkit.models import build_model
 from umlkit.runtime import pick_device
@@ -45,6 +48,8 @@ from umlkit.train import make_optimizer
 REFERENCE = "multitask"
 #: umlkit's cost target: UML's training step at most this many times the reference's.
 TARGET_RATIO = 2.5
+#: The computation paths compared: the plain code and umlkit's fast paths (:mod:`umlkit.fastpath`).
+PATHS = ("plain", "fast")
 
 
 def _batch(batch_size: int, image_size: int, device: str, seed: int = 0):
@@ -83,6 +88,16 @@ def _step_functions(name: str, width: int, batch, device: str):
     return train_step, inference, sum(p.numel() for p in model.parameters())
 
 
+def _on_path(function, path: str):
+    """``function`` run with the fast paths on (``"fast"``) or off (``"plain"``)."""
+
+    def run() -> None:
+        with fastpath.use(path == "fast"):
+            function()
+
+    return run
+
+
 def _timed(function, device: str) -> tuple[float, float]:
     """(wall seconds, process CPU seconds) of one call, synchronising CUDA around it."""
     if device.startswith("cuda"):
@@ -106,31 +121,61 @@ def _peak_rss_mb() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 1024)
 
 
-def _peak_memory_mb(name: str, width: int, image_size: int, batch_size: int, device: str) -> float:
+def _peak_memory_mb(
+    name: str, width: int, image_size: int, batch_size: int, device: str, path: str = "fast"
+) -> float:
     """Peak memory of one training step: CUDA allocator peak, or peak-RSS growth of this process."""
     batch = _batch(batch_size, image_size, device)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        train_step, _, _ = _step_functions(name, width, batch, device)
+        train_step = _on_path(_step_functions(name, width, batch, device)[0], path)
         train_step()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
     baseline = _peak_rss_mb()
-    train_step, _, _ = _step_functions(name, width, batch, device)
+    train_step = _on_path(_step_functions(name, width, batch, device)[0], path)
     train_step()
     train_step()
     return _peak_rss_mb() - baseline
 
 
 def _peak_memory_isolated(
-    name: str, width: int, image_size: int, batch_size: int, device: str, threads: int
+    name: str, width: int, image_size: int, batch_size: int, device: str, threads: int, path: str
 ) -> float:
     """:func:`_peak_memory_mb` in a fresh process (CPU: the RSS high-water mark is per process)."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        return pool.apply(_peak_memory_mb, (name, width, image_size, batch_size, device))
+        return pool.apply(_peak_memory_mb, (name, width, image_size, batch_size, device, path))
+
+
+def _take_turns(functions: dict, steps: int, warmup: int, device: str) -> dict:
+    """Warm every (model, path) up, then time them in turns; every measurement of each in lists."""
+    for train_step, inference, _ in functions.values():
+        for _ in range(warmup):
+            train_step()
+            inference()
+    timings = {key: {"train": [], "train_cpu": [], "inference": []} for key in functions}
+    for _ in range(steps):
+        for key, (train_step, inference, _) in functions.items():
+            wall, cpu = _timed(train_step, device)
+            timings[key]["train"].append(wall)
+            timings[key]["train_cpu"].append(cpu)
+            timings[key]["inference"].append(_timed(inference, device)[0])
+    return timings
+
+
+def _with_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Add each row's cost relative to the reference model's on the same path."""
+    reference = table[table["model"] == REFERENCE].set_index("path")
+    for column, ratio in (
+        ("train_ms", "train_ratio"),
+        ("train_cpu_ms", "train_cpu_ratio"),
+        ("inference_ms", "inference_ratio"),
+    ):
+        table[ratio] = table[column] / table["path"].map(reference[column])
+    return table
 
 
 def bench_models(
@@ -143,53 +188,55 @@ def bench_models(
     models: tuple[str, ...] = ("uml", REFERENCE),
     threads: int | None = None,
     memory: bool = True,
+    paths: tuple[str, ...] = PATHS,
 ) -> pd.DataFrame:
-    """Time a training step and an inference pass of each model, and measure peak memory.
+    """Time a training step and an inference pass of each model and path, and measure peak memory.
 
     Args:
         width: the models' width (equal for all).
         image_size: square image side.
         batch_size: images per step.
         steps: timed rounds (median reported).
-        warmup: untimed steps per model first.
+        warmup: untimed steps per model and path first.
         device: default: the best available.
         models: model names; :data:`REFERENCE` is added if missing (the ratios need it).
         threads: torch CPU threads (default: torch's current setting).
-        memory: also measure peak memory (on CPU this spawns one process per model).
+        memory: also measure peak memory (on CPU this spawns one process per model and path).
+        paths: ``"plain"`` (fast paths off) and/or ``"fast"`` (see :mod:`umlkit.fastpath`).
 
     Returns:
-        One row per model: ``model``, ``params``, ``train_ms`` and ``inference_ms`` (median
-        wall time), ``train_cpu_ms`` (median process CPU time), ``peak_memory_mb``, and
-        ``train_ratio``, ``train_cpu_ratio``, ``inference_ratio`` relative to the reference.
+        One row per model and path: ``model``, ``path``, ``params``, ``train_ms`` and
+        ``inference_ms`` (median wall time), ``train_cpu_ms`` (median process CPU time),
+        ``peak_memory_mb``, and ``train_ratio``, ``train_cpu_ratio``, ``inference_ratio``
+        relative to the reference model on the same path.
 
     Raises:
-        ValueError: ``steps`` or ``warmup`` out of range, or an unknown model name.
+        ValueError: ``steps`` or ``warmup`` out of range, an unknown path or model name.
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    if not paths or set(paths) - set(PATHS):
+        raise ValueError(f"paths must be some of {PATHS}, got {paths!r}")
     device = pick_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
     models = tuple(models) if REFERENCE in models else (*models, REFERENCE)
     batch = _batch(batch_size, image_size, device)
-    functions = {name: _step_functions(name, width, batch, device) for name in models}
-    for train_step, inference, _ in functions.values():
-        for _ in range(warmup):
-            train_step()
-            inference()
-    timings = {name: {"train": [], "train_cpu": [], "inference": []} for name in models}
-    for _ in range(steps):
-        for name, (train_step, inference, _) in functions.items():
-            wall, cpu = _timed(train_step, device)
-            timings[name]["train"].append(wall)
-            timings[name]["train_cpu"].append(cpu)
-            timings[name]["inference"].append(_timed(inference, device)[0])
+    functions = {}
+    for name in models:
+        for path in paths:
+            train_step, inference, params = _step_functions(name, width, batch, device)
+            functions[name, path] = (_on_path(train_step, path), _on_path(inference, path), params)
+    timings = _take_turns(functions, steps, warmup, device)
     rows = []
-    for name, (_, _, params) in functions.items():
-        median = {key: 1000 * statistics.median(values) for key, values in timings[name].items()}
+    for (name, path), (_, _, params) in functions.items():
+        median = {
+            key: 1000 * statistics.median(values) for key, values in timings[name, path].items()
+        }
         row = {
             "model": name,
+            "path": path,
             "params": params,
             "train_ms": median["train"],
             "train_cpu_ms": median["train_cpu"],
@@ -198,23 +245,34 @@ def bench_models(
         }
         if memory:
             row["peak_memory_mb"] = (
-                _peak_memory_mb(name, width, image_size, batch_size, device)
+                _peak_memory_mb(name, width, image_size, batch_size, device, path)
                 if device.startswith("cuda")
-                else _peak_memory_isolated(name, width, image_size, batch_size, device, threads)
+                else _peak_memory_isolated(
+                    name, width, image_size, batch_size, device, threads, path
+                )
             )
         rows.append(row)
-    table = pd.DataFrame(rows)
-    reference = table.set_index("model").loc[REFERENCE]
-    for column, ratio in (
-        ("train_ms", "train_ratio"),
-        ("train_cpu_ms", "train_cpu_ratio"),
-        ("inference_ms", "inference_ratio"),
-    ):
-        table[ratio] = table[column] / reference[column]
+    table = _with_ratios(pd.DataFrame(rows))
     table.attrs.update(
         width=width, image_size=image_size, batch_size=batch_size, device=device, threads=threads
     )
     return table
+
+
+def _print_verdicts(table: pd.DataFrame) -> None:
+    """Print, for UML on every path, whether its training step meets :data:`TARGET_RATIO`."""
+    measures = [("wall time", "train_ratio")]
+    if not table.attrs["device"].startswith("cuda"):
+        # On a shared CPU, wall time also counts the waiting for the cores; CPU time does not.
+        measures.append(("CPU time", "train_cpu_ratio"))
+    for _, row in table[table["model"] == "uml"].iterrows():
+        for measure, column in measures:
+            ratio = row[column]
+            verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+            print(
+                f"UML training step = {ratio:.2f}x {REFERENCE} ({measure}, {row['path']} path): "
+                f"{verdict} the target of {TARGET_RATIO}x"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--models", default="uml,uml2024,multitask", help="comma-separated")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--paths", default=",".join(PATHS), help="plain and/or fast (both)")
     args = parser.parse_args(argv)
     table = bench_models(
         width=args.width,
@@ -241,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         models=tuple(args.models.split(",")),
         threads=args.threads,
         memory=not args.no_memory,
+        paths=tuple(args.paths.split(",")),
     )
     info = table.attrs
     print(
@@ -248,19 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['batch_size']}, device {info['device']}, {info['threads']} thread(s)"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    rows = table.set_index("model")
-    if "uml" in rows.index:
-        measures = [("wall time", "train_ratio")]
-        if not info["device"].startswith("cuda"):
-            # On a shared CPU, wall time also counts the waiting for the cores; CPU time does not.
-            measures.append(("CPU time", "train_cpu_ratio"))
-        for measure, column in measures:
-            ratio = rows.loc["uml", column]
-            verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-            print(
-                f"UML training step = {ratio:.2f}x {REFERENCE} ({measure}): "
-                f"{verdict} the target of {TARGET_RATIO}x"
-            )
+    _print_verdicts(table)
     return 0
 
 

@@ -11,7 +11,7 @@ Every model carries the :class:`ModelConfig` that built it as ``model.config``; 
 Models (``name``):
 
 - ``"uml"`` — :class:`~umlkit.models.uml.UML`, the MICCAI 2023 structure as the official code builds it.
-- ``"uml2024"`` — :class:`~umlkit.models.uml.UML2024`, the authors' 2024 code: attention-gate
+- ``"uml2024"`` — :class:`~umlkit.models.uml2024.UML2024`, the authors' 2024 code: attention-gate
   navigators and mutual evidence at every level.
 - ``"unet"`` — segmentation only; ``"classifier"`` — classification only; ``"multitask"`` —
   shared encoder with a segmentation decoder and a softmax image head
@@ -38,7 +38,8 @@ from umlkit.models.blocks import (
     check_positive_int,
     load_encoder_weights,
 )
-from umlkit.models.uml import UML, UML2024
+from umlkit.models.uml import UML
+from umlkit.models.uml2024 import UML2024
 
 MODEL_NAMES = ("uml", "uml2024", "unet", "classifier", "multitask")
 UML_NAMES = ("uml", "uml2024")

@@ -20,8 +20,6 @@ exists (e.g. an encoder saved from an earlier run).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from umlkit import fastpath
 from umlkit.evidential import dirichlet, evidence_from_logits
 
 UPSAMPLE_MODES = ("bilinear", "transpose")
@@ -72,91 +71,21 @@ def check_image_batch(x: Tensor, in_channels: int, depth: int) -> None:
         )
 
 
-class _OneThreadBatchNorm(torch.autograd.Function):
-    """Training-mode batch norm whose forward and backward run on one CPU thread (see BatchNorm2d)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
-        with _one_thread():
-            y, mean, invstd = torch.native_batch_norm(
-                x, weight, bias, running_mean, running_var, True, momentum, eps
-            )
-        ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.eps = eps
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight, mean, invstd = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        with _one_thread():
-            grad_x, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
-                grad,
-                x,
-                weight,
-                None,
-                None,
-                mean,
-                invstd,
-                True,
-                ctx.eps,
-                list(ctx.needs_input_grad[:3]),
-            )
-        return grad_x, grad_weight, grad_bias, None, None, None, None
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch's intra-op CPU threads set to 1 inside the block, restored on the way out."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` with a way around a slow CPU path of PyTorch for channels-last maps.
+    r"""Batch normalisation of a (B, C, H, W) map: ``nn.BatchNorm2d``, same numbers, same state dict.
 
-    On a CPU with more than one thread, PyTorch's channels-last batch norm (training mode) runs
-    several times *slower* than on one thread when the channel count is not a multiple of 16 —
-    e.g. 5.0 ms instead of 1.5 ms forward + backward for 8 channels at 64 x 64 pixels, batch 16,
-    2 threads (torch 2.13; umlkit's ``python -m umlkit.benchmarks.models`` shows the effect on a
-    whole step). The threads appear to accumulate per-channel sums in buffers that share cache
-    lines (16 float32 channels fill one 64-byte line exactly). Small umlkit networks have such
-    channel counts at full resolution (width 8, UML's mutual width), so in exactly that case
-    this layer runs the same batch-norm kernels on one thread. The numbers are those of
-    ``nn.BatchNorm2d`` (the tests compare outputs, gradients and running statistics); everywhere
-    else (GPU, eval mode, other channel counts, one thread) it *is* ``nn.BatchNorm2d``, and its
-    state dict is the same.
+    .. math:: y = \frac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,\gamma_c + \beta_c
+
+    with the mean :math:`\mu_c` and variance :math:`\sigma_c^2` of channel ``c`` over the batch and
+    the pixels in training (running averages of them kept for evaluation). The only addition is a
+    faster way to compute the same numbers in training on a CPU, taken when
+    :func:`umlkit.fastpath.takes_one_thread_batch_norm` says so; with the fast paths off
+    (:mod:`umlkit.fastpath`) this is ``nn.BatchNorm2d`` line for line.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if (
-            self.training
-            and x.device.type == "cpu"
-            and x.ndim == 4
-            and x.shape[1] % 16
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and x.dtype == torch.float32
-            and self.affine
-            and self.track_running_stats
-            and self.momentum is not None
-            and torch.get_num_threads() > 1
-            and not torch.is_autocast_enabled("cpu")
-        ):
-            self._check_input_dim(x)
-            self.num_batches_tracked.add_(1)
-            return _OneThreadBatchNorm.apply(
-                x,
-                self.weight,
-                self.bias,
-                self.running_mean,
-                self.running_var,
-                self.momentum,
-                self.eps,
-            )
+        if fastpath.takes_one_thread_batch_norm(self, x):
+            return fastpath.one_thread_batch_norm(self, x)
         return super().forward(x)
 
 
@@ -225,9 +154,9 @@ class Encoder(nn.Module):
                 ``2**(depth-1)``.
         """
         check_image_batch(x, self.in_channels, self.depth)
-        # Channels-last (NHWC) memory: oneDNN's convolutions on a CPU run about twice as fast on
-        # it as on NCHW with the few channels of umlkit's small networks (fastest of all on 1x1
-        # convolutions), and CUDA's tensor cores want it too. Every later feature inherits it.
+        # Channels-last (NHWC) memory: with the few channels of umlkit's small networks, oneDNN's
+        # CPU convolutions are faster on it than on NCHW, and CUDA's tensor cores want it too
+        # (`umlkit bench` times whole steps). Every later feature inherits it.
         x = x.contiguous(memory_format=torch.channels_last)
         features = []
         for stage in self.stages:

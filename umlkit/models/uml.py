@@ -23,22 +23,20 @@ with the official function it follows and each deliberate deviation.
    classification *and* mutual features; :math:`\eta` passes a 3x3 double convolution and
    modulates them, :math:`F' = F + F \odot \eta`; pooling, a linear layer without bias, evidence.
 
-:class:`UML2024` (``name="uml2024"``) is the authors' later code: the mutual decoder emits evidence
-at every level, the navigator becomes attention gates on the skips (all fed the full-resolution
-mutual feature and uncertainty), and the classifier reads its own feature only.
+:class:`~umlkit.models.uml2024.UML2024` (``name="uml2024"``, :mod:`umlkit.models.uml2024`) is
+the authors' later code, built from the same pieces: the mutual decoder emits evidence at every
+level, the navigator becomes attention gates on the skips (all fed the full-resolution mutual
+feature and uncertainty), and the classifier reads its own feature only.
 
 The option that is **umlkit's**, off by default (:class:`~umlkit.models.ModelConfig`):
 ``navigate_final`` (2023: the final segmentation taken *after* the full-resolution navigator).
-Notebook 04 measures it against the official structure. A softmax over the PSA's spatial query
-(as in the PSA paper) was measured too and dropped: it changed no metric by more than the seed
-spread (docs/decisions.md).
+Notebook 04 measures it against the official structure.
 
 References:
     Ren, Zou, Liu, Zhou, Li, Fu, Xu, Wang. Uncertainty-informed Mutual Learning for Joint Medical
     Image Classification and Segmentation. MICCAI 2023, arXiv:2303.10049.
     Liu, Li, Wang, et al. Polarized Self-Attention: Towards High-quality Pixel-wise Regression.
     arXiv:2107.00782 (2021).
-    Oktay et al. Attention U-Net: Learning Where to Look for the Pancreas. MIDL 2018.
 """
 
 from __future__ import annotations
@@ -258,22 +256,6 @@ class UpConcat(nn.Module):
         return torch.cat([skip, self.conv(resize(x, skip.shape[-2:]))], dim=1)
 
 
-class UpConv(nn.Module):
-    """The 2024 ``UpConv2d``: upsample x2, DoubleConv ``in -> out``, ``cat[x, skip]``, DoubleConv.
-
-    ``in_ch`` is twice ``out_ch`` and the skip has ``out_ch`` channels, as in a U-Net.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, dropout: float) -> None:
-        super().__init__()
-        self.before = DoubleConv(in_ch, out_ch, dropout, dropout_each=False)
-        self.after = DoubleConv(2 * out_ch, out_ch, dropout, dropout_each=False)
-
-    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        x = self.before(resize(x, skip.shape[-2:]))
-        return self.after(torch.cat([x, skip], dim=1))
-
-
 class MutualDecoder(nn.Module):
     r"""The 2023 trusted mutual feature decoder: :class:`UpConcat` steps over :math:`m_4 .. m_1`.
 
@@ -428,8 +410,12 @@ def official_init(module: nn.Module) -> None:
 # ------------------------------------------------------------------------------------- networks
 
 
-class _UMLBase(nn.Module):
-    """What both UML versions share: two encoders, the mixers and the configuration."""
+class UMLBase(nn.Module):
+    """What both UML versions share: two encoders, the mixers and the configuration.
+
+    Subclasses (:class:`UML`, :class:`~umlkit.models.uml2024.UML2024`) build their decoders and
+    heads, then call :meth:`_finish` for the official initialisation and the encoder weights.
+    """
 
     def __init__(self, config: ModelConfig, load_weights: bool, mix_deepest: bool) -> None:
         super().__init__()
@@ -458,7 +444,7 @@ class _UMLBase(nn.Module):
         return seg, cls, [mix(s, c) for mix, s, c in zip(self.mixers, seg, cls, strict=True)]
 
 
-class UML(_UMLBase):
+class UML(UMLBase):
     """The UML network as the official 2023 code builds it (``name="uml"``).
 
     Build it with :func:`umlkit.models.build_model`. Ablation switches of the config:
@@ -542,119 +528,6 @@ class UML(_UMLBase):
         output.side_logits = [resize(side, size) for side in reversed(side_logits)]
         output.pixel_alpha = pixel.alpha
         output.pixel_uncertainty = pixel.uncertainty
-        output.reliable_mask = reliable
-        output.features = feature
-        return output
-
-
-class AttentionGateNavigator(nn.Module):
-    r"""The 2024 Uncertainty Navigator: an uncertainty-aware attention gate on a skip connection.
-
-    .. math::
-        x' = x \odot e^{-u}, \qquad
-        \psi = \sigma\big(\mathrm{BN}(W_\psi\,\mathrm{ReLU}(\mathrm{BN}(W_x x') +
-        \mathrm{BN}(W_m m)))\big), \qquad \text{out} = x' \odot \psi
-
-    :math:`x` is a segmentation encoder skip, :math:`m` and :math:`u` the mutual decoder's
-    *full-resolution* feature and uncertainty sampled down to this resolution, with :math:`m`
-    tiled along the channels to :math:`x`'s width. :math:`W_x, W_m` are 1x1 convolutions (with
-    bias) to ``channels // 2``, :math:`W_\psi` to one channel.
-
-    Args:
-        channels: channels of :math:`x` (and of the output; a multiple of :math:`m`'s).
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        inner = max(channels // 2, 1)
-        self.skip_projection = nn.Sequential(nn.Conv2d(channels, inner, 1), BatchNorm2d(inner))
-        self.mutual_projection = nn.Sequential(nn.Conv2d(channels, inner, 1), BatchNorm2d(inner))
-        self.gate = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(inner, 1, 1), BatchNorm2d(1))
-
-    def forward(self, x: Tensor, mutual: Tensor, uncertainty: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns ``(gated skip, psi)``; ``psi`` (B,1,H,W) is the attention in [0, 1]."""
-        size = x.shape[-2:]
-        mutual = resize(mutual, size).repeat(1, x.shape[1] // mutual.shape[1], 1, 1)
-        screened = x * torch.exp(-resize(uncertainty, size))
-        psi = torch.sigmoid(
-            self.gate(self.skip_projection(screened) + self.mutual_projection(mutual))
-        )
-        return screened * psi, psi
-
-
-class UML2024(_UMLBase):
-    """The UML network as the authors' 2024 code builds it (``name="uml2024"``).
-
-    Differences from :class:`UML`: every mixer level ends in a 1x1 convolution; the mutual
-    decoder (:class:`UpConv` steps) emits a pixel Dirichlet at strides 8, 4, 2 and 1; the skips of
-    the segmentation decoder pass :class:`AttentionGateNavigator` gates, all fed the
-    full-resolution mutual feature and uncertainty; one final segmentation output;
-    :math:`\\eta` is the decoder's last feature; the classifier head reads its own feature only.
-    """
-
-    def __init__(self, config: ModelConfig, load_weights: bool = True) -> None:
-        super().__init__(config, load_weights, mix_deepest=True)
-        channels, classes, drop = self.channels, config.num_seg_classes, config.dropout
-        # 1x1 "adjust" convolutions of levels 2..4 (mutual and segmentation features).
-        self.mutual_adjust = nn.ModuleList(conv1x1(c, c) for c in channels[1:])
-        self.seg_adjust = nn.ModuleList(conv1x1(c, c) for c in channels[1:])
-        pairs = list(zip(channels[1:], channels[:-1], strict=True))[
-            ::-1
-        ]  # (in, out), coarsest first
-        self.mutual_steps = nn.ModuleList(UpConv(a, b, drop) for a, b in pairs)
-        self.mutual_heads = nn.ModuleList(pixel_head(c, classes, reduction=2) for c in channels)
-        self.seg_steps = nn.ModuleList(UpConv(a, b, drop) for a, b in pairs)
-        if config.navigator:
-            self.skip_navigators = nn.ModuleList(AttentionGateNavigator(c) for c in channels[:-1])
-        self.seg_head = conv1x1(channels[0], classes)
-        self.instructor = (
-            UncertaintyInstructor(channels[0], channels[-1], drop, dropout_each=False)
-            if config.instructor
-            else None
-        )
-        self.class_head = ClassifierHead(
-            channels[-1], channels[-1], config.num_classes, config.head, config.evidence, drop
-        )
-        self._finish()
-
-    def _adjusted(self, features: list[Tensor], adjust: nn.ModuleList) -> list[Tensor]:
-        return [features[0], *(conv(f) for conv, f in zip(adjust, features[1:], strict=True))]
-
-    def forward(self, x: Tensor) -> ModelOutput:
-        """Run both tasks on a batch ``x`` (B, in_channels, H, W), sides divisible by 8."""
-        size = x.shape[-2:]
-        seg, cls, mutual = self._encode(x)
-        mutual = self._adjusted(mutual, self.mutual_adjust)
-        levels = [mutual[-1]]  # decoder outputs, coarsest first
-        for step, skip in zip(self.mutual_steps, reversed(mutual[:-1]), strict=True):
-            levels.append(step(levels[-1], skip))
-        heads = list(reversed(self.mutual_heads))  # coarsest first, like levels
-        dirichlets = [
-            evidential_pixels(head(level), self.config.evidence)
-            for head, level in zip(heads, levels, strict=True)
-        ]
-        top, pixel = levels[-1], dirichlets[-1]
-        skips, reliable = self._adjusted(seg, self.seg_adjust), None
-        if self.config.navigator:
-            gated = []
-            for gate, skip in zip(self.skip_navigators, skips[:-1], strict=True):
-                out, psi = gate(skip, top, pixel.uncertainty)
-                if reliable is None:  # full resolution: the weight e^{-u} psi the gate applies
-                    reliable = torch.exp(-pixel.uncertainty) * psi
-                gated.append(out)
-            skips = [*gated, skips[-1]]
-        feature = skips[-1]
-        for step, skip in zip(self.seg_steps, reversed(skips[:-1]), strict=True):
-            feature = step(feature, skip)
-        seg_logits = self.seg_head(feature)
-        eta = resize(feature, seg[-1].shape[-2:])
-        output = self.class_head(cls[-1], self.instructor, eta)
-        output.seg_logits = seg_logits
-        output.seg_prob = F.softmax(seg_logits, dim=1)
-        output.pixel_alpha = pixel.alpha
-        output.pixel_uncertainty = pixel.uncertainty
-        # alpha = E + 1 upsampled as E (non-negative weights keep it >= 0 in floating point) + 1.
-        output.mutual_alphas = [resize(d.evidence, size) + 1 for d in dirichlets[:-1]]
         output.reliable_mask = reliable
         output.features = feature
         return output

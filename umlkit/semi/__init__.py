@@ -10,6 +10,8 @@ Modules, in reading order:
 - :mod:`umlkit.semi.baselines` — supervised-only and mean teacher.
 - :mod:`umlkit.semi.caml` — CAML (MICCAI 2023): two U-Nets, cross-sample mutual attention,
   mutual consistency with sharpening, omni-correlation consistency.
+- :mod:`umlkit.semi.correlation` — CAML's omni-correlation consistency: the memory of labeled
+  pixels, the choice of queries and the loss.
 - :mod:`umlkit.semi.burl` — BURL (2025), as umlkit rebuilds it: uncertainty-weighted supervision
   on labeled images, pseudo-labels only where the teacher is certain on unlabeled ones.
 - :mod:`umlkit.semi.loop` — the training loop (checkpoints, resume, cache).
@@ -19,14 +21,8 @@ Modules, in reading order:
 from umlkit.semi.base import PixelPrediction, Progress, SemiSupervisedMethod, normalized_entropy
 from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
 from umlkit.semi.burl import BURL, uncertainty_regions
-from umlkit.semi.caml import (
-    CAML,
-    CorrelationMemory,
-    CrossSampleMutualAttention,
-    mutual_consistency_loss,
-    omni_correlation_loss,
-    sharpen,
-)
+from umlkit.semi.caml import CAML, CrossSampleMutualAttention, mutual_consistency_loss, sharpen
+from umlkit.semi.correlation import CorrelationMemory, omni_correlation_loss
 from umlkit.semi.ema import ema_alpha, sigmoid_rampup, update_ema
 from umlkit.semi.experiments import (
     comparison_configs,
