@@ -18,3 +18,31 @@ def _array_cache_in_a_temporary_folder(tmp_path_factory):
         os.environ.pop("UMLKIT_ARRAY_CACHE", None)
     else:
         os.environ["UMLKIT_ARRAY_CACHE"] = previous
+
+
+@pytest.fixture
+def plot_theme():
+    """umlkit's plotting theme for the test, and no figure left open after it (``tests/test_plots_*``)."""
+    import matplotlib.pyplot as plt
+
+    from umlkit.plots import set_theme
+
+    set_theme()
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def render_png():
+    """A function that renders a figure to PNG bytes and closes it, to compare two drawings."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    def render(fig) -> bytes:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        return buffer.getvalue()
+
+    return render

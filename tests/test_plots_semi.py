@@ -1,0 +1,88 @@
+"""umlkit.plots.semi: the semi-supervised comparison's figures (notebook 09).
+
+The figures drawn from a real (tiny) comparison run are tested in ``tests/test_semi_experiments.py``;
+these tests use hand-made tables and maps.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from umlkit import plots
+
+pytestmark = pytest.mark.usefixtures("plot_theme")
+
+
+def trust_row(title: str, trusted: dict) -> dict:
+    mask = np.zeros((8, 8), dtype=int)
+    mask[2:6, 2:6] = 1
+    return {
+        "title": title,
+        "image": np.full((3, 8, 8), 0.5),
+        "mask": mask,
+        "prediction": mask,
+        "uncertainty": np.full((8, 8), 0.2),
+        "trusted": trusted,
+    }
+
+
+def test_plots_reject_bad_input():
+    with pytest.raises(ValueError, match="at least one row"):
+        plots.trust_gallery([])
+    with pytest.raises(ValueError, match="label_fraction"):
+        plots.label_fraction_curves(pd.DataFrame({"dice": [0.5]}))
+
+
+def test_label_fraction_curves_mean_over_seeds_per_dataset():
+    runs = pd.DataFrame(
+        {
+            "dataset": ["derm"] * 4 + ["fundus"] * 4,
+            "method": ["caml"] * 8,
+            "label_fraction": [0.01, 0.01, 0.05, 0.05] * 2,
+            "dice": [0.5, 0.7, 0.8, 0.8, 0.4, 0.4, 0.6, 0.6],
+        }
+    )
+    fig = plots.label_fraction_curves(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["derm", "fundus"]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.6, 0.8])
+    assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == ["1%", "5%"]
+
+
+def test_validation_curves_skip_epochs_without_validation():
+    histories = pd.DataFrame(
+        {
+            "dataset": ["fundus"] * 3,
+            "method": ["burl"] * 3,
+            "step": [10, 20, 30],
+            "val_dice": [0.3, np.nan, 0.6],
+        }
+    )
+    ax = plots.validation_curves(histories).axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[10, 0.3], [30, 0.6]])
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("optimisation step", "validation Dice")
+    with pytest.raises(ValueError, match="step"):
+        plots.validation_curves(histories.drop(columns="step"))
+
+
+def test_trust_gallery_leaves_missing_trusted_maps_empty():
+    rows = [
+        trust_row("supervised", {}),
+        trust_row("burl", {"pseudo-label region": np.ones((8, 8))}),
+    ]
+    fig = plots.trust_gallery(rows, num_classes=3)
+    assert len(fig.axes) == 2 * 6 + 2  # the panels and two colour bars (uncertainty, trust)
+    assert [ax.get_title() for ax in fig.axes[:4]] == [
+        "image",
+        "truth",
+        "prediction",
+        "uncertainty",
+    ]
+    assert fig.axes[4].texts[0].get_text() == "no loss on\nunlabeled pixels"
+    assert fig.axes[10].get_title() == "pseudo-label region"
+    assert fig.axes[6].get_ylabel() == "burl"
+    with pytest.raises(ValueError, match="trusted"):
+        plots.trust_gallery([{k: v for k, v in rows[0].items() if k != "trusted"}])

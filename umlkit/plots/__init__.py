@@ -1,0 +1,134 @@
+"""Every figure the notebooks draw, in one seaborn theme, one module per topic.
+
+Each function takes plain arrays or pandas tables (never a model), draws one figure and returns the
+:class:`matplotlib.figure.Figure`, so a notebook can show it and save it with
+``ctx.save_figure(fig, "name")``. Numbers shown in a legend or a title (an ECE, an AUROC) are computed
+by :mod:`umlkit.metrics` and passed in as the panel's or curve's name: a plot never recomputes a metric
+in its own way.
+
+Where to find a figure (every name is also available here, as ``plots.<name>``):
+
+=========================================  =====================================================
+module                                     draws
+=========================================  =====================================================
+:mod:`umlkit.plots.style`                  the shared theme, colours and image helpers
+:mod:`umlkit.plots.data` (01)              dataset grids, factor histograms, class balance
+:mod:`umlkit.plots.primer` (02)            Dirichlets on the simplex, evidence and loss sweeps,
+                                           the 2-D toy's uncertainty maps
+:mod:`umlkit.plots.training` (03)          training curves, factor weights of a classifier
+:mod:`umlkit.plots.ablations` (04)         variants against each other over seeds
+:mod:`umlkit.plots.calibration` (05)       reliability diagrams, predicted vs true probability
+:mod:`umlkit.plots.uncertainty_maps` (06)  galleries of uncertainty maps, UEO, error detection,
+                                           uncertainty against the generator's factors
+:mod:`umlkit.plots.robustness` (07)        metrics under corruption, OOD score histograms
+:mod:`umlkit.plots.failure_cases` (08)     risk-coverage, failures against factors and flags
+:mod:`umlkit.plots.semi` (09)              label-fraction curves, validation curves, what each
+                                           semi-supervised method trusted
+=========================================  =====================================================
+
+The numbers are the notebooks that draw them first; a later notebook may reuse an earlier figure
+(notebook 08 shows an :func:`uncertainty_gallery` of its failure cases). The conventions for image,
+mask and uncertainty arrays are in :mod:`umlkit.plots.style`. Call :func:`set_theme` once
+(``umlkit.profiles.setup_notebook`` does) so every figure shares the theme.
+"""
+
+from umlkit.plots.ablations import metric_comparison
+from umlkit.plots.calibration import (
+    MIN_BIN_WIDTH,
+    RELIABILITY_COLUMNS,
+    calibration_scatter,
+    reliability_diagram,
+    reliability_diagrams,
+)
+from umlkit.plots.data import class_balance, dataset_grid, factor_distributions
+from umlkit.plots.failure_cases import factor_effects, rate_by_flag, risk_coverage
+from umlkit.plots.primer import (
+    SIMPLEX_CORNERS,
+    dirichlet_log_density,
+    dirichlet_simplex,
+    draw_dirichlet_simplex,
+    evidence_curves,
+    loss_curves,
+    toy_uncertainty_maps,
+    uncertainty_distance_curves,
+)
+from umlkit.plots.robustness import ood_histograms, robustness_curves
+from umlkit.plots.semi import label_fraction_curves, trust_gallery, validation_curves
+from umlkit.plots.style import (
+    CLASS_COLOURS,
+    ERROR_COLOUR,
+    UNCERTAINTY_CMAP,
+    as_display_image,
+    check_columns,
+    class_cmap,
+    set_theme,
+)
+from umlkit.plots.training import (
+    LOSS_COLUMNS,
+    VALIDATION_COLUMNS,
+    factor_weight_bars,
+    training_curves,
+)
+from umlkit.plots.uncertainty_maps import (
+    GALLERY_COLUMNS,
+    error_detection_curves,
+    factor_scatter,
+    ueo_curve,
+    uncertainty_gallery,
+    uncertainty_overlay,
+)
+
+__all__ = [
+    # style
+    "CLASS_COLOURS",
+    "ERROR_COLOUR",
+    "UNCERTAINTY_CMAP",
+    "as_display_image",
+    "check_columns",
+    "class_cmap",
+    "set_theme",
+    # data (01)
+    "class_balance",
+    "dataset_grid",
+    "factor_distributions",
+    # primer (02)
+    "SIMPLEX_CORNERS",
+    "dirichlet_log_density",
+    "dirichlet_simplex",
+    "draw_dirichlet_simplex",
+    "evidence_curves",
+    "loss_curves",
+    "toy_uncertainty_maps",
+    "uncertainty_distance_curves",
+    # training (03)
+    "LOSS_COLUMNS",
+    "VALIDATION_COLUMNS",
+    "factor_weight_bars",
+    "training_curves",
+    # ablations (04)
+    "metric_comparison",
+    # calibration (05)
+    "MIN_BIN_WIDTH",
+    "RELIABILITY_COLUMNS",
+    "calibration_scatter",
+    "reliability_diagram",
+    "reliability_diagrams",
+    # uncertainty maps (06)
+    "GALLERY_COLUMNS",
+    "error_detection_curves",
+    "factor_scatter",
+    "ueo_curve",
+    "uncertainty_gallery",
+    "uncertainty_overlay",
+    # robustness (07)
+    "ood_histograms",
+    "robustness_curves",
+    # failure cases (08)
+    "factor_effects",
+    "rate_by_flag",
+    "risk_coverage",
+    # semi-supervised (09)
+    "label_fraction_curves",
+    "trust_gallery",
+    "validation_curves",
+]

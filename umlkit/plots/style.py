@@ -1,0 +1,70 @@
+"""The shared look of every umlkit figure: theme, colours and the helpers all topic modules use.
+
+Conventions every plotting function follows:
+
+* images are ``(C, H, W)`` or ``(H, W, C)`` floats in [0, 1], or ``(H, W)`` grey;
+* masks and predictions are integer class maps ``(H, W)``;
+* pixel uncertainty is a ``(H, W)`` map in [0, 1] (u = K / S of the pixel's Dirichlet).
+
+Class maps use :data:`CLASS_COLOURS` and uncertainty maps :data:`UNCERTAINTY_CMAP` in every figure, so
+a student who has read one gallery can read them all. Call :func:`set_theme` once
+(``umlkit.profiles.setup_notebook`` does) so every figure shares the theme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
+
+#: Colours of the class maps: background, then foreground classes (lesion / rim, cup).
+CLASS_COLOURS = ("#1b1b1b", "#e6a23c", "#3c8ee6", "#6cc46c")
+#: Colour map of pixel uncertainty (dark = certain, bright = uncertain).
+UNCERTAINTY_CMAP = "magma"
+#: Colour of misclassified pixels / the calibration gap.
+ERROR_COLOUR = "#d62728"
+
+
+def set_theme() -> None:
+    """The one plotting theme of umlkit (seaborn "notebook" context, white grid)."""
+    sns.set_theme(context="notebook", style="whitegrid")
+
+
+def check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Fail early, naming what is missing, when a table lacks a column a figure needs.
+
+    Args:
+        frame: the table handed to a plotting function.
+        columns: the columns the figure reads.
+        name: what the table is, for the message (e.g. ``"runs table"``).
+
+    Raises:
+        ValueError: listing the missing columns and the ones the table has.
+    """
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(frame.columns)}")
+
+
+def as_display_image(image: np.ndarray) -> np.ndarray:
+    """An image as matplotlib shows it: ``(H, W, 3)`` or ``(H, W)``, from ``(C, H, W)`` if needed."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be (H, W), (C, H, W) or (H, W, C); got shape {image.shape}")
+    return np.clip(image, 0.0, 1.0)
+
+
+def class_cmap(num_classes: int) -> ListedColormap:
+    """The colour map of a class map with ``num_classes`` classes (at least two colours).
+
+    Draw with ``vmin=0, vmax=max(num_classes, 2) - 1`` so class ``k`` always gets
+    ``CLASS_COLOURS[k]``, whichever classes a particular mask happens to contain.
+    """
+    return ListedColormap(CLASS_COLOURS[: max(num_classes, 2)])
