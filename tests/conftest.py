@@ -46,3 +46,55 @@ def render_png():
         return buffer.getvalue()
 
     return render
+
+
+# ------------------------------------------------------- shared by the tests of umlkit.analysis
+
+
+@pytest.fixture(scope="module")
+def analysis_ctx(tmp_path_factory):
+    """A smoke-profile context whose data folder is temporary and whose sizes are tiny."""
+    from umlkit.profiles import setup_notebook
+
+    folder = tmp_path_factory.mktemp("analysis")
+    context = setup_notebook(
+        "test_analysis", "smoke", data_dir=folder / "data", figures_dir=folder / "figures"
+    )
+    context.settings["data"].update(n=20, size=32, n_ood=6)
+    context.settings["train"].update(epochs=1, width=4, image_size=16, batch_size=4)
+    return context
+
+
+@pytest.fixture(scope="module")
+def derm_data(analysis_ctx):
+    """The synthetic derm set of :func:`analysis_ctx`, written on first use."""
+    from umlkit.analysis import experiments
+
+    return experiments.prepare_data(analysis_ctx, "derm")
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    """An untrained UML and U-Net of width 4, in eval mode (seeded, so the numbers repeat)."""
+    import torch
+
+    from umlkit.models import build_model
+
+    torch.manual_seed(0)
+    return {
+        "UML": build_model("uml", width=4).eval(),
+        "U-Net": build_model("unet", width=4).eval(),
+    }
+
+
+@pytest.fixture
+def fake_evaluation():
+    """A builder of hand-made evaluations: ``build(table_columns, **kept_maps)``."""
+    import pandas as pd
+
+    from umlkit.evaluate import Evaluation
+
+    def build(table: dict, **maps) -> Evaluation:
+        return Evaluation(table=pd.DataFrame(table), summary={}, **maps)
+
+    return build

@@ -1,0 +1,124 @@
+"""umlkit.analysis.robustness: corruption sweeps, their summaries and OOD scores."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from umlkit.analysis import robustness
+from umlkit.evaluate import evaluate
+
+
+def test_robustness_grid():
+    grid = robustness.robustness_grid("smoke")
+    assert list(grid) == list(robustness.ROBUSTNESS_CORRUPTIONS)
+    assert all(len(levels) == 3 and levels[0] == 0.0 for levels in grid.values())
+    full = robustness.robustness_grid("default", ["contrast"])
+    assert full == {"contrast": (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)}
+    with pytest.raises(ValueError, match="unknown corruption"):
+        robustness.robustness_grid("default", ["rain"])
+
+
+def test_robustness_sweep_clean_level_matches_plain_evaluation(derm_data, tiny_models):
+    test = derm_data.load("test")
+    frame = robustness.robustness_sweep(
+        tiny_models, test, {"gaussian_noise": (0.0, 0.5)}, progress=False
+    )
+    assert len(frame) == 4
+    assert test.transform is None  # the sweep corrupts copies, never the dataset itself
+    clean = evaluate(tiny_models["UML"], test, surface_metrics=False).summary
+    row = frame[(frame.model == "UML") & (frame.severity == 0.0)].iloc[0]
+    assert row["accuracy"] == pytest.approx(clean["accuracy"])
+    assert row["dice"] == pytest.approx(clean["dice"])
+    assert frame.loc[frame.model == "U-Net", "accuracy"].isna().all()
+
+
+def test_robustness_sweep_evaluates_the_clean_level_once(derm_data, tiny_models, monkeypatch):
+    test = derm_data.load("test")
+    calls = []
+    original = robustness.evaluate_models
+
+    def counting(models, dataset, **kwargs):
+        calls.append(dataset.transform.severity)
+        return original(models, dataset, **kwargs)
+
+    monkeypatch.setattr(robustness, "evaluate_models", counting)
+    grid = {"gaussian_noise": (0.0, 0.5), "gaussian_blur": (0.0, 1.0)}
+    frame = robustness.robustness_sweep(tiny_models, test, grid, progress=False)
+    assert calls == [0.0, 0.5, 1.0]  # severity 0 is the identity of every corruption
+    clean = frame[frame.severity == 0.0].set_index(["model", "corruption"])["dice"].unstack()
+    assert (clean["gaussian_noise"] == clean["gaussian_blur"]).all()
+
+
+class ImageSpread(torch.nn.Module):
+    """A probe: its image uncertainty is the image's pixel standard deviation, which noise raises."""
+
+    def forward(self, x):
+        from umlkit.models import ModelOutput
+
+        spread = x.flatten(1).std(dim=1, keepdim=True).clamp(0, 1)
+        return ModelOutput(
+            class_prob=torch.cat([1 - spread, spread], dim=1), class_uncertainty=spread
+        )
+
+
+def test_robustness_sweep_corrupts_the_images(derm_data):
+    test = derm_data.load("test")
+    frame = robustness.robustness_sweep(
+        {"probe": ImageSpread()}, test, {"gaussian_noise": (0.0, 0.3)}, progress=False
+    )
+    clean, noisy = frame["uncertainty"]
+    images = torch.stack([test[i]["image"] for i in range(len(test))])
+    assert clean == pytest.approx(images.flatten(1).std(dim=1).mean().item(), rel=1e-5)
+    assert noisy > clean + 0.1
+
+
+@pytest.fixture
+def sweep():
+    rows = []
+    for model, slope in (("UML", 0.5), ("multitask", 1.0)):
+        for severity in (0.0, 0.1, 0.2):
+            rows.append(
+                {
+                    "corruption": "gaussian_noise",
+                    "severity": severity,
+                    "model": model,
+                    "accuracy": 0.9 - slope * severity,
+                    "dice": 0.8 - slope * severity / 2,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_robustness_summary_and_sentences(sweep):
+    summary = robustness.robustness_summary(sweep, ["accuracy", "dice"])
+    uml = summary.loc[("gaussian_noise", "UML")]
+    assert uml[("accuracy", "clean")] == pytest.approx(0.9)
+    assert uml[("accuracy", "strongest")] == pytest.approx(0.8)
+    assert uml[("accuracy", "drop")] == pytest.approx(0.1)
+    assert uml[("accuracy", "mean")] == pytest.approx(0.85)
+    sentences = robustness.describe_robustness(summary)
+    assert sentences[0] == (
+        "gaussian_noise, accuracy: best over the grid UML (0.850 on average); smallest drop UML "
+        "(+0.100 from clean to the strongest level, largest multitask +0.200)."
+    )
+    with pytest.raises(ValueError, match="ece"):
+        robustness.robustness_summary(sweep, ["ece"])
+
+
+def test_describe_robustness_reports_the_uncertainty_rise(sweep):
+    sweep = sweep.assign(uncertainty=np.where(sweep.model == "UML", sweep.severity, 0.1))
+    summary = robustness.robustness_summary(sweep, ["accuracy", "uncertainty"])
+    sentences = robustness.describe_robustness(summary, ["accuracy"], ["uncertainty"])
+    assert sentences[-1] == (
+        "gaussian_noise, uncertainty from clean to the strongest level: UML +0.200, multitask +0.000."
+    )
+
+
+def test_ood_scores_hand_computed(fake_evaluation):
+    inside = fake_evaluation({"uncertainty": [0.1, 0.2]}, pixel_uncertainty=np.zeros((2, 2, 2)))
+    outside = fake_evaluation({"uncertainty": [0.3, 0.05]}, pixel_uncertainty=np.ones((2, 2, 2)))
+    frame, scores = robustness.ood_scores({"UML": inside}, {"UML": outside})
+    assert len(frame) == 4
+    assert scores.loc["UML", "auroc_image"] == pytest.approx(0.5)  # 2 of 4 pairs ordered
+    assert scores.loc["UML", "auroc_pixel"] == pytest.approx(1.0)

@@ -1,0 +1,266 @@
+"""The ablation tables of notebook 04: which variant wins each metric, and by more than the noise?
+
+Notebook 04 trains every variant of :data:`umlkit.analysis.experiments.VARIANTS` over several
+seeds; these functions turn the evaluations into tables and sentences:
+
+* :func:`runs_table`: one row per (variant, seed) with the summary metrics
+  (:data:`ABLATION_METRICS`, display names; :data:`LOWER_IS_BETTER` names those where lower wins)
+* :func:`summarise_runs`, :func:`format_summary`: mean and spread over seeds per variant
+* :func:`compare_variants`, :func:`describe_comparison`: where the reference (UML) ranks on each
+  metric, and whether its gap to the runner-up exceeds the seed-to-seed spread
+* :func:`paired_differences`, :func:`describe_options`: each variant against the reference,
+  paired by seed (what an umlkit option adds to the official structure)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from umlkit.analysis.frames import require_columns
+from umlkit.evaluate import Evaluation
+
+#: Summary metrics of the ablation table: evaluation summary key -> display name.
+ABLATION_METRICS = {
+    "accuracy": "ACC",
+    "f1": "F1",
+    "auc": "AUC",
+    "dice": "Dice",
+    "hd95": "HD95",
+    "ece": "ECE",
+}
+#: Display names of the metrics where lower is better.
+LOWER_IS_BETTER = ("HD95", "ECE")
+
+
+def runs_table(
+    evaluations: Mapping[tuple[str, int], Evaluation],
+    metric_names: Mapping[str, str] = ABLATION_METRICS,
+) -> pd.DataFrame:
+    """One row per (variant, seed) with the summary metrics under their display names.
+
+    A metric the variant cannot have (Dice of the classifier, accuracy of the U-Net) is NaN.
+    """
+    rows = []
+    for (variant, seed), evaluation in evaluations.items():
+        row = {"variant": variant, "seed": seed}
+        row.update(
+            {name: evaluation.summary.get(key, np.nan) for key, name in metric_names.items()}
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarise_runs(
+    runs: pd.DataFrame, metric_columns: Sequence[str], by: str = "variant"
+) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per variant.
+
+    Returns:
+        Index: the variants (in order of appearance); columns: ``(metric, "mean")``,
+        ``(metric, "std")`` (sample std, ddof = 1; NaN for a single seed) and ``("seeds", "n")``.
+    """
+    require_columns(runs, (by, *metric_columns), "runs")
+    order = list(dict.fromkeys(runs[by]))
+    grouped = runs.groupby(by, sort=False)[list(metric_columns)]
+    summary = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1)}, axis=1)
+    summary = summary.swaplevel(axis=1)[[(m, s) for m in metric_columns for s in ("mean", "std")]]
+    summary[("seeds", "n")] = runs.groupby(by, sort=False).size()
+    return summary.loc[order]
+
+
+def format_summary(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The summary of :func:`summarise_runs` as ``"mean ± std"`` strings ("—" where undefined)."""
+    metric_columns = [m for m in summary.columns.get_level_values(0).unique() if m != "seeds"]
+    table = pd.DataFrame(index=summary.index)
+    for metric in metric_columns:
+        mean, std = summary[(metric, "mean")], summary[(metric, "std")]
+        table[metric] = [
+            "—"
+            if np.isnan(m)
+            else (f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}")
+            for m, s in zip(mean, std, strict=True)
+        ]
+    table["seeds"] = summary[("seeds", "n")]
+    return table
+
+
+def compare_variants(
+    runs: pd.DataFrame,
+    metric_columns: Sequence[str],
+    reference: str = "UML",
+    lower_is_better: Sequence[str] = LOWER_IS_BETTER,
+    by: str = "variant",
+) -> pd.DataFrame:
+    """Per metric: which variant is best, where the reference ranks, and whether the gap is noise.
+
+    The gap between the reference and the best other variant counts as *within seed noise* when
+    it is smaller than the larger of their two standard deviations over seeds (undecidable with a
+    single seed, then reported as NaN).
+
+    Returns:
+        One row per metric: ``metric``, ``direction`` ("higher"/"lower" is better), ``best``
+        (variant), ``best_mean``, ``reference_mean``, ``reference_rank`` (1 = best, among variants
+        that have the metric), ``n_variants``, ``runner_up`` (the best variant other than the
+        reference), ``gap`` (reference minus runner-up, signed so that > 0 means the reference is
+        better) and ``within_noise`` (bool or NaN).
+
+    Raises:
+        ValueError: the reference is not among the variants, or a column is missing.
+    """
+    require_columns(runs, (by, *metric_columns), "runs")
+    if reference not in set(runs[by]):
+        raise ValueError(
+            f"reference variant {reference!r} is not in the runs: {sorted(set(runs[by]))}"
+        )
+    summary = summarise_runs(runs, metric_columns, by)
+    rows = []
+    for metric in metric_columns:
+        mean = summary[(metric, "mean")].dropna()
+        std = summary[(metric, "std")]
+        if reference not in mean.index:
+            continue
+        lower = metric in lower_is_better
+        ordered = mean.sort_values(ascending=lower, kind="stable")
+        others = ordered.drop(reference)
+        runner_up = others.index[0] if len(others) else None
+        gap = np.nan
+        within_noise = np.nan
+        if runner_up is not None:
+            gap = (
+                (mean[runner_up] - mean[reference])
+                if lower
+                else (mean[reference] - mean[runner_up])
+            )
+            noise = (
+                np.nanmax([std[reference], std[runner_up]])
+                if not (np.isnan(std[reference]) and np.isnan(std[runner_up]))
+                else np.nan
+            )
+            within_noise = bool(abs(gap) < noise) if not np.isnan(noise) else np.nan
+        rows.append(
+            {
+                "metric": metric,
+                "direction": "lower" if lower else "higher",
+                "best": ordered.index[0],
+                "best_mean": float(ordered.iloc[0]),
+                "reference_mean": float(mean[reference]),
+                # ties share a rank: 1 + the number of variants strictly better
+                "reference_rank": 1
+                + int(((mean < mean[reference]) if lower else (mean > mean[reference])).sum()),
+                "n_variants": int(len(ordered)),
+                "runner_up": runner_up,
+                "gap": float(gap),
+                "within_noise": within_noise,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def paired_differences(
+    runs: pd.DataFrame,
+    metric_columns: Sequence[str],
+    reference: str = "UML",
+    lower_is_better: Sequence[str] = LOWER_IS_BETTER,
+) -> pd.DataFrame:
+    """What each variant loses against the reference, paired by seed.
+
+    For every seed s the difference d_s = reference_s - variant_s is taken (sign flipped for
+    lower-is-better metrics, so d > 0 always means "the reference is better"); pairing by seed
+    removes the part of the seed-to-seed spread that both runs share (the same data order).
+
+    Returns:
+        Index: the variants other than the reference; columns ``(metric, "mean")``,
+        ``(metric, "std")`` of d over the seeds both have (NaN where a variant lacks the metric).
+    """
+    require_columns(runs, ("variant", "seed", *metric_columns), "runs")
+    if reference not in set(runs["variant"]):
+        raise ValueError(f"reference variant {reference!r} is not in the runs")
+    by_seed = runs.set_index(["variant", "seed"])
+    rows = {}
+    for variant in dict.fromkeys(runs["variant"]):
+        if variant == reference:
+            continue
+        row = {}
+        for metric in metric_columns:
+            sign = -1.0 if metric in lower_is_better else 1.0
+            difference = sign * (by_seed.loc[reference, metric] - by_seed.loc[variant, metric])
+            row[(metric, "mean")] = difference.mean()
+            row[(metric, "std")] = difference.std(ddof=1)
+        rows[variant] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def describe_options(differences: pd.DataFrame, options: Sequence[str]) -> list[str]:
+    """One sentence per umlkit option: where it beats the official structure, paired by seed.
+
+    Reads :func:`paired_differences` (``d = official - option``, positive when the official
+    structure is better). An option *helps* on a metric when the mean of ``-d`` is positive and
+    larger than the standard deviation of ``d`` over the seeds, *hurts* when ``d`` is, and is
+    otherwise within the noise. Nothing in the sentences is written by hand.
+    """
+    sentences = []
+    metrics = list(dict.fromkeys(metric for metric, _ in differences.columns))
+    for option in options:
+        if option not in differences.index:
+            continue
+        helps, hurts = [], []
+        for metric in metrics:
+            mean, std = (
+                differences.loc[option, (metric, "mean")],
+                differences.loc[option, (metric, "std")],
+            )
+            if pd.isna(mean) or pd.isna(std):
+                continue
+            if -mean > std:
+                helps.append(f"{metric} ({-mean:+.3f})")
+            elif mean > std:
+                hurts.append(f"{metric} ({-mean:+.3f})")
+        verdict = (
+            f"helps on {', '.join(helps)}" if helps else "helps on no metric beyond the spread"
+        )
+        harm = f"; hurts {', '.join(hurts)}" if hurts else ""
+        sentences.append(f"{option} against the official UML: {verdict}{harm}.")
+    return sentences
+
+
+def describe_comparison(comparison: pd.DataFrame, reference: str = "UML") -> list[str]:
+    """Sentences that say, from the numbers of :func:`compare_variants`, where the reference wins.
+
+    One sentence per metric, then a closing count; nothing in them is written by hand.
+    """
+    sentences = []
+    for row in comparison.itertuples():
+        if row.runner_up is None:
+            sentences.append(f"{row.metric}: only {reference} has this metric.")
+            continue
+        noise = {
+            True: " (the gap is within the seed-to-seed spread)",
+            False: " (larger than the seed-to-seed spread)",
+        }.get(row.within_noise, " (one seed: no spread to judge the gap by)")
+        if row.reference_rank == 1 and row.gap == 0:
+            sentences.append(
+                f"{row.metric} ({row.direction} is better): {reference} ties for best with "
+                f"{row.runner_up} at {row.reference_mean:.3f}."
+            )
+        elif row.reference_rank == 1:
+            sentences.append(
+                f"{row.metric} ({row.direction} is better): {reference} is best with "
+                f"{row.reference_mean:.3f}, ahead of {row.runner_up} by {row.gap:.3f}{noise}."
+            )
+        else:
+            sentences.append(
+                f"{row.metric} ({row.direction} is better): {reference} does NOT win — "
+                f"{row.best} is best with {row.best_mean:.3f}; {reference} has "
+                f"{row.reference_mean:.3f}, rank {row.reference_rank} of {row.n_variants}"
+                f"{noise}."
+            )
+    outright = comparison["gap"] > 0
+    clear = outright & comparison["within_noise"].eq(False)
+    sentences.append(
+        f"{reference} is best on {int(outright.sum())} of {len(comparison)} metrics (ties not "
+        f"counted); on {int(clear.sum())} of them by more than the seed-to-seed spread."
+    )
+    return sentences

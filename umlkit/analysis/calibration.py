@@ -1,0 +1,258 @@
+"""Calibration, notebook 05: do the predicted probabilities match how often the model is right?
+
+* image level: :func:`reliability_panels` (reliability diagrams with their ECE),
+  :func:`calibration_table` (every calibration metric of :mod:`umlkit.metrics` side by side)
+* pixel level: :func:`pixel_calibration` (streamed over a dataset, from the final segmentation or
+  UML's mutual decoder, :data:`PIXEL_SOURCES`), :func:`pixel_calibration_study` (several models,
+  with and without the background pixels)
+* against the truth: :func:`truth_calibration` (synthetic data knows each image's true
+  probability, so calibration can be measured without the noise of the drawn labels)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from umlkit import metrics
+from umlkit.analysis.frames import require_columns
+from umlkit.evaluate import Evaluation
+from umlkit.evidential import dirichlet_from_alpha
+
+
+def reliability_panels(
+    probs: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    mode: str = "top_label",
+) -> dict[str, pd.DataFrame]:
+    """Reliability tables of several models, keyed by a title that carries their ECE.
+
+    Args:
+        probs: model name -> ``(N, K)`` class probabilities (alpha/S or softmax).
+        labels: ``(N,)`` true classes.
+        n_bins, strategy, mode: as :func:`umlkit.metrics.reliability_bins`.
+
+    Returns:
+        ``"<model> (ECE 0.034)" -> reliability table``, the input of
+        :func:`umlkit.plots.reliability_diagrams`.
+    """
+    panels = {}
+    for name, p in probs.items():
+        ece = metrics.expected_calibration_error(p, labels, n_bins, strategy=strategy, mode=mode)
+        panels[f"{name} (ECE {ece:.3f})"] = metrics.reliability_bins(
+            p, labels, n_bins, strategy, mode
+        )
+    return panels
+
+
+def calibration_table(
+    probs: Mapping[str, np.ndarray], labels: np.ndarray, n_bins: int = 15
+) -> pd.DataFrame:
+    """The calibration metrics of :mod:`umlkit.metrics` side by side, one row per model.
+
+    Columns: ``accuracy``, ``ECE`` (top-label, equal-width bins), ``MCE``, ``aECE`` (equal-mass
+    bins), ``average calibration error`` (unweighted over bins), ``ECE positive class`` (binary
+    only), ``Brier`` (summed over classes) and ``NLL``.
+    """
+    rows = {}
+    for name, p in probs.items():
+        p = np.asarray(p)
+        row = {
+            "accuracy": metrics.accuracy(p, labels),
+            "ECE": metrics.expected_calibration_error(p, labels, n_bins),
+            "MCE": metrics.maximum_calibration_error(p, labels, n_bins),
+            "aECE": metrics.aece(p, labels, n_bins),
+            "average calibration error": metrics.average_calibration_error(p, labels, n_bins),
+        }
+        if p.shape[1] == 2:
+            row["ECE positive class"] = metrics.expected_calibration_error(
+                p, labels, n_bins, mode="positive_class"
+            )
+        row["Brier"] = metrics.brier_score(p, labels)
+        row["NLL"] = metrics.negative_log_likelihood(p, labels)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+#: Pixel probabilities :func:`pixel_calibration` can read from a model's output.
+PIXEL_SOURCES = ("segmentation", "mutual")
+
+
+def pixel_calibration(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    source: str = "segmentation",
+    n_bins: int = 15,
+    include_background: bool = True,
+    per_class: bool = False,
+    batch_size: int = 32,
+    device: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Pixel calibration streamed over a dataset (memory independent of the pixel count).
+
+    Args:
+        model: a model with a segmentation output.
+        dataset: items with ``image`` and ``mask``.
+        source: ``"segmentation"``: the final segmentation's softmax (what the prediction is made
+            of); ``"mutual"``: the mutual decoder's Dirichlet expectation alpha^m / S (UML only).
+        n_bins: equal-width bins.
+        include_background: see :class:`umlkit.metrics.PixelCalibration`.
+        per_class: also one-vs-rest reliability of every foreground class c: confidence p_c,
+            outcome "the pixel is c" (the positive-class diagram of that class).
+        batch_size, device: of the forward passes.
+
+    Returns:
+        ``{"pooled": result}`` plus ``{"class <c>": result}`` per foreground class when
+        ``per_class``; each result is :meth:`umlkit.metrics.PixelCalibration.compute`'s dict
+        (``ece_pooled``, ``ece_per_image_mean``, ``bins``, ...).
+
+    Raises:
+        ValueError: an unknown source, or a model without that output.
+    """
+    from umlkit.runtime import pick_device
+
+    if source not in PIXEL_SOURCES:
+        raise ValueError(f"source must be one of {PIXEL_SOURCES}, got {source!r}")
+    device = pick_device(device)
+    pooled = metrics.PixelCalibration(n_bins, include_background=include_background)
+    classwise: dict[int, metrics.PixelCalibration] = {}
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                output = model(batch["image"].to(device))
+                probs = _pixel_probs(output, source)
+                mask = batch["mask"].to(device)
+                pooled.update(probs, mask)
+                if per_class:
+                    for c in range(1, probs.shape[1]):
+                        one_vs_rest = torch.stack([1 - probs[:, c], probs[:, c]], dim=1)
+                        calibration = classwise.setdefault(
+                            c, metrics.PixelCalibration(n_bins, mode="positive_class")
+                        )
+                        calibration.update(one_vs_rest.clamp(0, 1), (mask == c).long())
+    finally:
+        model.train(was_training)
+    results = {"pooled": pooled.compute()}
+    results.update({f"class {c}": calibration.compute() for c, calibration in classwise.items()})
+    return results
+
+
+def pixel_calibration_study(
+    sources: Mapping[str, tuple[torch.nn.Module, str]],
+    dataset: Dataset,
+    n_bins: int = 15,
+    device: str | None = None,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], pd.DataFrame]:
+    """:func:`pixel_calibration` of several models, with and without the background pixels.
+
+    Args:
+        sources: label -> ``(model, source)`` with source ``"segmentation"`` or ``"mutual"``.
+        dataset, n_bins, device: as :func:`pixel_calibration`.
+
+    Returns:
+        ``(results, table)``: ``results[label]`` is :func:`pixel_calibration`'s dict (all pixels,
+        with the per-class one-vs-rest results); ``table`` one row per label with the pooled and
+        per-image-mean ECE of all pixels and of the foreground union (``include_background=False``).
+    """
+    results, rows = {}, {}
+    for label, (model, source) in sources.items():
+        everything = pixel_calibration(
+            model, dataset, source, n_bins, per_class=True, device=device
+        )
+        foreground = pixel_calibration(
+            model, dataset, source, n_bins, include_background=False, device=device
+        )["pooled"]
+        results[label] = everything
+        rows[label] = {
+            "ECE pooled": everything["pooled"]["ece_pooled"],
+            "ECE per-image mean": everything["pooled"]["ece_per_image_mean"],
+            "ECE pooled, foreground": foreground["ece_pooled"],
+            "ECE per-image mean, foreground": foreground["ece_per_image_mean"],
+            "pixels": everything["pooled"]["n_pixels"],
+            "foreground pixels": foreground["n_pixels"],
+        }
+    return results, pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _pixel_probs(output: Any, source: str) -> torch.Tensor:
+    if source == "segmentation":
+        if output.seg_prob is None:
+            raise ValueError("the model has no segmentation output (seg_prob is None)")
+        return output.seg_prob.float()
+    if output.pixel_alpha is None:
+        raise ValueError("source='mutual' needs a UML model (pixel_alpha is None)")
+    return dirichlet_from_alpha(output.pixel_alpha.float()).prob
+
+
+def truth_calibration(
+    evaluations: Mapping[str, Evaluation], n_bins: int = 10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predicted probabilities against the generator's true probabilities ``p_true``.
+
+    On synthetic data the Bayes probability of every image is known, so a model's calibration can
+    be measured against the truth instead of against the noisy labels:
+
+    * ``mae_to_truth`` = mean |p - p_true| (0 for the Bayes-optimal model);
+    * ``ece_to_truth`` = sum_b (n_b / N) |mean_b p - mean_b p_true| over equal-width bins of p
+      (the ECE with the drawn labels replaced by their expectation, so the binning noise of the
+      labels drops out);
+    * ``brier`` of the model and ``bayes_brier`` of p_true (both positive-class, as
+      :func:`umlkit.data.bayes_optimal_scores`), ``excess_brier`` = their difference.
+
+    Args:
+        evaluations: model -> evaluation whose table has ``prob`` (positive-class probability),
+            ``label`` and ``p_true`` (synthetic metadata) columns.
+        n_bins: bins of ``ece_to_truth``.
+
+    Returns:
+        ``(frame, scores)``: one row per image and model (``model, id, predicted, p_true,
+        label``) and one row of scores per model.
+
+    Raises:
+        ValueError: no ``p_true`` column (real data) or NaN in it.
+    """
+    frames, rows = [], []
+    for name, evaluation in evaluations.items():
+        table = evaluation.table
+        require_columns(table, ("prob", "label", "p_true"), f"evaluation table of {name!r}")
+        if table["p_true"].isna().any() or table["prob"].isna().any():
+            raise ValueError(f"{name!r}: p_true or prob has NaN (no class head, or not synthetic)")
+        predicted = table["prob"].to_numpy(float)
+        truth = table["p_true"].to_numpy(float)
+        label = table["label"].to_numpy(int)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": name,
+                    "id": table["id"],
+                    "predicted": predicted,
+                    "p_true": truth,
+                    "label": label,
+                }
+            )
+        )
+        edges = np.linspace(0, 1, n_bins + 1)
+        index = np.clip(np.searchsorted(edges, predicted, side="right") - 1, 0, n_bins - 1)
+        gap = sum(abs(predicted[index == b].sum() - truth[index == b].sum()) for b in range(n_bins))
+        brier = float(((predicted - label) ** 2).mean())
+        bayes_brier = float(((truth - label) ** 2).mean())
+        rows.append(
+            {
+                "model": name,
+                "mae_to_truth": float(np.abs(predicted - truth).mean()),
+                "ece_to_truth": float(gap / len(predicted)),
+                "brier": brier,
+                "bayes_brier": bayes_brier,
+                "excess_brier": brier - bayes_brier,
+            }
+        )
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(rows).set_index("model")

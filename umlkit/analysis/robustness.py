@@ -1,0 +1,215 @@
+"""Robustness and out-of-distribution data, notebook 07: how accuracy and uncertainty move off the
+training distribution.
+
+* corrupted images: :data:`ROBUSTNESS_CORRUPTIONS`, :func:`robustness_grid` (severities per
+  profile), :func:`robustness_sweep` (every model on every corruption and severity),
+  :func:`robustness_summary`, :func:`describe_robustness`
+* unseen images: :func:`ood_scores` (how well each uncertainty tells the out-of-distribution set,
+  :func:`umlkit.analysis.experiments.prepare_ood`, from the test set)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from umlkit import metrics
+from umlkit.analysis.experiments import evaluate_models
+from umlkit.analysis.frames import require_columns
+from umlkit.analysis.uncertainty_maps import pixel_uncertainty_maps
+from umlkit.evaluate import Evaluation
+
+#: The corruptions of notebook 07 (contrast is in umlkit.data too, left out to keep the run short).
+ROBUSTNESS_CORRUPTIONS = ("gaussian_noise", "salt_and_pepper", "gaussian_blur")
+
+
+def robustness_grid(
+    profile: str, corruptions: Sequence[str] = ROBUSTNESS_CORRUPTIONS
+) -> dict[str, tuple[float, ...]]:
+    """Severities per corruption: the full grids of ``umlkit.data.DEFAULT_SEVERITIES``, or for the
+    ``smoke`` profile only clean, a middle and the strongest level (fast in CI)."""
+    from umlkit.data import DEFAULT_SEVERITIES
+
+    unknown = [c for c in corruptions if c not in DEFAULT_SEVERITIES]
+    if unknown:
+        raise ValueError(f"unknown corruption(s) {unknown}; choose from {list(DEFAULT_SEVERITIES)}")
+    grid = {}
+    for name in corruptions:
+        levels = DEFAULT_SEVERITIES[name]
+        grid[name] = (
+            (levels[0], levels[len(levels) // 2], levels[-1])
+            if profile == "smoke"
+            else tuple(levels)
+        )
+    return grid
+
+
+def robustness_sweep(
+    models: Mapping[str, torch.nn.Module],
+    dataset: Dataset,
+    grid: Mapping[str, Sequence[float]],
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Evaluate every model on corrupted copies of ``dataset``, one per corruption and severity.
+
+    Each image gets its own corruption draw, seeded by ``seed`` and its id
+    (:class:`umlkit.data.Corruption` as the dataset transform), so every model sees exactly the same
+    corrupted images.
+
+    Returns:
+        One row per (corruption, severity, model) with ``accuracy``, ``dice``, ``ece``,
+        ``uncertainty`` (mean image uncertainty, :func:`image_uncertainty`) and
+        ``pixel_uncertainty`` (mean pixel uncertainty, :func:`pixel_uncertainty_maps`); NaN where
+        the model lacks the output.
+    """
+    from umlkit.data import Corruption
+
+    conditions = [(name, float(level)) for name, levels in grid.items() for level in levels]
+    rows = []
+    clean = None  # severity 0 is the identity for every corruption: evaluated once
+    bar = tqdm(conditions, desc="corruptions", disable=not progress)
+    for name, severity in bar:
+        bar.set_postfix_str(f"{name} {severity:g}")
+        corrupted = copy.copy(dataset)
+        corrupted.transform = Corruption(name, severity, seed=seed)
+        if severity == 0 and clean is not None:
+            evaluations = clean
+        else:
+            evaluations = evaluate_models(
+                models, corrupted, keep_maps=None, surface_metrics=False, device=device
+            )
+        if severity == 0:
+            clean = evaluations
+        for model_name, evaluation in evaluations.items():
+            summary = evaluation.summary
+            try:
+                pixel_uncertainty = float(pixel_uncertainty_maps(evaluation)[0].mean())
+            except ValueError:
+                pixel_uncertainty = np.nan
+            rows.append(
+                {
+                    "corruption": name,
+                    "severity": severity,
+                    "model": model_name,
+                    "accuracy": summary["accuracy"],
+                    "dice": summary["dice"],
+                    "ece": summary["ece"],
+                    "uncertainty": float(np.nanmean(evaluation.table["uncertainty"]))
+                    if evaluation.table["uncertainty"].notna().any()
+                    else np.nan,
+                    "pixel_uncertainty": pixel_uncertainty,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def robustness_summary(
+    frame: pd.DataFrame, metric_columns: Sequence[str] = ("accuracy", "dice", "ece")
+) -> pd.DataFrame:
+    """Per corruption and model: each metric on clean images, at the strongest level, and averaged.
+
+    ``mean`` is the metric averaged over the severity grid (the clean level included), a summary
+    of the whole curve; ``drop`` = clean - strongest (for ECE a negative drop is a rise).
+
+    Returns:
+        Index ``(corruption, model)``; columns ``(metric, "clean" | "strongest" | "drop" | "mean")``.
+    """
+    require_columns(frame, ("corruption", "severity", "model", *metric_columns), "robustness frame")
+    rows = {}
+    for (corruption, model), group in frame.groupby(["corruption", "model"], sort=False):
+        by_level = group.groupby("severity")[list(metric_columns)].mean().sort_index()
+        row = {}
+        for metric in metric_columns:
+            clean, strongest = by_level[metric].iloc[0], by_level[metric].iloc[-1]
+            row[(metric, "clean")] = clean
+            row[(metric, "strongest")] = strongest
+            row[(metric, "drop")] = clean - strongest
+            row[(metric, "mean")] = by_level[metric].mean()
+        rows[(corruption, model)] = row
+    summary = pd.DataFrame.from_dict(rows, orient="index")
+    summary.index.names = ["corruption", "model"]
+    return summary
+
+
+def describe_robustness(
+    summary: pd.DataFrame,
+    metric_columns: Sequence[str] = ("accuracy", "dice"),
+    uncertainty_columns: Sequence[str] = (),
+) -> list[str]:
+    """Sentences, computed from :func:`robustness_summary`, naming the most robust model.
+
+    For each corruption and (higher-is-better) metric: the model with the highest mean over the
+    severity grid, and the one whose value drops least from clean to the strongest level. For each
+    uncertainty column: how much it rises from clean to the strongest level per model (a model
+    whose uncertainty does not rise does not notice the corruption).
+    """
+    sentences = []
+    for corruption, table in summary.groupby(level="corruption", sort=False):
+        table = table.droplevel("corruption")
+        for metric in metric_columns:
+            mean = table[(metric, "mean")].dropna()
+            drop = table[(metric, "drop")].dropna()
+            if mean.empty:
+                continue
+            sentences.append(
+                f"{corruption}, {metric}: best over the grid {mean.idxmax()} "
+                f"({mean.max():.3f} on average); smallest drop {drop.idxmin()} "
+                f"({drop.min():+.3f} from clean to the strongest level, "
+                f"largest {drop.idxmax()} {drop.max():+.3f})."
+            )
+        for column in uncertainty_columns:
+            rise = (0.0 - table[(column, "drop")].dropna()).sort_values(ascending=False)
+            if rise.empty:
+                continue
+            listed = ", ".join(f"{model} {value:+.3f}" for model, value in rise.items())
+            sentences.append(f"{corruption}, {column} from clean to the strongest level: {listed}.")
+    return sentences
+
+
+def ood_scores(
+    in_distribution: Mapping[str, Evaluation], out_of_distribution: Mapping[str, Evaluation]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Uncertainty of in-distribution and OOD images per model, and the OOD-detection AUROC.
+
+    Returns:
+        ``(frame, scores)``: ``frame`` one row per image and model (``model``, ``dataset``
+        "in-distribution"/"OOD", ``uncertainty``, ``pixel_uncertainty``); ``scores`` one row per
+        model with ``auroc_image`` (image uncertainty) and ``auroc_pixel`` (mean pixel uncertainty
+        of the image), :func:`umlkit.metrics.ood_auroc`, NaN where the model lacks the score.
+    """
+    frames, rows = [], []
+    for name, evaluation_in in in_distribution.items():
+        evaluation_out = out_of_distribution[name]
+        parts = {}
+        for label, evaluation in (("in-distribution", evaluation_in), ("OOD", evaluation_out)):
+            try:
+                maps, _ = pixel_uncertainty_maps(evaluation)
+                pixel = maps.reshape(len(maps), -1).mean(axis=1)
+            except ValueError:
+                pixel = np.full(len(evaluation.table), np.nan)
+            if len(pixel) != len(evaluation.table):
+                raise ValueError(f"{name!r}: evaluate with keep_maps=None to score every image")
+            parts[label] = pd.DataFrame(
+                {
+                    "model": name,
+                    "dataset": label,
+                    "uncertainty": evaluation.table["uncertainty"].to_numpy(float),
+                    "pixel_uncertainty": pixel,
+                }
+            )
+        frames.extend(parts.values())
+        row = {"model": name}
+        for column, key in (("uncertainty", "auroc_image"), ("pixel_uncertainty", "auroc_pixel")):
+            inside, outside = parts["in-distribution"][column], parts["OOD"][column]
+            defined = inside.notna().all() and outside.notna().all()
+            row[key] = metrics.ood_auroc(inside, outside) if defined else np.nan
+        rows.append(row)
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(rows).set_index("model")
