@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
@@ -148,7 +148,7 @@ def init(
         device = f"cuda:{env.local_rank}"
     else:
         device = kind
-    env = DistributedEnv(**{**env.__dict__, "device": device})
+    env = replace(env, device=device)
     if not dist.is_initialized():
         options = {} if timeout is None else {"timeout": timeout}
         # The default init_method "env://" reads the variables torchrun set; under torchrun it
