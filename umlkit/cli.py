@@ -13,6 +13,9 @@ Every command checks its arguments before it writes or computes anything heavy:
   replaces it (and says so); it checks ``--device``, ``--image-size`` against the network's
   downsampling factor, the data and, when resuming, the checkpoint and its data before it
   writes anything, so a start that fails leaves the folder as it was.
+* ``train --profile NAME`` takes every training setting from the profile's ``train`` settings
+  (``paper``: the official configuration of ``--dataset``); a flag given on the command line
+  wins, and a profile setting that is no training setting is refused by name.
 * ``evaluate`` reads the image size and dataset kind the checkpoint was trained with unless
   ``--image-size`` / ``--dataset`` say otherwise (it prints which it uses), refuses data whose
   classes are not the checkpoint's, and checks ``--output`` first: a folder receives
