@@ -13,6 +13,9 @@ Every command checks its arguments before it writes or computes anything heavy:
   replaces it (and says so); it checks ``--device``, ``--image-size`` against the network's
   downsampling factor, the data and, when resuming, the checkpoint and its data before it
   writes anything, so a start that fails leaves the folder as it was.
+* ``train --profile NAME`` takes every training setting from the profile's ``train`` settings
+  (``paper``: the official configuration of ``--dataset``); a flag given on the command line
+  wins, and a profile setting that is no training setting is refused by name.
 * ``evaluate`` reads the image size and dataset kind the checkpoint was trained with unless
   ``--image-size`` / ``--dataset`` say otherwise (it prints which it uses), refuses data whose
   classes are not the checkpoint's, and checks ``--output`` first: a folder receives
@@ -28,6 +31,8 @@ import os
 import re
 import sys
 from pathlib import Path
+
+from umlkit.profiles import PROFILES
 
 #: How ``train``'s messages name its arguments on the command line (see umlkit.train.train).
 TRAIN_FLAGS = {
@@ -116,31 +121,86 @@ def _cmd_preprocess(args: argparse.Namespace) -> None:
     print(f"{len(table)} I-SPY1 cases preprocessed")
 
 
+#: ``train``'s values where neither a flag nor ``--profile`` gives one.
+TRAIN_DEFAULTS = {
+    "dataset": "isic2017",
+    "image_size": 64,
+    "model": "uml",
+    "width": 16,
+    "epochs": 12,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "seed": 0,
+    "augment": "none",
+}
+#: Entries of a profile's ``train`` settings that size the notebooks, not one training run.
+_NOTEBOOK_ONLY = ("workers",)
+
+
+def profile_train_values(profile: str, dataset: str) -> dict:
+    """The TrainConfig values of ``profile``'s ``train`` settings, for data of kind ``dataset``.
+
+    The profile's ``train`` entry, then (the ``paper`` profile) its ``datasets[dataset]["train"]``
+    entry on top. ``seeds`` gives the first seed, ``uml_options`` the model options; every
+    other key must be a :class:`~umlkit.train.TrainConfig` field, so that a misspelt setting
+    fails here instead of being ignored.
+
+    Raises:
+        ValueError: a key that is no TrainConfig field, or a malformed ``datasets`` entry.
+    """
+    from dataclasses import fields
+
+    from umlkit.profiles import get_settings
+    from umlkit.train import TrainConfig
+
+    settings = get_settings(profile)
+    known = {f.name for f in fields(TrainConfig)}
+    values: dict = {}
+    layers = [("train", settings["train"])]
+    entry = settings.get("datasets", {}).get(dataset)
+    if entry is not None:
+        extra = sorted(set(entry) - {"train", "gpus", "train_images"})
+        if extra:
+            raise ValueError(f"profile {profile}: datasets.{dataset} has unknown entries {extra}")
+        layers.append((f"datasets.{dataset}.train", entry.get("train", {})))
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key == "seeds":
+                values["seed"] = int(list(value)[0])
+            elif key == "uml_options":
+                values["model_options"] = dict(value)
+            elif key in known:
+                values[key] = value
+            elif key not in _NOTEBOOK_ONLY:
+                raise ValueError(
+                    f"profile {profile}: {where}.{key} is not a training setting; "
+                    f"TrainConfig has {', '.join(sorted(known))}"
+                )
+    return values
+
+
 def _train_config(args: argparse.Namespace):
     from umlkit.train import TrainConfig
 
-    options = {}
+    dataset = args.dataset or TRAIN_DEFAULTS["dataset"]
+    values = dict(TRAIN_DEFAULTS, dataset=dataset)
+    if args.profile is not None:
+        values.update(profile_train_values(args.profile, dataset))
+    # an explicit flag wins over the profile
+    values.update(
+        {name: getattr(args, name) for name in TRAIN_DEFAULTS if getattr(args, name) is not None}
+    )
+    options = dict(values.pop("model_options", {}))
     if args.no_navigator:
         options["navigator"] = False
     if args.no_instructor:
         options["instructor"] = False
     if args.softmax:
         options["head"] = "softmax"
+    # the schedule's floor may not exceed the rate (the command line has no flag for it)
+    values["min_lr"] = min(values.get("min_lr", TrainConfig.min_lr), values["lr"])
     return TrainConfig(
-        model=args.model,
-        model_options=options,
-        width=args.width,
-        dataset=args.dataset,
-        data_root=str(args.data_root),
-        image_size=args.image_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        # the schedule's floor may not exceed the rate (the command line has no flag for it)
-        min_lr=min(TrainConfig.min_lr, args.lr),
-        augment=args.augment,
-        seed=args.seed,
-        device=args.device,
+        **values, model_options=options, data_root=str(args.data_root), device=args.device
     )
 
 
@@ -307,30 +367,38 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             cmd.add_argument(
-                "--dataset", default="isic2017", help="isic2017, refuge, ispy1, folder"
+                "--dataset", default=None, help="isic2017 (default), refuge, ispy1, folder"
             )
             cmd.add_argument(
                 "--image-size",
                 type=_positive_int,
-                default=64,
-                help="a multiple of 2**(depth-1), 8 for umlkit's networks",
+                default=None,
+                help="a multiple of 2**(depth-1), 8 for umlkit's networks (default 64)",
             )
         cmd.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
         if name == "train":
             cmd.add_argument("--output-dir", type=Path, required=True, help="checkpoints, history")
             cmd.add_argument(
-                "--model", default="uml", help="uml, uml2024, unet, classifier, multitask"
+                "--profile",
+                choices=PROFILES,
+                default=None,
+                help="fill the training settings from this profile's train settings (paper: "
+                "the official configuration of --dataset); the flags given win",
             )
-            cmd.add_argument("--width", type=_positive_int, default=16)
-            cmd.add_argument("--epochs", type=_positive_int, default=12)
-            cmd.add_argument("--batch-size", type=_positive_int, default=16)
-            cmd.add_argument("--lr", type=_positive_float, default=1e-3)
-            cmd.add_argument("--seed", type=int, default=0)
+            cmd.add_argument(
+                "--model", default=None, help="uml (default), uml2024, unet, classifier, multitask"
+            )
+            cmd.add_argument("--width", type=_positive_int, default=None, help="default 16")
+            cmd.add_argument("--epochs", type=_positive_int, default=None, help="default 12")
+            cmd.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
+            cmd.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3")
+            cmd.add_argument("--seed", type=int, default=None, help="default 0")
             cmd.add_argument(
                 "--augment",
-                default="none",
-                help="none, flip (random flips) or dihedral (flips and quarter turns) per image; "
-                "use flip where a turn changes the label (REFUGE's vertical cup-to-disc ratio)",
+                default=None,
+                help="none (default), flip (random flips) or dihedral (flips and quarter turns) "
+                "per image; use flip where a turn changes the label (REFUGE's vertical "
+                "cup-to-disc ratio)",
             )
             existing = cmd.add_mutually_exclusive_group()
             existing.add_argument(
