@@ -43,7 +43,8 @@ def test_bench_models_runs_each_path_with_the_fast_paths_switched_accordingly(mo
         width=2, image_size=16, batch_size=2, steps=2, warmup=1, memory=False,
         models=(REFERENCE,), paths=("plain", "fast"),
     )  # fmt: skip
-    assert seen == [False, True] * 3  # one warm-up and two rounds, taking turns
+    # one warm-up and two rounds, taking turns; then one plain step whose FLOPs are counted
+    assert seen == [False, True] * 3 + [False]
     assert fastpath.enabled()
 
 
@@ -75,3 +76,21 @@ def test_bad_arguments_are_rejected():
         bench_models(paths=("turbo",), steps=1)
     with pytest.raises(ValueError, match="unknown model name"):
         bench_models(models=("resnet",), steps=1, warmup=0, memory=False, image_size=16)
+
+
+def test_flops_grow_with_the_square_of_the_width_and_give_a_rate():
+    small = bench_models(width=2, image_size=16, batch_size=2, steps=1, warmup=1, memory=False,
+                         models=(REFERENCE,), paths=("fast",))  # fmt: skip
+    large = bench_models(width=4, image_size=16, batch_size=2, steps=1, warmup=1, memory=False,
+                         models=(REFERENCE,), paths=("fast",))  # fmt: skip
+    ratio = large["gflop_per_step"].iloc[0] / small["gflop_per_step"].iloc[0]
+    assert 3.0 < ratio < 4.5  # convolutions: channels in x channels out, both doubled
+    row = small.iloc[0]
+    assert row["train_gflops"] == pytest.approx(row["gflop_per_step"] / (row["train_ms"] / 1000))
+    assert row["first_step_s"] > 0
+
+
+def test_the_compiled_path_needs_a_warm_up_step():
+    with pytest.raises(ValueError, match="compiled path needs warmup >= 1"):
+        bench_models(width=2, image_size=16, batch_size=2, steps=1, warmup=0, memory=False,
+                     paths=("compiled",))  # fmt: skip

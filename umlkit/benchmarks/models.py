@@ -3,7 +3,8 @@
 Run ``umlkit bench`` or ``python -m umlkit.benchmarks.models`` (options: ``--width``,
 ``--image-size``, ``--batch-size``, ``--steps``, ``--device``, ``--threads``, ``--paths``). It
 prints one row per model and computation path — ``plain`` (the model and loss code as written,
-:func:`umlkit.fastpath.disabled`) and ``fast`` (umlkit's fast paths on, the default) — and the
+:func:`umlkit.fastpath.disabled`), ``fast`` (umlkit's fast paths on, the default) and, on request,
+``compiled`` (``torch.compile``) — with the GFLOP/s each training step reaches and the
 ratio of each row's cost to the multi-task baseline's on the same path; umlkit's target is a UML
 training step at most 2.5x the baseline's at equal width.
 
@@ -48,8 +49,11 @@ from umlkit.train import make_optimizer
 REFERENCE = "multitask"
 #: umlkit's cost target: UML's training step at most this many times the reference's.
 TARGET_RATIO = 2.5
-#: The computation paths compared: the plain code and umlkit's fast paths (:mod:`umlkit.fastpath`).
-PATHS = ("plain", "fast")
+#: The computation paths: the plain code, umlkit's fast paths (:mod:`umlkit.fastpath`), and the
+#: model compiled by ``torch.compile`` (the fast paths step aside inside the compiled graph).
+PATHS = ("plain", "fast", "compiled")
+#: The paths measured unless asked otherwise: compiling takes minutes per model on a small CPU.
+DEFAULT_PATHS = ("plain", "fast")
 
 
 def _batch(batch_size: int, image_size: int, device: str, seed: int = 0):
@@ -64,38 +68,58 @@ def _batch(batch_size: int, image_size: int, device: str, seed: int = 0):
     return images.to(device), masks.to(device), labels.to(device)
 
 
-def _step_functions(name: str, width: int, batch, device: str):
-    """A model's (train step, inference pass) closures and its parameter count."""
+def _step_functions(name: str, width: int, batch, device: str, compiled: bool = False):
+    """A model's (train step, inference pass) closures and its parameter count.
+
+    The step is what :func:`umlkit.train.train` runs: channels-last model, fused Adam, and on CUDA
+    bf16 autocast around the forward pass and the loss. ``compiled`` runs the model through
+    ``torch.compile`` (its first call compiles; the loss and the optimiser stay eager).
+    """
     torch.manual_seed(0)
     model = build_model(name, width=width).to(device)
     optimizer = make_optimizer(model, device, lr=1e-4)
     objective = official_objective(name)
+    forward = torch.compile(model, dynamic=False) if compiled else model
     images, masks, labels = batch
+    autocast = device.startswith("cuda")
 
     def train_step() -> None:
         model.train()
-        output = model(images)
-        loss, _ = objective(output, masks, labels, epoch=1)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            output = forward(images)
+            loss, _ = objective(output, masks, labels, epoch=1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     def inference() -> None:
         model.eval()
-        with torch.no_grad():
-            model(images)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            forward(images)
 
     return train_step, inference, sum(p.numel() for p in model.parameters())
 
 
 def _on_path(function, path: str):
-    """``function`` run with the fast paths on (``"fast"``) or off (``"plain"``)."""
+    """``function`` run with the fast paths off (``"plain"``) or on (``"fast"``, ``"compiled"``)."""
 
     def run() -> None:
-        with fastpath.use(path == "fast"):
+        with fastpath.use(path != "plain"):
             function()
 
     return run
+
+
+def _train_flops(name: str, width: int, batch, device: str) -> float:
+    """Floating-point operations of one training step (forward + backward), counted by
+    ``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products, the operations
+    that dominate the arithmetic (element-wise operations are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    train_step = _step_functions(name, width, batch, device)[0]
+    with fastpath.disabled(), FlopCounterMode(display=False) as counter:
+        train_step()
+    return float(counter.get_total_flops())
 
 
 def _timed(function, device: str) -> tuple[float, float]:
@@ -151,12 +175,18 @@ def _peak_memory_isolated(
 
 
 def _take_turns(functions: dict, steps: int, warmup: int, device: str) -> dict:
-    """Warm every (model, path) up, then time them in turns; every measurement of each in lists."""
-    for train_step, inference, _ in functions.values():
-        for _ in range(warmup):
-            train_step()
-            inference()
+    """Warm every (model, path) up, then time them in turns; every measurement of each in lists.
+
+    The first warm-up training step is timed on its own (``"first"``): for a compiled model it
+    includes the compilation, the cost paid once per training run.
+    """
     timings = {key: {"train": [], "train_cpu": [], "inference": []} for key in functions}
+    for key, (train_step, inference, _) in functions.items():
+        for round_ in range(warmup):
+            wall, _ = _timed(train_step, device)
+            if round_ == 0:
+                timings[key]["first"] = [wall]
+            _timed(inference, device)
     for _ in range(steps):
         for key, (train_step, inference, _) in functions.items():
             wall, cpu = _timed(train_step, device)
@@ -188,7 +218,7 @@ def bench_models(
     models: tuple[str, ...] = ("uml", REFERENCE),
     threads: int | None = None,
     memory: bool = True,
-    paths: tuple[str, ...] = PATHS,
+    paths: tuple[str, ...] = DEFAULT_PATHS,
 ) -> pd.DataFrame:
     """Time a training step and an inference pass of each model and path, and measure peak memory.
 
@@ -202,11 +232,14 @@ def bench_models(
         models: model names; :data:`REFERENCE` is added if missing (the ratios need it).
         threads: torch CPU threads (default: torch's current setting).
         memory: also measure peak memory (on CPU this spawns one process per model and path).
-        paths: ``"plain"`` (fast paths off) and/or ``"fast"`` (see :mod:`umlkit.fastpath`).
+        paths: some of :data:`PATHS`: ``"plain"`` (fast paths off), ``"fast"`` (see
+            :mod:`umlkit.fastpath`), ``"compiled"`` (``torch.compile``; needs ``warmup >= 1``).
 
     Returns:
         One row per model and path: ``model``, ``path``, ``params``, ``train_ms`` and
         ``inference_ms`` (median wall time), ``train_cpu_ms`` (median process CPU time),
+        ``first_step_s`` (the first training step, compilation included), ``gflop_per_step``
+        (:func:`_train_flops`) and ``train_gflops`` (GFLOP per second of a training step),
         ``peak_memory_mb``, and ``train_ratio``, ``train_cpu_ratio``, ``inference_ratio``
         relative to the reference model on the same path.
 
@@ -217,6 +250,8 @@ def bench_models(
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     if not paths or set(paths) - set(PATHS):
         raise ValueError(f"paths must be some of {PATHS}, got {paths!r}")
+    if "compiled" in paths and warmup < 1:
+        raise ValueError("the compiled path needs warmup >= 1 (its first step compiles)")
     device = pick_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -226,9 +261,12 @@ def bench_models(
     functions = {}
     for name in models:
         for path in paths:
-            train_step, inference, params = _step_functions(name, width, batch, device)
+            train_step, inference, params = _step_functions(
+                name, width, batch, device, compiled=path == "compiled"
+            )
             functions[name, path] = (_on_path(train_step, path), _on_path(inference, path), params)
     timings = _take_turns(functions, steps, warmup, device)
+    flops = {name: _train_flops(name, width, batch, device) for name in models}
     rows = []
     for (name, path), (_, _, params) in functions.items():
         median = {
@@ -241,9 +279,12 @@ def bench_models(
             "train_ms": median["train"],
             "train_cpu_ms": median["train_cpu"],
             "inference_ms": median["inference"],
+            "first_step_s": median.get("first", float("nan")) / 1000,
+            "gflop_per_step": flops[name] / 1e9,
+            "train_gflops": flops[name] / 1e6 / median["train"],
             "peak_memory_mb": float("nan"),
         }
-        if memory:
+        if memory and path != "compiled":  # compiling again in a fresh process costs minutes
             row["peak_memory_mb"] = (
                 _peak_memory_mb(name, width, image_size, batch_size, device, path)
                 if device.startswith("cuda")
@@ -281,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m umlkit.benchmarks.models",
         description="Training-step and inference cost of UML versus the multi-task baseline.",
     )
-    parser.add_argument("--width", type=int, default=16, help="width of every model (16)")
+    parser.add_argument("--width", default="16", help="width of every model; several: 8,16,64 (16)")
     parser.add_argument("--image-size", type=int, default=64, help="square image side (64)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (16)")
     parser.add_argument("--steps", type=int, default=10, help="timed rounds, median kept (10)")
@@ -289,26 +330,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--models", default="uml,uml2024,multitask", help="comma-separated")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    parser.add_argument("--paths", default=",".join(PATHS), help="plain and/or fast (both)")
+    parser.add_argument(
+        "--paths",
+        default=",".join(DEFAULT_PATHS),
+        help=f"some of {','.join(PATHS)} (default {','.join(DEFAULT_PATHS)}; compiled takes minutes)",
+    )
     args = parser.parse_args(argv)
-    table = bench_models(
-        width=args.width,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        device=args.device,
-        models=tuple(args.models.split(",")),
-        threads=args.threads,
-        memory=not args.no_memory,
-        paths=tuple(args.paths.split(",")),
-    )
-    info = table.attrs
-    print(
-        f"width {info['width']}, {info['image_size']}x{info['image_size']} images, batch "
-        f"{info['batch_size']}, device {info['device']}, {info['threads']} thread(s)"
-    )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    _print_verdicts(table)
+    for width in (int(w) for w in args.width.split(",")):
+        table = bench_models(
+            width=width,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            device=args.device,
+            models=tuple(args.models.split(",")),
+            threads=args.threads,
+            memory=not args.no_memory,
+            paths=tuple(args.paths.split(",")),
+        )
+        info = table.attrs
+        print(
+            f"\nwidth {info['width']}, {info['image_size']}x{info['image_size']} images, batch "
+            f"{info['batch_size']}, device {info['device']}, {info['threads']} thread(s)"
+        )
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        _print_verdicts(table)
     return 0
 
 
