@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+
+from umlkit.checkpoints import atomic_write
 
 ON_ERROR = ("raise", "skip")
 #: Datasets whose resized images take at most this many bytes are kept in memory by default.
@@ -544,18 +545,14 @@ class SegmentationClassificationDataset(Dataset):
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` into ``path`` via a temporary file in the same folder (created if missing),
-    renamed into place: an interrupted write, or two processes writing at once, never leave a
-    truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
+    """``np.savez`` into ``path`` through :func:`umlkit.checkpoints.atomic_write`: an interrupted
+    write, or two processes writing at once, never leave a truncated file."""
+
+    def write(target: Path) -> None:
+        with target.open("wb") as stream:  # a stream: np.savez would append ".npz" to a name
             np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def default_array_cache_dir() -> Path:
