@@ -26,10 +26,10 @@ from umlkit.checkpoints import (
     restore_rng_states,
     rng_states,
     save_checkpoint,
+    save_npz_atomic,
     save_run_state,
     write_table,
 )
-from umlkit.data.base import save_npz_atomic
 from umlkit.models import build_model
 
 

@@ -1,6 +1,5 @@
 """umlkit.train: schedule, selection, determinism, checkpoints, exact resume, the model cache."""
 
-import datetime
 import hashlib
 import itertools
 import json

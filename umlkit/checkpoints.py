@@ -110,6 +110,18 @@ def write_json(path: str | Path, values: Mapping[str, Any]) -> Path:
     return atomic_write(path, lambda target: target.write_text(text))
 
 
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` into ``path`` through :func:`atomic_write`: an interrupted write, or two
+    processes writing at once, never leave a truncated file (the stored splits of the data
+    loaders use it)."""
+
+    def write(target: Path) -> None:
+        with target.open("wb") as stream:  # a stream: np.savez would append ".npz" to a name
+            np.savez(stream, **arrays)
+
+    atomic_write(path, write)
+
+
 # -------------------------------------------------------------------------- checkpoint files
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     """Save a checkpoint dict with ``torch.save``, atomically (see :func:`atomic_write`)."""
@@ -491,6 +503,74 @@ def check_same_data(
     same = saved_root is not None and Path(saved_root).is_dir()
     if not (same and Path(saved_root).samefile(data_root)):
         raise ValueError(f"cannot resume from {path}: it was trained on {saved_root}; {way_out}")
+
+
+def claim_run_folder(
+    output_dir: Path | None,
+    run_files: Sequence[str],
+    resume: bool,
+    overwrite: bool,
+    names: Mapping[str, str],
+) -> list[str]:
+    """Check that a run may start in ``output_dir`` and return the ``run_files`` already there.
+
+    A folder holding any of ``run_files`` holds a run: it is only continued with ``resume`` or
+    replaced with ``overwrite`` (never both), so no earlier run is lost by accident. Nothing is
+    written here; ``names`` says how messages name ``output_dir``, ``resume`` and ``overwrite``.
+
+    Raises:
+        ValueError: ``resume`` and ``overwrite`` together.
+        FileExistsError: ``output_dir`` is a file, or holds a run and neither flag is set.
+    """
+    if resume and overwrite:
+        raise ValueError(
+            f"{names['resume']} continues a run and {names['overwrite']} replaces it: choose one"
+        )
+    if output_dir is None or not output_dir.exists():
+        return []
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{names['output_dir']} {output_dir} is a file, not a folder")
+    found = [name for name in run_files if (output_dir / name).exists()]
+    if found and not (resume or overwrite):
+        raise FileExistsError(
+            f"{names['output_dir']} {output_dir} already holds a run ({', '.join(found)}): "
+            f"{names['resume']} continues it, {names['overwrite']} replaces it, or choose "
+            f"another {names['output_dir']}"
+        )
+    return found
+
+
+def prepare_run_folder(
+    output_dir: Path,
+    found: Sequence[str],
+    resuming: bool,
+    resume: bool,
+    overwrite: bool,
+    names: Mapping[str, str],
+) -> list[str]:
+    """Create ``output_dir`` and delete the run files ``found`` unless the run is resumed.
+
+    Call it once every check has passed (:func:`claim_run_folder`, the data, the checkpoint).
+    No file other than ``found`` is touched.
+
+    Returns:
+        The notes to show the user: a replaced run, or a new run where one was to be resumed.
+    """
+    note = None
+    if found and not resuming:
+        for name in found:
+            (output_dir / name).unlink()
+        if overwrite:
+            note = f"replacing the run in {output_dir} ({names['overwrite']})"
+        else:
+            note = f"no checkpoint in {output_dir}: starting a new run"
+            stale = [name for name in found if name != CONFIG_FILE]
+            if stale:
+                note += f" (its {', '.join(stale)} removed)"
+    elif resume and not resuming:
+        note = f"no checkpoint in {output_dir}: starting a new run"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return [] if note is None else [note]
 
 
 def save_run_state(

@@ -66,12 +66,14 @@ from umlkit.checkpoints import (
     cache_key,
     check_resume_configuration,
     check_same_data,
+    claim_run_folder,
     data_record,
     first_line,
     get_or_train_cached,
     load_checkpoint,
     load_model_state,
     model_from_checkpoint,
+    prepare_run_folder,
     restore_optimizer_and_rng,
     rng_states,
     save_run_state,
@@ -84,6 +86,7 @@ from umlkit.checkpoints import (  # re-exported: notebooks, the CLI and tests im
 from umlkit.checkpoints import dataset_fingerprint as dataset_fingerprint
 from umlkit.checkpoints import load_model as load_model
 from umlkit.checkpoints import save_checkpoint as save_checkpoint
+from umlkit.data.augment import AUGMENTATIONS, augment_batch
 from umlkit.evaluate import evaluate
 from umlkit.losses import official_objective
 from umlkit.models import ModelConfig, build_model
@@ -93,8 +96,6 @@ from umlkit.runtime import pick_device, project_root, seed_everything
 #: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of
 #: the cache key (a model trained on a GPU is reused on a CPU) and may differ when resuming.
 NOT_HASHED = ("device", "num_workers", "array_cache", "log_every")
-#: Label-preserving augmentations :func:`augment_batch` knows.
-AUGMENTATIONS = ("none", "flip", "dihedral")
 #: The files of a run: a folder holding any of them holds a run that :func:`train` protects.
 RUN_FILES = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, STEPS_FILE, CONFIG_FILE)
 #: What a ``last.pt`` must hold for :func:`train` to resume from it.
@@ -306,33 +307,6 @@ def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 2 + stream)
 
 
-def augment_batch(
-    images: torch.Tensor, masks: torch.Tensor, kind: str, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one random symmetry per image to images (B,C,H,W) and masks (B,H,W) alike.
-
-    ``"flip"``: horizontal and vertical flips, each with probability 1/2. ``"dihedral"``: those
-    and a rotation by a random multiple of 90 degrees (the 8 symmetries of the square; square
-    images only). Both keep the synthetic derm labels (border, asymmetry, colours and size do
-    not change under them); a vertical cup-to-disc ratio (fundus) survives flips but not
-    rotations. The paper trains without augmentation (``"none"``).
-    """
-    if kind == "none":
-        return images, masks
-    flips = torch.randint(0, 2, (len(images), 2), generator=generator).tolist()
-    turns = torch.randint(0, 4, (len(images),), generator=generator).tolist()
-    out_images, out_masks = [], []
-    for image, mask, (flip_h, flip_v), turn in zip(images, masks, flips, turns, strict=True):
-        dims = [d for d, flip in ((-1, flip_h), (-2, flip_v)) if flip]
-        if dims:
-            image, mask = image.flip(dims), mask.flip(dims)
-        if kind == "dihedral" and turn:
-            image, mask = image.rot90(turn, (-2, -1)), mask.rot90(turn, (-2, -1))
-        out_images.append(image)
-        out_masks.append(mask)
-    return torch.stack(out_images), torch.stack(out_masks)
-
-
 # ------------------------------------------------------------------------------------ training
 def train(
     config: TrainConfig,
@@ -394,7 +368,10 @@ def train(
         state = _resume(output_dir, config, model, optimizer, data, names)
     # Every check has passed: from here on the output folder is written.
     if output_dir is not None:
-        _prepare_output_dir(output_dir, config, found, resuming, resume, overwrite, log, names)
+        notes = prepare_run_folder(output_dir, found, resuming, resume, overwrite, names)
+        for note in notes if log is not None else ():
+            log(note)
+        write_json(output_dir / CONFIG_FILE, config.to_dict())
     run = {"config": config, "model": model, "optimizer": optimizer, "device": device}
     _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
     if state.best_state is not None:
@@ -415,52 +392,11 @@ def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, lis
 
     Returns the device and the run files already in ``output_dir``.
     """
-    if resume and overwrite:
-        raise ValueError(
-            f"{names['resume']} continues a run and {names['overwrite']} replaces it: choose one"
-        )
     device = pick_device(config.device, what=names["device"])
     depth = _model_depth(config)
     if depth is not None:
         check_image_size(config.image_size, depth, names["image_size"])
-    found = _run_files(output_dir, names)
-    if found and not (resume or overwrite):
-        raise FileExistsError(
-            f"{names['output_dir']} {output_dir} already holds a run ({', '.join(found)}): "
-            f"{names['resume']} continues it, {names['overwrite']} replaces it, or choose "
-            f"another {names['output_dir']}"
-        )
-    return device, found
-
-
-def _prepare_output_dir(output_dir, config, found, resuming, resume, overwrite, log, names):
-    """Clear a replaced run's files (saying so through ``log``) and write ``config.json``."""
-    note = None
-    if found and not resuming:
-        for name in found:
-            (output_dir / name).unlink()
-        if overwrite:
-            note = f"replacing the run in {output_dir} ({names['overwrite']})"
-        else:
-            note = f"no checkpoint in {output_dir}: starting a new run"
-            stale = [name for name in found if name != CONFIG_FILE]
-            if stale:
-                note += f" (its {', '.join(stale)} removed)"
-    elif resume and not resuming:
-        note = f"no checkpoint in {output_dir}: starting a new run"
-    if note is not None and log is not None:
-        log(note)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / CONFIG_FILE, config.to_dict())
-
-
-def _run_files(output_dir: Path | None, names: Mapping[str, str]) -> list[str]:
-    """The :data:`RUN_FILES` present in ``output_dir`` (none when it does not exist)."""
-    if output_dir is None or not output_dir.exists():
-        return []
-    if not output_dir.is_dir():
-        raise FileExistsError(f"{names['output_dir']} {output_dir} is a file, not a folder")
-    return [name for name in RUN_FILES if (output_dir / name).exists()]
+    return device, claim_run_folder(output_dir, RUN_FILES, resume, overwrite, names)
 
 
 def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback) -> None:

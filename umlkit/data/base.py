@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from umlkit.checkpoints import atomic_write
+from umlkit.checkpoints import save_npz_atomic
 
 ON_ERROR = ("raise", "skip")
 #: Datasets whose resized images take at most this many bytes are kept in memory by default.
@@ -542,17 +542,6 @@ class SegmentationClassificationDataset(Dataset):
             f"{type(self).__name__}(kind={self.kind!r}, split={self.split!r}, items={len(self)}, "
             f"size={size}, classes={self.class_names}, left_out={len(self.report)})"
         )
-
-
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` into ``path`` through :func:`umlkit.checkpoints.atomic_write`: an interrupted
-    write, or two processes writing at once, never leave a truncated file."""
-
-    def write(target: Path) -> None:
-        with target.open("wb") as stream:  # a stream: np.savez would append ".npz" to a name
-            np.savez(stream, **arrays)
-
-    atomic_write(path, write)
 
 
 def default_array_cache_dir() -> Path:

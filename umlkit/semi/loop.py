@@ -15,7 +15,7 @@ best-epoch model selection on validation Dice. What is different:
 
 * **Which images are labeled**: :func:`umlkit.semi.sampler.split_labeled` draws
   ``label_fraction`` of the training split with the run's seed; the other training images lose
-  their masks (:class:`PartiallyLabeled` replaces them by -1, so a method that read one by mistake
+  their masks (:class:`umlkit.semi.sampler.PartiallyLabeled` replaces them by -1, so a method that read one by mistake
   would fail loudly instead of silently learning from it).
 * **Batches**: :class:`umlkit.semi.sampler.TwoStreamBatchSampler`, ``labeled_batch_size`` labeled
   then ``unlabeled_batch_size`` unlabeled images; **an epoch is one pass over the labeled
@@ -76,7 +76,7 @@ from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
 from umlkit.semi.burl import BURL
 from umlkit.semi.caml import CAML
 from umlkit.semi.ema import sigmoid_rampup
-from umlkit.semi.sampler import TwoStreamBatchSampler, split_labeled
+from umlkit.semi.sampler import PartiallyLabeled, TwoStreamBatchSampler, split_labeled
 
 #: The methods by name, in the order the notebook compares them.
 METHODS: dict[str, type[SemiSupervisedMethod]] = {
@@ -213,31 +213,6 @@ def build_method(
         return METHODS[name](in_channels, num_classes, width, **options)
     except TypeError as error:
         raise ValueError(f"bad options {sorted(options)} for method {name!r}: {error}") from None
-
-
-class PartiallyLabeled(Dataset):
-    """A training split where only ``labeled_indices`` keep their masks.
-
-    Items gain ``labeled`` (bool) and ``dataset_index`` (their index here); the mask of an
-    unlabeled item is replaced by -1 everywhere, so no method can learn from it by accident (a
-    loss reading it raises an error).
-    """
-
-    def __init__(self, dataset: Dataset, labeled_indices: list[int]) -> None:
-        self.dataset = dataset
-        self.labeled = set(labeled_indices)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
-        is_labeled = index in self.labeled
-        item["labeled"] = torch.tensor(is_labeled)
-        item["dataset_index"] = torch.tensor(index)
-        if not is_labeled:
-            item["mask"] = torch.full_like(item["mask"], -1)
-        return item
 
 
 def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
