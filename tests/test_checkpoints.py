@@ -24,6 +24,7 @@ from umlkit.checkpoints import (
     load_model,
     load_module_state,
     restore_rng_states,
+    resume_progress,
     rng_states,
     save_checkpoint,
     save_npz_atomic,
@@ -197,3 +198,17 @@ def test_the_cache_trains_a_missing_run_and_loads_a_finished_one(tmp_path):
     }
     assert finished_checkpoints(tmp_path / "key", epochs=3) is None  # interrupted: resume it
     assert finished_checkpoints(tmp_path / "key", 2, files=("steps.csv",)) is None
+
+
+def test_resume_progress_reads_and_checks_how_far_a_run_got():
+    checkpoint = {"epoch": 2, "best": {"epoch": 1, "score": 0.5}, "history": ({"a": 1},), "step": 7}
+    assert resume_progress(checkpoint, "last.pt", counters=("step",)) == {
+        "next_epoch": 3,
+        "best_epoch": 1,
+        "best_score": 0.5,
+        "history": [{"a": 1}],
+        "step": 7,
+    }
+    with pytest.raises(ValueError, match=r"last.pt is not a umlkit checkpoint \(") as caught:
+        resume_progress({**checkpoint, "best": None}, "last.pt")
+    assert "\n" not in str(caught.value)

@@ -635,6 +635,36 @@ def check_resume_configuration(
         )
 
 
+def resume_progress(
+    checkpoint: dict[str, Any],
+    path: Path,
+    lists: Iterable[str] = ("history",),
+    counters: Iterable[str] = (),
+) -> dict[str, Any]:
+    """How far the run of a ``last.pt`` got, read and type-checked.
+
+    Returns:
+        ``next_epoch`` (the epoch after the checkpoint's), ``best_epoch`` and ``best_score``,
+        each entry of ``lists`` (e.g. ``history``) as a list and of ``counters`` (e.g. ``step``)
+        as an int.
+
+    Raises:
+        ValueError: one line, when an entry is missing or of the wrong type.
+    """
+    try:
+        best = checkpoint["best"]
+        progress = {
+            "next_epoch": int(checkpoint["epoch"]) + 1,
+            "best_epoch": int(best["epoch"]),
+            "best_score": float(best["score"]),
+        }
+        progress.update({key: list(checkpoint[key]) for key in lists})
+        progress.update({key: int(checkpoint[key]) for key in counters})
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} is not a umlkit checkpoint ({first_line(error)})") from None
+    return progress
+
+
 def best_state_of(output_dir: Path, best_epoch: int) -> dict[str, torch.Tensor] | None:
     """The weights in ``best.pt`` of a run being resumed (``None`` before any validation)."""
     if best_epoch < 0:

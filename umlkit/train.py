@@ -33,10 +33,8 @@ checkpoint and its data. A start that fails leaves the output folder as it was.
 
 On CPU the same configuration gives the same numbers run after run (same thread count), and an
 interrupted run resumed with ``resume=True`` reproduces the uninterrupted run exactly.
-
-Checkpoint reading and writing, RNG states, the dataset fingerprint and the cache lookup live in
-:mod:`umlkit.checkpoints`, shared with the semi-supervised loop; the names used here
-(``load_checkpoint``, ``save_checkpoint``, ``load_model``, ...) are re-exported for convenience.
+Checkpoints, RNG states, the cache key and lookup live in :mod:`umlkit.checkpoints` (shared with
+the semi-supervised loop); ``load_checkpoint``, ``load_model`` and others are re-exported here.
 """
 
 from __future__ import annotations
@@ -68,13 +66,13 @@ from umlkit.checkpoints import (
     check_same_data,
     claim_run_folder,
     data_record,
-    first_line,
     get_or_train_cached,
     load_checkpoint,
     load_model_state,
     model_from_checkpoint,
     prepare_run_folder,
     restore_optimizer_and_rng,
+    resume_progress,
     rng_states,
     save_run_state,
     state_copy,
@@ -598,17 +596,7 @@ def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names
         advice=f"use another {names['output_dir']} or {names['overwrite']} to start over",
     )
     check_same_data(checkpoint, config.data_root, data["fingerprint"], path, names)
-    try:
-        best = checkpoint["best"]
-        state = TrainingState(
-            next_epoch=int(checkpoint["epoch"]) + 1,
-            history=list(checkpoint["history"]),
-            steps=list(checkpoint["steps"]),
-            best_epoch=int(best["epoch"]),
-            best_score=float(best["score"]),
-        )
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{path} is not a umlkit checkpoint ({first_line(error)})") from None
+    state = TrainingState(**resume_progress(checkpoint, path, lists=("history", "steps")))
     state.best_state = best_state_of(output_dir, state.best_epoch)
     load_model_state(model, checkpoint, path)
     restore_optimizer_and_rng(optimizer, checkpoint, path)

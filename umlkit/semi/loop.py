@@ -57,11 +57,11 @@ from umlkit.checkpoints import (
     cache_key,
     check_resume_configuration,
     dataset_fingerprint,
-    first_line,
     get_or_train_cached,
     load_checkpoint,
     load_module_state,
     restore_optimizer_and_rng,
+    resume_progress,
     rng_states,
     save_run_state,
     state_copy,
@@ -503,17 +503,14 @@ def _resume(output_dir: Path, config: SemiConfig, run: dict[str, Any]):
             f"cannot resume from {path}: the data in {config.data_root} are not the run's (files "
             "were added, removed or rewritten, or it is another dataset)"
         )
-    try:
-        best = checkpoint["best"]
-        state = {
-            "epoch": int(checkpoint["epoch"]) + 1,
-            "step": int(checkpoint["step"]),
-            "history": list(checkpoint["history"]),
-            "best_epoch": int(best["epoch"]),
-            "best_score": float(best["score"]),
-        }
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{path} is not a umlkit checkpoint ({first_line(error)})") from None
+    progress = resume_progress(checkpoint, path, counters=("step",))
+    state = {
+        "epoch": progress["next_epoch"],
+        "step": progress["step"],
+        "history": progress["history"],
+        "best_epoch": progress["best_epoch"],
+        "best_score": progress["best_score"],
+    }
     best_state = best_state_of(output_dir, state["best_epoch"])
     load_module_state(run["method"], checkpoint["model_state"], path)
     restore_optimizer_and_rng(run["optimizer"], checkpoint, path)
