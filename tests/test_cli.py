@@ -109,7 +109,7 @@ def test_train_refuses_a_folder_holding_a_run_and_names_the_flags(derm, run, cap
     err = capsys.readouterr().err
     assert err == (
         f"umlkit train: --output-dir {run} already holds a run (last.pt, best.pt, history.csv, "
-        "config.json): --resume continues it, --overwrite replaces it, or choose another "
+        "steps.csv, config.json): --resume continues it, --overwrite replaces it, or choose another "
         "--output-dir\n"
     )
     assert snapshot(run) == before

@@ -251,15 +251,11 @@ def _stored_or_given(given, stored, flag: str, default, what: str) -> tuple:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from umlkit.checkpoints import check_checkpoint_data, load_checkpoint, model_from_checkpoint
     from umlkit.data import load_dataset
     from umlkit.evaluate import evaluate
     from umlkit.runtime import pick_device
-    from umlkit.train import (
-        check_checkpoint_data,
-        check_image_size,
-        load_checkpoint,
-        model_from_checkpoint,
-    )
+    from umlkit.train import check_image_size
 
     device = pick_device(args.device, what="--device")
     output = _evaluation_output(args.output, args.checkpoint, args.split)
@@ -321,7 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="umlkit", description="Uncertainty-informed mutual learning: data, training, figures."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_preprocess, _add_train, _add_evaluate, _add_bench, _add_figures):
+        add(sub)
+    return parser
 
+
+def _add_synth(sub) -> None:
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's layout")
     synth.add_argument("root", type=Path, help="folder to write (created)")
     synth.add_argument("--kind", default="derm", help="derm (ISIC 2017), fundus (REFUGE) or ood")
@@ -333,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(func=_cmd_synth)
 
+
+def _add_preprocess(sub) -> None:
     preprocess = sub.add_parser("preprocess", help="preprocess and cache I-SPY1 NIfTI volumes")
     preprocess.add_argument(
         "root", type=Path, help="the I-SPY1 folder (ISPY_<id>/..., outcome xlsx)"
@@ -343,78 +346,79 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--cache-dir", type=Path, default=None)
     preprocess.set_defaults(func=_cmd_preprocess)
 
-    for name, helptext in (("train", "train a model"), ("evaluate", "evaluate a checkpoint")):
-        cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
-        if name == "evaluate":
-            cmd.add_argument("checkpoint", type=Path, help="a best.pt / last.pt written by train")
-            cmd.add_argument("--split", default="test")
-            cmd.add_argument(
-                "--output",
-                help="write the per-image table as CSV; a folder receives "
-                "<checkpoint name>_<split>.csv",
-            )
-            cmd.add_argument(
-                "--dataset",
-                default=None,
-                help="isic2017, refuge, ispy1, folder (default: the checkpoint's)",
-            )
-            cmd.add_argument(
-                "--image-size",
-                type=_positive_int,
-                default=None,
-                help="default: the size the checkpoint was trained at",
-            )
-        else:
-            cmd.add_argument(
-                "--dataset", default=None, help="isic2017 (default), refuge, ispy1, folder"
-            )
-            cmd.add_argument(
-                "--image-size",
-                type=_positive_int,
-                default=None,
-                help="a multiple of 2**(depth-1), 8 for umlkit's networks (default 64)",
-            )
-        cmd.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-        if name == "train":
-            cmd.add_argument("--output-dir", type=Path, required=True, help="checkpoints, history")
-            cmd.add_argument(
-                "--profile",
-                choices=PROFILES,
-                default=None,
-                help="fill the training settings from this profile's train settings (paper: "
-                "the official configuration of --dataset); the flags given win",
-            )
-            cmd.add_argument(
-                "--model", default=None, help="uml (default), uml2024, unet, classifier, multitask"
-            )
-            cmd.add_argument("--width", type=_positive_int, default=None, help="default 16")
-            cmd.add_argument("--epochs", type=_positive_int, default=None, help="default 12")
-            cmd.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
-            cmd.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3")
-            cmd.add_argument("--seed", type=int, default=None, help="default 0")
-            cmd.add_argument(
-                "--augment",
-                default=None,
-                help="none (default), flip (random flips) or dihedral (flips and quarter turns) "
-                "per image; use flip where a turn changes the label (REFUGE's vertical "
-                "cup-to-disc ratio)",
-            )
-            existing = cmd.add_mutually_exclusive_group()
-            existing.add_argument(
-                "--resume", action="store_true", help="continue the run in --output-dir"
-            )
-            existing.add_argument(
-                "--overwrite",
-                action="store_true",
-                help="replace the run in --output-dir (its last.pt, best.pt, history.csv, "
-                "config.json)",
-            )
-            cmd.add_argument("--no-navigator", action="store_true", help="ablation")
-            cmd.add_argument("--no-instructor", action="store_true", help="ablation")
-            cmd.add_argument("--softmax", action="store_true", help="softmax heads (ablation)")
-        cmd.set_defaults(func=_cmd_train if name == "train" else _cmd_evaluate)
 
+def _add_train(sub) -> None:
+    cmd = sub.add_parser("train", help="train a model")
+    cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
+    cmd.add_argument("--dataset", default=None, help="isic2017 (default), refuge, ispy1, folder")
+    cmd.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="a multiple of 2**(depth-1), 8 for umlkit's networks (default 64)",
+    )
+    cmd.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    cmd.add_argument("--output-dir", type=Path, required=True, help="checkpoints, history")
+    cmd.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="fill the training settings from this profile's train settings (paper: "
+        "the official configuration of --dataset); the flags given win",
+    )
+    cmd.add_argument(
+        "--model", default=None, help="uml (default), uml2024, unet, classifier, multitask"
+    )
+    cmd.add_argument("--width", type=_positive_int, default=None, help="default 16")
+    cmd.add_argument("--epochs", type=_positive_int, default=None, help="default 12")
+    cmd.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
+    cmd.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3")
+    cmd.add_argument("--seed", type=int, default=None, help="default 0")
+    cmd.add_argument(
+        "--augment",
+        default=None,
+        help="none (default), flip (random flips) or dihedral (flips and quarter turns) per "
+        "image; use flip where a turn changes the label (REFUGE's vertical cup-to-disc ratio)",
+    )
+    existing = cmd.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --output-dir (its last.pt, best.pt, history.csv, steps.csv, "
+        "config.json)",
+    )
+    cmd.add_argument("--no-navigator", action="store_true", help="ablation")
+    cmd.add_argument("--no-instructor", action="store_true", help="ablation")
+    cmd.add_argument("--softmax", action="store_true", help="softmax heads (ablation)")
+    cmd.set_defaults(func=_cmd_train)
+
+
+def _add_evaluate(sub) -> None:
+    cmd = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
+    cmd.add_argument("checkpoint", type=Path, help="a best.pt / last.pt written by train")
+    cmd.add_argument("--split", default="test")
+    cmd.add_argument(
+        "--output",
+        help="write the per-image table as CSV; a folder receives <checkpoint name>_<split>.csv",
+    )
+    cmd.add_argument(
+        "--dataset",
+        default=None,
+        help="isic2017, refuge, ispy1, folder (default: the checkpoint's)",
+    )
+    cmd.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="default: the size the checkpoint was trained at",
+    )
+    cmd.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    cmd.set_defaults(func=_cmd_evaluate)
+
+
+def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="speed and memory benchmarks (prints tables)")
     bench.add_argument("what", nargs="?", default="all", choices=("all", "models", "metrics"))
     bench.add_argument("--width", type=int, default=16)
@@ -422,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-pixels", type=float, default=1e8)
     bench.set_defaults(func=_cmd_bench)
 
+
+def _add_figures(sub) -> None:
     figures = sub.add_parser("figures", help="run the notebooks with papermill, write figures/")
     figures.add_argument("--profile", default="default", help="smoke, default or paper")
     figures.add_argument("--only", help="comma-separated notebook numbers, e.g. 05,07")
@@ -434,7 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one notebook parameter (value read as YAML); repeatable",
     )
     figures.set_defaults(func=_cmd_figures)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,25 +5,26 @@
 >>> result = train(config, output_dir="runs/uml", resume=True)  # continue after an interruption
 >>> result = get_or_train(config)   # cached under data/cache/models/<hash>/, trained only once
 >>> result.model, result.history    # best model (eval mode) and one row per epoch
+>>> result.steps                    # the training loss every config.log_every steps
 
-What happens in an epoch:
+:func:`train` reads as a list of steps, each its own function:
 
-1. The learning rate follows :func:`learning_rate`, set before every step: constant for the
-   first ``constant_fraction`` of the epochs, then poly(0.9) decay floored at ``min_lr`` — the
-   UML reference schedule (constant 30 of 100 epochs, then poly), stretched to ``epochs``.
-2. The training split is shuffled by a generator seeded from ``(seed, epoch)``, so an epoch's
-   batches do not depend on what ran before it (this is what makes resuming exact).
-3. Each batch: forward (bf16 autocast on CUDA), :func:`umlkit.losses.uml_objective` in float32,
-   backward, Adam step. The objective computes the terms the model has outputs for.
-4. Validation (:func:`umlkit.evaluate.evaluate` on the ``val`` split): accuracy, Dice, ECE, AUC.
-5. **Model selection**: the epoch with the best validation score ``(accuracy + Dice) / 2`` (the
-   mean of those the model has: a U-Net is selected on Dice, a classifier on accuracy) is kept;
-   ties keep the earlier epoch. The returned model holds the best epoch's weights.
-6. Checkpoints (with ``output_dir``): ``last.pt`` every epoch (model, optimizer, epoch, history,
-   RNG states, configs, umlkit version, and what the model was trained on: see
-   :func:`data_record`) and ``best.pt`` when the score improves, each written to a temporary file
-   first and moved into place with ``os.replace`` so a crash never leaves a torn file;
-   ``history.csv`` likewise.
+1. :func:`build_train_loader`: the training split, shuffled by a generator seeded from
+   ``(seed, epoch)``, so an epoch's batches do not depend on what ran before it (this is what
+   makes resuming exact).
+2. :func:`train_one_epoch`: for each batch the learning rate of :func:`learning_rate` is set
+   (constant for the first ``constant_fraction`` of the epochs, then poly(0.9) decay floored at
+   ``min_lr``, the UML reference schedule stretched to ``epochs``), then forward (bf16 autocast on
+   CUDA), :func:`umlkit.losses.official_objective` in float32, backward, Adam step. Every
+   ``log_every`` steps the mean loss terms go into the per-step table.
+3. :func:`validate`: :func:`umlkit.evaluate.evaluate` on the ``val`` split: accuracy, Dice, ECE,
+   AUC. **Model selection** keeps the epoch with the best validation score ``(accuracy + Dice)
+   / 2`` (the mean of those the model has: a U-Net is selected on Dice, a classifier on
+   accuracy); ties keep the earlier epoch. The returned model holds the best epoch's weights.
+4. :func:`save_epoch` (with ``output_dir``): ``last.pt`` every epoch (model, optimizer, epoch,
+   history, RNG states, configs, umlkit version, and what the model was trained on: see
+   :func:`data_record`), ``best.pt`` when the score improves, ``history.csv`` and
+   ``steps.csv``, each written atomically (:mod:`umlkit.checkpoints`).
 
 Nothing is written before every argument has been checked: the device, the image size against
 the network's downsampling factor, the data, the output folder (a folder that holds a run is only
@@ -32,18 +33,15 @@ checkpoint and its data. A start that fails leaves the output folder as it was.
 
 On CPU the same configuration gives the same numbers run after run (same thread count), and an
 interrupted run resumed with ``resume=True`` reproduces the uninterrupted run exactly.
+Checkpoints, RNG states, the cache key and lookup live in :mod:`umlkit.checkpoints` (shared with
+the semi-supervised loop); ``load_checkpoint``, ``load_model`` and others are re-exported here.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
-import pickle
-import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,26 +50,52 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import umlkit
+from umlkit.checkpoints import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    STEPS_FILE,
+    best_state_of,
+    cache_key,
+    check_resume_configuration,
+    check_same_data,
+    claim_run_folder,
+    data_record,
+    get_or_train_cached,
+    load_checkpoint,
+    load_model_state,
+    model_from_checkpoint,
+    prepare_run_folder,
+    restore_optimizer_and_rng,
+    resume_progress,
+    rng_states,
+    save_run_state,
+    state_copy,
+    write_json,
+)
+from umlkit.checkpoints import (  # re-exported: notebooks, the CLI and tests import them from here
+    check_checkpoint_data as check_checkpoint_data,
+)
+from umlkit.checkpoints import dataset_fingerprint as dataset_fingerprint
+from umlkit.checkpoints import load_model as load_model
+from umlkit.checkpoints import save_checkpoint as save_checkpoint
+from umlkit.data.augment import AUGMENTATIONS, augment_batch
 from umlkit.evaluate import evaluate
 from umlkit.losses import official_objective
-from umlkit.models import ModelConfig, build_model, model_from_config
+from umlkit.models import ModelConfig, build_model
+from umlkit.optim import learning_rate, make_optimizer
 from umlkit.runtime import pick_device, project_root, seed_everything
 
-#: Fields of :class:`TrainConfig` that do not change the trained weights' meaning; they are left
-#: out of the cache key (a model trained on a GPU is reused on a CPU).
-NOT_HASHED = ("device", "num_workers", "array_cache")
-#: Label-preserving augmentations :func:`augment_batch` knows.
-AUGMENTATIONS = ("none", "flip", "dihedral")
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-HISTORY_FILE = "history.csv"
-CONFIG_FILE = "config.json"
+#: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of
+#: the cache key (a model trained on a GPU is reused on a CPU) and may differ when resuming.
+NOT_HASHED = ("device", "num_workers", "array_cache", "log_every")
 #: The files of a run: a folder holding any of them holds a run that :func:`train` protects.
-RUN_FILES = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, CONFIG_FILE)
+RUN_FILES = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, STEPS_FILE, CONFIG_FILE)
 #: What a ``last.pt`` must hold for :func:`train` to resume from it.
 RESUME_KEYS = (
     "train_config",
@@ -82,6 +106,7 @@ RESUME_KEYS = (
     "history",
     "best",
     "rng",
+    "steps",
 )
 #: How :func:`train`'s messages name its arguments; the command line passes its flags instead
 #: (``argument_names``), so that no message suggests an argument its user cannot type.
@@ -93,6 +118,12 @@ PYTHON_NAMES = {
     "image_size": "TrainConfig.image_size",
     "device": "TrainConfig.device",
 }
+#: Part of the cache key: raised whenever an unchanged configuration would give other numbers
+#: or other run files (a new network structure, loss or table), so that no run written by
+#: older code is loaded from the cache.
+TRAINING_REVISION = 5
+#: Validation metrics recorded in the history (prefixed ``val_``).
+VAL_METRICS = ("accuracy", "auc", "ece", "dice", "class_uncertainty", "pixel_uncertainty")
 
 
 @dataclass
@@ -121,11 +152,12 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA only (every device runs channels_last)
     num_workers: int = 0  # DataLoader worker processes
     array_cache: str | None = None  # folder for decoded, resized splits (load_dataset's cache)
+    log_every: int = 10  # optimisation steps per row of the per-step loss table
 
     def __post_init__(self) -> None:
         self.loss_weights = tuple(float(w) for w in self.loss_weights)
         self.model_options = dict(self.model_options)
-        for name in ("width", "image_size", "epochs", "batch_size"):
+        for name in ("width", "image_size", "epochs", "batch_size", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
@@ -172,28 +204,31 @@ class TrainResult:
     best_score: float  # its validation score, (accuracy + Dice) / 2
     output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
     from_cache: bool = False  # True when get_or_train found a finished run
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # loss every log_every steps
 
 
-def learning_rate(config: TrainConfig, epoch: float) -> float:
-    r"""The learning rate at training time ``epoch``: constant, then poly(0.9) decay with a floor.
+@dataclass
+class TrainingState:
+    """Where a run stands: what each epoch updates and what resuming restores."""
 
-    .. math::
-        \mathrm{lr}_t = \begin{cases} \mathrm{lr} & t < t_0 \\
-        \max\big(\mathrm{lr}_{min},\ \mathrm{lr}\,(1 - \frac{t - t_0}{T - t_0})^{0.9}\big)
-        & t \ge t_0 \end{cases}, \qquad t_0 = \lfloor f\,T \rfloor
+    next_epoch: int = 0  # the first epoch still to train
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    steps: list[dict[str, float]] = field(default_factory=list)  # one row per log_every steps
+    best_epoch: int = -1  # -1: no epoch validated yet
+    best_score: float = -np.inf
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights
 
-    with T = ``epochs`` and f = ``constant_fraction`` (UML reference: 30 of 100 epochs, floor
-    1e-5). ``epoch`` is 0-based and may be fractional: the loop sets the rate before every
-    optimisation step, at ``t = epoch + step / steps_per_epoch``, so the decay is smooth and the
-    last steps run at nearly ``min_lr``. (Set once per epoch, a 4-epoch run would spend its
-    whole last epoch at 37 % of the peak rate, and where it stops would depend on the last few
-    noisy steps: see notebook 03.)
-    """
-    start = int(config.constant_fraction * config.epochs)
-    if epoch < start:
-        return config.lr
-    progress = min((epoch - start) / max(config.epochs - start, 1), 1.0)
-    return max(config.min_lr, config.lr * (1.0 - progress) ** 0.9)
+    def finish_epoch(self, row: dict[str, float], steps: list[dict], model: nn.Module) -> bool:
+        """Record a finished epoch's history row and step rows; keep its weights if it is the
+        best so far (a strictly higher ``val_score``). Returns whether it was."""
+        self.history.append(row)
+        self.steps.extend(steps)
+        self.next_epoch = int(row["epoch"]) + 1
+        if row["val_score"] > self.best_score:
+            self.best_epoch, self.best_score = int(row["epoch"]), row["val_score"]
+            self.best_state = state_copy(model)
+            return True
+        return False
 
 
 def selection_score(metrics: dict[str, float]) -> float:
@@ -202,291 +237,7 @@ def selection_score(metrics: dict[str, float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-# ------------------------------------------------------------------------------- checkpoints
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(temporary)`` then ``os.replace``: readers see the old or the new file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
-def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
-    """Save a checkpoint dict atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda target: torch.save(checkpoint, target))
-    return path
-
-
-#: The first bytes of every file ``torch.save`` writes (a zip archive).
-_TORCH_ZIP_MAGIC = b"PK\x03\x04"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def load_checkpoint(
-    path: str | Path, require: Iterable[str] = ("model_config", "model_state")
-) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train` (tensors land on the CPU).
-
-    The one reader of umlkit checkpoints (evaluation, resuming, the model cache and the
-    semi-supervised loop use it): whatever is wrong with the file, the error is one line naming
-    the file and the problem.
-
-    Args:
-        path: the checkpoint file.
-        require: the entries the checkpoint must hold (resuming needs :data:`RESUME_KEYS`).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is empty, truncated or corrupt, not a file ``torch.save`` wrote, not
-            a umlkit checkpoint, or lacks an entry of ``require``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"checkpoint {path} is a folder; name a file such as {CHECKPOINT_BEST}")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as stream:
-            head = stream.read(len(_TORCH_ZIP_MAGIC))
-    except OSError as error:
-        raise ValueError(f"checkpoint {path} cannot be read: {error.strerror or error}") from None
-    if size == 0:
-        raise ValueError(
-            f"checkpoint {path} is empty (0 bytes): its writing was interrupted or it is not a "
-            "checkpoint"
-        )
-    if head != _TORCH_ZIP_MAGIC:
-        raise ValueError(
-            f"checkpoint {path} is not a file torch.save wrote (no zip header): not a umlkit "
-            "checkpoint"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
-            raise ValueError(
-                f"checkpoint {path} holds Python objects umlkit never writes (torch's safe loader "
-                "refuses them): not a umlkit checkpoint"
-            ) from None
-        raise ValueError(
-            f"checkpoint {path} is corrupt ({size} bytes): {_first_line(error)}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as error:
-        raise ValueError(
-            f"checkpoint {path} is truncated or corrupt ({size} bytes): {_first_line(error)}"
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise ValueError(
-            f"{path} is not a umlkit checkpoint (it holds a {type(checkpoint).__name__}, "
-            "not a dict)"
-        )
-    missing = [key for key in require if key not in checkpoint]
-    if missing:
-        raise ValueError(f"{path} is not a umlkit checkpoint (no {', '.join(missing)})")
-    return checkpoint
-
-
-def _config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
-def _load_state(module: nn.Module, state: Any, path: str | Path | None) -> None:
-    """``module.load_state_dict(state)``, a mismatch reported as one ``ValueError`` line."""
-    where = "checkpoint" if path is None else f"checkpoint {path}"
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError, AttributeError, KeyError) as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        # torch's message starts with a header line; the first problem follows it
-        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
-        raise ValueError(f"{where}: its weights do not fit its model ({detail})") from None
-    if missing or unexpected:
-        problems = [
-            f"{len(keys)} {kind} (e.g. {keys[0]})"
-            for kind, keys in (("missing", missing), ("unexpected", unexpected))
-            if keys
-        ]
-        raise ValueError(
-            f"{where}: its weights do not fit its model ({' and '.join(problems)} weights)"
-        )
-
-
-def load_model_state(
-    model: nn.Module, checkpoint: dict[str, Any], path: str | Path | None = None
-) -> nn.Module:
-    """Load a checkpoint's weights into ``model`` after checking that the architectures agree.
-
-    Args:
-        model: a model whose ``config`` must equal the checkpoint's model configuration.
-        checkpoint: what :func:`load_checkpoint` returned.
-        path: the checkpoint's file, named in error messages.
-
-    Raises:
-        ValueError: ``model.config`` differs from the checkpoint's model configuration (the
-            message lists the differing fields), or the weights do not fit the model.
-    """
-    differences = _config_differences(model.config.to_dict(), checkpoint["model_config"])
-    if differences:
-        raise ValueError(
-            "checkpoint was saved from a different model configuration: " + "; ".join(differences)
-        )
-    _load_state(model, checkpoint["model_state"], path)
-    return model
-
-
-def model_from_checkpoint(
-    checkpoint: dict[str, Any], path: str | Path, device: str | None = "cpu"
-) -> nn.Module:
-    """Rebuild the model of a checkpoint :func:`load_checkpoint` read, in eval mode.
-
-    Raises:
-        ValueError: the stored model configuration is invalid or the weights do not fit it (the
-            message names ``path``).
-    """
-    try:
-        model = model_from_config(checkpoint["model_config"], load_weights=False)
-    except (ValueError, TypeError, AttributeError, KeyError) as error:
-        raise ValueError(
-            f"checkpoint {path}: its model configuration is invalid ({_first_line(error)})"
-        ) from None
-    _load_state(model, checkpoint["model_state"], path)
-    return model.to(pick_device(device)).eval()
-
-
-def load_model(
-    path: str | Path, device: str | None = "cpu", expected: ModelConfig | None = None
-) -> nn.Module:
-    """Rebuild a model from a checkpoint (its stored :class:`ModelConfig`) and load its weights.
-
-    Args:
-        path: a ``best.pt`` / ``last.pt`` written by :func:`train`.
-        device: where to put the model (``None``: the best available).
-        expected: if given, the configuration the checkpoint must have been saved from.
-
-    Returns:
-        The model in eval mode.
-
-    Raises:
-        FileNotFoundError: no checkpoint at ``path``.
-        ValueError: not a readable umlkit checkpoint, or a configuration other than ``expected``.
-    """
-    checkpoint = load_checkpoint(path)
-    if expected is not None:
-        differences = _config_differences(expected.to_dict(), checkpoint["model_config"])
-        if differences:
-            raise ValueError(
-                f"checkpoint {path} holds a different model: " + "; ".join(differences)
-            )
-    return model_from_checkpoint(checkpoint, path, device)
-
-
-def data_record(config: TrainConfig, train_set) -> dict[str, Any]:
-    """What a checkpoint records of the data its model was trained on.
-
-    ``dataset`` (the loader kind), ``class_names`` and ``seg_class_names`` (the image and pixel
-    classes, in label order), ``image_size``, and ``fingerprint`` / ``files``: a hash of the
-    relative names, sizes and modification times of every file under ``data_root``, and how
-    many there are (:func:`dataset_fingerprint`). Resuming compares the fingerprint, so the same
-    folder is accepted by any path; evaluation compares the classes.
-    """
-    fingerprint, files = _fingerprint(config.data_root, mtimes=True)
-    return {
-        "dataset": config.dataset,
-        "class_names": [str(name) for name in train_set.class_names],
-        "seg_class_names": [str(name) for name in train_set.seg_class_names],
-        "image_size": config.image_size,
-        "fingerprint": fingerprint,
-        "files": files,
-    }
-
-
-def check_checkpoint_data(checkpoint: dict[str, Any], dataset, path: str | Path) -> None:
-    """Refuse a dataset whose image or pixel classes are not those the checkpoint was trained on.
-
-    Compares the class names the checkpoint records (:func:`data_record`); a checkpoint without
-    them (written by an older umlkit) is compared by the numbers of classes of its model.
-
-    Raises:
-        ValueError: the classes differ; the message names both.
-    """
-    record = checkpoint.get("data")
-    where = f"{dataset.root} ({dataset.split} split)"
-    problems = []
-    if isinstance(record, dict) and "class_names" in record:
-        for key, label in (("class_names", "classes"), ("seg_class_names", "segmentation classes")):
-            trained = tuple(str(name) for name in record.get(key, ()))
-            found = tuple(str(name) for name in getattr(dataset, key))
-            if trained != found:
-                problems.append(f"{label} {list(trained)} but {where} has {list(found)}")
-    else:
-        model_config = checkpoint["model_config"]
-        for key, label in (("num_classes", "classes"), ("num_seg_classes", "segmentation classes")):
-            trained, found = model_config.get(key), getattr(dataset, key)
-            if trained != found:
-                problems.append(f"{trained} {label} but {where} has {found}")
-    if problems:
-        raise ValueError(f"checkpoint {path} was trained on " + "; and on ".join(problems))
-
-
-def _rng_states(device: str) -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    states = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
-            "pos": int(numpy_state[2]),
-            "has_gauss": int(numpy_state[3]),
-            "cached_gaussian": float(numpy_state[4]),
-        },
-        "python": random.getstate(),
-    }
-    if device.startswith("cuda"):
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    numpy_state = states["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def restore_optimizer_and_rng(optimizer: torch.optim.Optimizer, checkpoint: dict, path) -> None:
-    """Restore a checkpoint's optimizer state and random-number states (every resumed loop).
-
-    Raises:
-        ValueError: one line naming ``path`` when either cannot be restored.
-    """
-    try:
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        _restore_rng_states(checkpoint["rng"])
-    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
-        raise ValueError(
-            f"checkpoint {path}: its optimizer or random states cannot be restored "
-            f"({_first_line(error)})"
-        ) from None
-
-
-# ------------------------------------------------------------------------------------ training
+# ------------------------------------------------------------------------------ building blocks
 def _load_splits(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES):
     from umlkit.data import load_dataset
 
@@ -537,7 +288,7 @@ def _model_depth(config: TrainConfig) -> int | None:
     return depth if valid else None
 
 
-def _build(config: TrainConfig, train_set) -> nn.Module:
+def _build_model(config: TrainConfig, train_set) -> nn.Module:
     return build_model(
         config.model,
         num_classes=train_set.num_classes,
@@ -554,33 +305,7 @@ def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 2 + stream)
 
 
-def augment_batch(
-    images: torch.Tensor, masks: torch.Tensor, kind: str, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one random symmetry per image to images (B,C,H,W) and masks (B,H,W) alike.
-
-    ``"flip"``: horizontal and vertical flips, each with probability 1/2. ``"dihedral"``: those
-    and a rotation by a random multiple of 90 degrees (the 8 symmetries of the square; square
-    images only). Both keep the synthetic derm labels (border, asymmetry, colours and size do
-    not change under them); a vertical cup-to-disc ratio (fundus) survives flips but not
-    rotations. The paper trains without augmentation (``"none"``).
-    """
-    if kind == "none":
-        return images, masks
-    flips = torch.randint(0, 2, (len(images), 2), generator=generator).tolist()
-    turns = torch.randint(0, 4, (len(images),), generator=generator).tolist()
-    out_images, out_masks = [], []
-    for image, mask, (flip_h, flip_v), turn in zip(images, masks, flips, turns, strict=True):
-        dims = [d for d, flip in ((-1, flip_h), (-2, flip_v)) if flip]
-        if dims:
-            image, mask = image.flip(dims), mask.flip(dims)
-        if kind == "dihedral" and turn:
-            image, mask = image.rot90(turn, (-2, -1)), mask.rot90(turn, (-2, -1))
-        out_images.append(image)
-        out_masks.append(mask)
-    return torch.stack(out_images), torch.stack(out_masks)
-
-
+# ------------------------------------------------------------------------------------ training
 def train(
     config: TrainConfig,
     output_dir: str | Path | None = None,
@@ -599,12 +324,12 @@ def train(
 
     Args:
         config: the run's configuration.
-        output_dir: folder for ``last.pt``, ``best.pt``, ``history.csv`` and ``config.json``
-            (created); ``None`` trains in memory without checkpoints. A folder that already
-            holds any of these files is refused unless ``resume`` or ``overwrite`` says what to
-            do with it.
+        output_dir: folder for ``last.pt``, ``best.pt``, ``history.csv``, ``steps.csv`` and
+            ``config.json`` (created); ``None`` trains in memory without checkpoints. A folder
+            that already holds any of these files is refused unless ``resume`` or ``overwrite``
+            says what to do with it.
         resume: continue the run in ``output_dir`` from its ``last.pt``. The configuration must
-            be the same (device, workers and array cache aside) and the data the same files
+            be the same (the fields of :data:`NOT_HASHED` aside) and the data the same files
             (by fingerprint, so any path to the same folder will do). Without a ``last.pt`` a
             new run starts, and ``log`` says so.
         progress: show a tqdm bar with the running loss and the last validation metrics.
@@ -628,97 +353,79 @@ def train(
         FileNotFoundError: the dataset folder does not exist.
     """
     names = {**PYTHON_NAMES, **(argument_names or {})}
-    if resume and overwrite:
-        raise ValueError(
-            f"{names['resume']} continues a run and {names['overwrite']} replaces it: choose one"
-        )
+    output_dir = None if output_dir is None else Path(output_dir)
+    device, found = _check_start(config, output_dir, resume, overwrite, names)
+    train_set, val_set = _load_splits(config, names)
+    data = None if output_dir is None else data_record(config, train_set)
+    seed_everything(config.seed)
+    model = _build_model(config, train_set).to(device)
+    optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
+    state = TrainingState()
+    resuming = resume and CHECKPOINT_LAST in found
+    if resuming:
+        state = _resume(output_dir, config, model, optimizer, data, names)
+    # Every check has passed: from here on the output folder is written.
+    if output_dir is not None:
+        notes = prepare_run_folder(output_dir, found, resuming, resume, overwrite, names)
+        for note in notes if log is not None else ():
+            log(note)
+        write_json(output_dir / CONFIG_FILE, config.to_dict())
+    run = {"config": config, "model": model, "optimizer": optimizer, "device": device}
+    _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return TrainResult(
+        model=model.eval(),
+        history=pd.DataFrame(state.history),
+        config=config,
+        best_epoch=int(state.best_epoch),
+        best_score=float(state.best_score),
+        output_dir=output_dir,
+        steps=pd.DataFrame(state.steps),
+    )
+
+
+def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, list[str]]:
+    """The checks that need no data: the arguments, the device, the image size, the folder.
+
+    Returns the device and the run files already in ``output_dir``.
+    """
     device = pick_device(config.device, what=names["device"])
     depth = _model_depth(config)
     if depth is not None:
         check_image_size(config.image_size, depth, names["image_size"])
-    output_dir = None if output_dir is None else Path(output_dir)
-    found = _run_files(output_dir, names)
-    if found and not (resume or overwrite):
-        raise FileExistsError(
-            f"{names['output_dir']} {output_dir} already holds a run ({', '.join(found)}): "
-            f"{names['resume']} continues it, {names['overwrite']} replaces it, or choose "
-            f"another {names['output_dir']}"
-        )
-    train_set, val_set = _load_splits(config, names)
-    data = None if output_dir is None else data_record(config, train_set)
-    seed_everything(config.seed)
-    model = _build(config, train_set).to(device)
-    optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
-    extra = {} if config.seg_ce_weight is None else {"seg_ce_weight": config.seg_ce_weight}
-    objective = official_objective(
-        config.model,
-        weights=config.loss_weights,
-        anneal_epochs=config.kl_anneal_epochs,
-        kind=config.loss_kind,
-        **extra,
-    )
-    history: list[dict[str, float]] = []
-    best = {"epoch": -1, "score": -np.inf, "state": None}
-    start_epoch = 0
-    resuming = resume and CHECKPOINT_LAST in found
-    if resuming:
-        start_epoch, history, best = _resume(output_dir, config, model, optimizer, data, names)
-    # Every check has passed: from here on the output folder is written.
-    if output_dir is not None:
-        if found and not resuming:
-            _remove_run(output_dir, found)
-            if overwrite:
-                note = f"replacing the run in {output_dir} ({names['overwrite']})"
-            else:
-                note = f"no checkpoint in {output_dir}: starting a new run"
-                stale = [name for name in found if name != CONFIG_FILE]
-                if stale:
-                    note += f" (its {', '.join(stale)} removed)"
-            if log is not None:
-                log(note)
-        elif resume and not resuming and log is not None:
-            log(f"no checkpoint in {output_dir}: starting a new run")
-        output_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            output_dir / CONFIG_FILE,
-            lambda target: target.write_text(json.dumps(config.to_dict(), indent=1) + "\n"),
-        )
+    return device, claim_run_folder(output_dir, RUN_FILES, resume, overwrite, names)
 
+
+def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback) -> None:
+    """Train, validate and (with ``output_dir``) save each epoch from ``state.next_epoch`` on."""
+    config, model = run["config"], run["model"]
+    objective = _objective(config)
     steps = max(len(train_set) // config.batch_size, 1)
     bar = tqdm(
         total=config.epochs * steps,
-        initial=start_epoch * steps,
+        initial=state.next_epoch * steps,
         desc=f"train {config.model}",
         disable=not progress,
     )
     try:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(state.next_epoch, config.epochs):
             started, started_cpu = time.perf_counter(), time.process_time()
-            lr = learning_rate(config, epoch)  # at the epoch's first step (then set per step)
-            sums = _train_epoch(model, train_set, optimizer, objective, config, epoch, device, bar)
-            metrics = evaluate(
-                model,
-                val_set,
-                device=device,
-                batch_size=2 * config.batch_size,
-                keep_maps=0,
-                surface_metrics=False,
-            ).summary
-            score = selection_score(metrics)
-            row = {"epoch": epoch, "lr": lr, **sums}
-            row.update({f"val_{k}": metrics[k] for k in _VAL_METRICS})
-            row["val_score"] = score
+            loader = build_train_loader(train_set, config, epoch, run["device"])
+            sums, step_rows = train_one_epoch(
+                model, loader, run["optimizer"], objective, config, epoch, run["device"], bar
+            )
+            metrics = validate(model, val_set, config, run["device"])
+            row = {"epoch": epoch, "lr": learning_rate(config, epoch), **sums}
+            row.update({f"val_{k}": metrics[k] for k in VAL_METRICS})
+            row["val_score"] = selection_score(metrics)
             row["seconds"] = time.perf_counter() - started
             # CPU time of this process (all threads): unlike wall time, it hardly depends on
             # what else the machine is doing.
             row["cpu_seconds"] = time.process_time() - started_cpu
-            history.append(row)
-            if score > best["score"]:
-                best = {"epoch": epoch, "score": score, "state": _state_copy(model)}
+            state.finish_epoch(row, step_rows, model)
             if output_dir is not None:
-                _save_epoch(
-                    output_dir, config, model, optimizer, epoch, history, best, device, data
-                )
+                save_epoch(output_dir, run, state, data)
             bar.set_postfix(
                 loss=f"{sums['loss']:.3f}",
                 acc=f"{metrics['accuracy']:.3f}",
@@ -728,45 +435,25 @@ def train(
                 callback(dict(row))
     finally:
         bar.close()
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    return TrainResult(
-        model=model.eval(),
-        history=pd.DataFrame(history),
-        config=config,
-        best_epoch=int(best["epoch"]),
-        best_score=float(best["score"]),
-        output_dir=output_dir,
+
+
+def _objective(config: TrainConfig):
+    """The model's official objective with the configuration's weights, annealing and loss."""
+    extra = {} if config.seg_ce_weight is None else {"seg_ce_weight": config.seg_ce_weight}
+    return official_objective(
+        config.model,
+        weights=config.loss_weights,
+        anneal_epochs=config.kl_anneal_epochs,
+        kind=config.loss_kind,
+        **extra,
     )
 
 
-def _run_files(output_dir: Path | None, names: Mapping[str, str]) -> list[str]:
-    """The :data:`RUN_FILES` present in ``output_dir`` (none when it does not exist)."""
-    if output_dir is None or not output_dir.exists():
-        return []
-    if not output_dir.is_dir():
-        raise FileExistsError(f"{names['output_dir']} {output_dir} is a file, not a folder")
-    return [name for name in RUN_FILES if (output_dir / name).exists()]
-
-
-def _remove_run(output_dir: Path, found: list[str]) -> None:
-    """Delete the run files ``found`` in ``output_dir``, and nothing else."""
-    for name in found:
-        (output_dir / name).unlink()
-
-
-#: Validation metrics recorded in the history (prefixed ``val_``).
-_VAL_METRICS = ("accuracy", "auc", "ece", "dice", "class_uncertainty", "pixel_uncertainty")
-
-
-def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, bar) -> dict:
-    """One pass over the training split; returns the mean loss and mean loss components."""
-    use_amp = config.amp and device.startswith("cuda")
-    loader = DataLoader(
+def build_train_loader(
+    train_set: Dataset, config: TrainConfig, epoch: int, device: str
+) -> DataLoader:
+    """The batches of epoch ``epoch``: shuffled by a generator of ``(seed, epoch)`` alone."""
+    return DataLoader(
         train_set,
         batch_size=config.batch_size,
         shuffle=True,
@@ -777,14 +464,37 @@ def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, 
         # over epochs, since the shuffle leaves out different images each time.
         drop_last=len(train_set) >= config.batch_size,
     )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    objective: Callable,
+    config: TrainConfig,
+    epoch: int,
+    device: str,
+    bar=None,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """One pass over ``loader``: set the learning rate, forward, loss, backward, Adam step.
+
+    Returns:
+        The epoch's mean loss terms (``loss``, ``loss_cls``, ...), and the per-step rows: one
+        every ``config.log_every`` steps and one at the end of the epoch, each holding
+        ``step`` (optimisation steps done since the run began), ``epoch`` (fractional: 1.5 is
+        half-way through the second epoch), ``lr`` and the mean loss terms since the row before.
+    """
+    use_amp = config.amp and device.startswith("cuda")
     augmentation = _epoch_generator(config.seed, epoch, stream=1)
     model.train()
     totals: dict[str, float] = {}
-    batches = 0
+    window: dict[str, float] = {}
+    rows: list[dict[str, float]] = []
     steps = len(loader)
     for step, batch in enumerate(loader):
+        lr = learning_rate(config, epoch + step / steps)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, epoch + step / steps)
+            group["lr"] = lr
         images, masks = augment_batch(batch["image"], batch["mask"], config.augment, augmentation)
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
@@ -797,195 +507,110 @@ def _train_epoch(model, train_set, optimizer, objective, config, epoch, device, 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        batches += 1
         for name, value in components.items():
             key = "loss" if name == "total" else f"loss_{name}"
             totals[key] = totals.get(key, 0.0) + value
-        bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", refresh=False)
-    return {name: value / max(batches, 1) for name, value in totals.items()}
+            window[key] = window.get(key, 0.0) + value
+        if (step + 1) % config.log_every == 0 or step + 1 == steps:
+            rows.append(_step_row(epoch, step, steps, lr, window, config.log_every))
+            window = {}
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{totals['loss'] / (step + 1):.3f}", refresh=False)
+    return {name: value / max(steps, 1) for name, value in totals.items()}, rows
 
 
-def _save_epoch(output_dir, config, model, optimizer, epoch, history, best, device, data) -> None:
+def _step_row(epoch, step, steps, lr, window, log_every) -> dict[str, float]:
+    """The per-step row after step ``step`` (0-based) of ``epoch``: means over ``window``."""
+    count = step % log_every + 1  # the steps summed into the window since the last row
+    return {
+        "step": epoch * steps + step + 1,
+        "epoch": epoch + (step + 1) / steps,
+        "lr": lr,
+        **{name: value / count for name, value in window.items()},
+    }
+
+
+def validate(
+    model: nn.Module, val_set: Dataset, config: TrainConfig, device: str
+) -> dict[str, float]:
+    """The validation metrics of ``model`` (accuracy, AUC, ECE, Dice, mean uncertainties)."""
+    return evaluate(
+        model,
+        val_set,
+        device=device,
+        batch_size=2 * config.batch_size,
+        keep_maps=0,
+        surface_metrics=False,
+    ).summary
+
+
+def save_epoch(
+    output_dir: Path, run: Mapping[str, Any], state: TrainingState, data: dict[str, Any]
+) -> None:
+    """Write the run folder after an epoch: ``best.pt`` if it improved, ``last.pt``, the tables.
+
+    Args:
+        output_dir: the run folder.
+        run: ``config``, ``model``, ``optimizer`` and ``device`` of the run.
+        state: the run's state after :meth:`TrainingState.finish_epoch`.
+        data: :func:`data_record` of the training data.
+    """
+    config, model = run["config"], run["model"]
+    epoch = state.next_epoch - 1
     common = {
         "umlkit_version": umlkit.__version__,
         "train_config": config.to_dict(),
         "model_config": model.config.to_dict(),
         "data": data,
     }
-    if best["epoch"] == epoch:
-        save_checkpoint(
-            output_dir / CHECKPOINT_BEST,
-            {**common, "model_state": best["state"], "epoch": epoch, "score": best["score"]},
-        )
-    save_checkpoint(
-        output_dir / CHECKPOINT_LAST,
-        {
-            **common,
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "best": {"epoch": best["epoch"], "score": best["score"]},
-            "rng": _rng_states(device),
-        },
-    )
-    _atomic_write(
-        output_dir / HISTORY_FILE, lambda target: pd.DataFrame(history).to_csv(target, index=False)
-    )
+    best = None
+    if state.best_epoch == epoch:
+        best = {**common, "model_state": state.best_state, "epoch": epoch}
+        best["score"] = state.best_score
+    last = {
+        **common,
+        "model_state": model.state_dict(),
+        "optimizer_state": run["optimizer"].state_dict(),
+        "epoch": epoch,
+        "history": state.history,
+        "best": {"epoch": state.best_epoch, "score": state.best_score},
+        "rng": rng_states(run["device"]),
+        "steps": state.steps,
+    }
+    tables = {HISTORY_FILE: state.history, STEPS_FILE: state.steps}
+    save_run_state(output_dir, last, best, tables)
 
 
-def check_same_data(
-    checkpoint: dict[str, Any],
-    data_root: str | Path,
-    fingerprint: str,
-    path: Path,
-    names: Mapping[str, str] = PYTHON_NAMES,
-) -> None:
-    """Refuse to resume ``checkpoint`` (read from ``path``) on data other than its own.
-
-    The data are compared by their fingerprint (:func:`data_record`), not by the path string, so
-    the same folder is accepted by a relative, absolute or symlinked path. A checkpoint without a
-    fingerprint (an older umlkit's) is compared by the folder it names.
-
-    Raises:
-        ValueError: other data; the message says how to go on.
-    """
-    way_out = f"point {names['data_root']} at the run's data, or use another {names['output_dir']}"
-    way_out += f" or {names['overwrite']} to start over"
-    record = checkpoint.get("data")
-    if isinstance(record, dict) and "fingerprint" in record:
-        if record["fingerprint"] != fingerprint:
-            now = _fingerprint(data_root, mtimes=True)[1]
-            raise ValueError(
-                f"cannot resume from {path}: the data in {data_root} are not the run's "
-                f"({now} files now, {record.get('files', '?')} when it started; files were added, "
-                f"removed or rewritten, or it is another dataset); {way_out}"
-            )
-        return
-    saved_root = checkpoint.get("train_config", {}).get("data_root")
-    same = saved_root is not None and Path(saved_root).is_dir()
-    if not (same and Path(saved_root).samefile(data_root)):
-        raise ValueError(f"cannot resume from {path}: it was trained on {saved_root}; {way_out}")
-
-
-def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names):
-    """Restore model, optimizer, history, best epoch and RNG states from ``last.pt``, after
-    checking that it is readable, of this configuration and of these data."""
+def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names) -> TrainingState:
+    """Restore model, optimizer, history, steps, best epoch and RNG states from ``last.pt``,
+    after checking that it is readable, of this configuration and of these data."""
     path = output_dir / CHECKPOINT_LAST
     checkpoint = load_checkpoint(path, require=RESUME_KEYS)
-    ignored = (*NOT_HASHED, "data_root")  # the data are compared by their fingerprint
-    saved_config = checkpoint["train_config"]
-    if not isinstance(saved_config, dict):
-        raise ValueError(f"{path} is not a umlkit checkpoint (train_config is not a mapping)")
-    differences = _config_differences(
-        {k: v for k, v in config.to_dict().items() if k not in ignored},
-        {k: v for k, v in saved_config.items() if k not in ignored},
+    check_resume_configuration(
+        checkpoint,
+        "train_config",
+        config.to_dict(),
+        ignored=(*NOT_HASHED, "data_root"),  # the data are compared by their fingerprint
+        path=path,
+        advice=f"use another {names['output_dir']} or {names['overwrite']} to start over",
     )
-    if differences:
-        raise ValueError(
-            f"cannot resume from {path}: it was trained with another configuration ("
-            + "; ".join(differences)
-            + f"); use another {names['output_dir']} or {names['overwrite']} to start over"
-        )
     check_same_data(checkpoint, config.data_root, data["fingerprint"], path, names)
-    best = checkpoint["best"]
-    best_state = None
-    try:
-        epoch, best_epoch, best_score = int(checkpoint["epoch"]), int(best["epoch"]), best["score"]
-        history = list(checkpoint["history"])
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{path} is not a umlkit checkpoint ({_first_line(error)})") from None
-    if best_epoch >= 0:
-        best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
+    state = TrainingState(**resume_progress(checkpoint, path, lists=("history", "steps")))
+    state.best_state = best_state_of(output_dir, state.best_epoch)
     load_model_state(model, checkpoint, path)
     restore_optimizer_and_rng(optimizer, checkpoint, path)
-    return (
-        epoch + 1,
-        history,
-        {"epoch": best_epoch, "score": float(best_score), "state": best_state},
-    )
+    return state
 
 
 # ------------------------------------------------------------------------------------- cache
-def _fingerprint(root: str | Path, mtimes: bool) -> tuple[str, int]:
-    """The fingerprint of :func:`dataset_fingerprint` and the number of files it covers."""
-    root = Path(root)
-    entries = []
-    for path in root.rglob("*"):
-        if path.is_file():
-            stat = path.stat()
-            entry = [path.relative_to(root).as_posix(), stat.st_size]
-            if mtimes:
-                entry.append(stat.st_mtime_ns)
-            entries.append(entry)
-    entries.sort()
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16], len(entries)
-
-
-def dataset_fingerprint(root: str | Path, mtimes: bool = False) -> str:
-    """A hash of the relative paths and sizes (and with ``mtimes``, modification times) of every
-    file under ``root``.
-
-    Cheap (no file is read) and independent of the path ``root`` is reached by. Without
-    ``mtimes`` it tells a regenerated or different dataset from the one a cached model was
-    trained on (the model cache's key, which a copied dataset still matches); with ``mtimes`` it
-    also catches a file rewritten in place with the same size (what a checkpoint records).
-    """
-    return _fingerprint(root, mtimes)[0]
-
-
-def make_optimizer(
-    model: torch.nn.Module | Iterable[torch.nn.Parameter],
-    device: str | torch.device,
-    lr: float,
-    weight_decay: float = 0.0,
-) -> torch.optim.Adam:
-    """The Adam optimiser every umlkit training uses: fused where the kernel exists (CPU, CUDA).
-
-    Fused Adam updates every parameter in one kernel instead of a handful of small ops per
-    tensor: UML has 178 parameter tensors, and at width 16 the per-tensor loop cost 4.9 ms of a
-    215-ms CPU step against 1.6 ms fused (on a CPU PyTorch's default is that per-tensor loop).
-    Elsewhere (e.g. MPS) the default implementation runs.
-
-    Args:
-        model: a module (all its parameters) or the parameters themselves.
-    """
-    parameters = model.parameters() if isinstance(model, torch.nn.Module) else model
-    return torch.optim.Adam(
-        parameters,
-        lr=lr,
-        weight_decay=weight_decay,
-        fused=torch.device(device).type in ("cpu", "cuda"),
-    )
-
-
-#: Raised whenever the numbers of an unchanged configuration change (a new network structure or
-#: loss), so that no model trained by older code is loaded from the cache.
-TRAINING_REVISION = 4
-
-
 def config_hash(config: TrainConfig) -> str:
     """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
-    fingerprint, the umlkit version and :data:`TRAINING_REVISION`, hashed to 16 hex digits."""
+    fingerprint, the umlkit version and :data:`TRAINING_REVISION`, hashed to 16 hex digits
+    (:func:`umlkit.checkpoints.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["training_revision"] = TRAINING_REVISION
     return cache_key(values, config.data_root)
-
-
-def cache_key(values: dict[str, Any], data_root: str | Path | None) -> str:
-    """16 hex digits of SHA-256 over ``values``, the dataset and the umlkit version.
-
-    The dataset enters by its fingerprint (:func:`dataset_fingerprint`) and folder name, not its
-    absolute path, so a moved checkout finds its cache; the version makes a new umlkit retrain.
-    Shared by the supervised and the semi-supervised caches.
-    """
-    values = dict(values)
-    if data_root is not None and Path(data_root).is_dir():
-        values["data_fingerprint"] = dataset_fingerprint(data_root)
-        values["data_root"] = Path(data_root).name
-    values["umlkit_version"] = umlkit.__version__
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
@@ -1002,8 +627,9 @@ def get_or_train(
     """Return the trained model of ``config``, training it only if no finished run is cached.
 
     Runs live in ``<cache_dir>/<config_hash(config)>/``; a finished one (all epochs done) is
-    loaded, an interrupted one is resumed, a missing one is trained. Later notebooks call this
-    with the same configuration and get the model the first one trained.
+    loaded, an interrupted one is resumed, a missing one is trained
+    (:func:`umlkit.checkpoints.get_or_train_cached`). Later notebooks call this with the same
+    configuration and get the model the first one trained.
 
     Args:
         config: the configuration.
@@ -1015,30 +641,29 @@ def get_or_train(
         A :class:`TrainResult`; ``from_cache`` tells whether training was skipped.
     """
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    folder = cache_dir / config_hash(config)
-    finished = _finished_run(folder, config)
-    if finished is not None:
-        return finished
-    return train(
-        config, output_dir=folder, resume=True, progress=progress, callback=callback, log=None
-    )
 
+    def load_finished(folder: Path, last: dict, best: dict) -> TrainResult:
+        return TrainResult(
+            model=model_from_checkpoint(best, folder / CHECKPOINT_BEST, device=config.device),
+            history=pd.read_csv(folder / HISTORY_FILE),
+            config=copy.deepcopy(config),
+            best_epoch=int(best["epoch"]),
+            best_score=float(best["score"]),
+            output_dir=folder,
+            from_cache=True,
+            steps=pd.read_csv(folder / STEPS_FILE),
+        )
 
-def _finished_run(folder: Path, config: TrainConfig) -> TrainResult | None:
-    last, best = folder / CHECKPOINT_LAST, folder / CHECKPOINT_BEST
-    if not (last.is_file() and best.is_file() and (folder / HISTORY_FILE).is_file()):
-        return None
-    checkpoint = load_checkpoint(last)
-    if int(checkpoint["epoch"]) != config.epochs - 1:
-        return None
-    best_checkpoint = load_checkpoint(best)
-    model = load_model(best, device=config.device)
-    return TrainResult(
-        model=model,
-        history=pd.read_csv(folder / HISTORY_FILE),
-        config=copy.deepcopy(config),
-        best_epoch=int(best_checkpoint["epoch"]),
-        best_score=float(best_checkpoint["score"]),
-        output_dir=folder,
-        from_cache=True,
+    def train_in(folder: Path) -> TrainResult:
+        return train(
+            config, output_dir=folder, resume=True, progress=progress, callback=callback, log=None
+        )
+
+    return get_or_train_cached(
+        cache_dir,
+        config_hash(config),
+        config.epochs,
+        load_finished,
+        train_in,
+        files=(HISTORY_FILE, STEPS_FILE),
     )

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+
+from umlkit.checkpoints import save_npz_atomic
 
 ON_ERROR = ("raise", "skip")
 #: Datasets whose resized images take at most this many bytes are kept in memory by default.
@@ -541,21 +542,6 @@ class SegmentationClassificationDataset(Dataset):
             f"{type(self).__name__}(kind={self.kind!r}, split={self.split!r}, items={len(self)}, "
             f"size={size}, classes={self.class_names}, left_out={len(self.report)})"
         )
-
-
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` into ``path`` via a temporary file in the same folder (created if missing),
-    renamed into place: an interrupted write, or two processes writing at once, never leave a
-    truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def default_array_cache_dir() -> Path:

@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from umlkit.checkpoints import save_npz_atomic
 from umlkit.data.base import (
     DatasetItemError,
     MissingFileError,
     Record,
     SegmentationClassificationDataset,
-    save_npz_atomic,
     stratified_split,
 )
 

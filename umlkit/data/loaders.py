@@ -356,6 +356,36 @@ def _refuge_spreadsheet_labels(folders: Sequence[Path]) -> tuple[dict[str, list]
     return votes, used
 
 
+def _set_refuge_label(record: Record, sheet_votes: list, sheets: list) -> None:
+    """Set ``record.label`` from its folders' names and the spreadsheets' votes, or record why
+    it cannot be set (no vote, an unreadable vote, votes that disagree)."""
+    image, mask, stem = record.image, record.mask, record.id
+    votes = [
+        (f"folder {p.parent.name}/", layouts.REFUGE_LABEL_FOLDERS[p.parent.name])
+        for p in (image, mask)
+        if p.parent.name in layouts.REFUGE_LABEL_FOLDERS
+    ]
+    votes += sheet_votes
+    values = {source: _binary_label(value, source) for source, value in votes}
+    bad = [v for v in values.values() if isinstance(v, str)]
+    if not votes:
+        sources = ", ".join(str(s) for s in sheets) or "no spreadsheet with ImgName/Glaucoma Label"
+        record.problems.append(
+            DatasetItemError(
+                image,
+                f"id {stem} is missing from the label table: not in a Glaucoma/Non-Glaucoma "
+                f"folder and not listed in {sources}",
+            )
+        )
+    elif bad:
+        record.problems.append(DatasetItemError(image, bad[0]))
+    elif len(set(values.values())) > 1:
+        said = ", ".join(f"{source} says {value}" for source, value in values.items())
+        record.problems.append(DatasetItemError(image, f"glaucoma labels disagree: {said}"))
+    else:
+        record.label = next(iter(values.values()))
+
+
 def _load_refuge(root: Path, split: str, **common) -> SegmentationClassificationDataset:
     names = layouts.REFUGE_FOLDERS[split]
     image_dir = layouts.find_folder(root, names["images"])
@@ -388,32 +418,7 @@ def _load_refuge(root: Path, split: str, **common) -> SegmentationClassification
         record.problems += [d[stem] for d in (duplicates, mask_duplicates) if stem in d]
         if stem not in masks:
             record.problems.append(MissingFileError(mask, "mask file not found"))
-        votes = [
-            (f"folder {p.parent.name}/", layouts.REFUGE_LABEL_FOLDERS[p.parent.name])
-            for p in (image, mask)
-            if p.parent.name in layouts.REFUGE_LABEL_FOLDERS
-        ]
-        votes += sheet_votes.get(stem, [])
-        values = {source: _binary_label(value, source) for source, value in votes}
-        bad = [v for v in values.values() if isinstance(v, str)]
-        if not votes:
-            sources = (
-                ", ".join(str(s) for s in sheets) or "no spreadsheet with ImgName/Glaucoma Label"
-            )
-            record.problems.append(
-                DatasetItemError(
-                    image,
-                    f"id {stem} is missing from the label table: not in a Glaucoma/Non-Glaucoma "
-                    f"folder and not listed in {sources}",
-                )
-            )
-        elif bad:
-            record.problems.append(DatasetItemError(image, bad[0]))
-        elif len(set(values.values())) > 1:
-            said = ", ".join(f"{source} says {value}" for source, value in values.items())
-            record.problems.append(DatasetItemError(image, f"glaucoma labels disagree: {said}"))
-        else:
-            record.label = next(iter(values.values()))
+        _set_refuge_label(record, sheet_votes.get(stem, []), sheets)
         records.append(record)
     return SegmentationClassificationDataset(
         kind="refuge",
@@ -428,6 +433,18 @@ def _load_refuge(root: Path, split: str, **common) -> SegmentationClassification
 
 
 # ------------------------------------------------------------------------------------------ folder
+def _folder_num_classes(table: pd.DataFrame, split_dirs: list[Path], base: Path) -> int:
+    """The number of classes of a folder dataset: one more than the largest label (at least 2),
+    from every split's labels, so that all splits agree on it."""
+    tables = [table] + [
+        _read_csv(d / layouts.FOLDER_LAYOUT["labels"], ("id", "label"))
+        for d in split_dirs
+        if d != base and (d / layouts.FOLDER_LAYOUT["labels"]).is_file()
+    ]
+    found = [_class_label(v, "") for t in tables for v in t["label"]]
+    return max(max((v for v in found if isinstance(v, int)), default=1) + 1, 2)
+
+
 def _load_folder(
     root: Path,
     split: str,
@@ -471,14 +488,7 @@ def _load_folder(
         duplicates=duplicates,
     )
     if num_classes is None:
-        # From every split's labels, so that all splits agree on the number of classes.
-        tables = [table] + [
-            _read_csv(d / layouts.FOLDER_LAYOUT["labels"], ("id", "label"))
-            for d in split_dirs
-            if d != base and (d / layouts.FOLDER_LAYOUT["labels"]).is_file()
-        ]
-        found = [_class_label(v, "") for t in tables for v in t["label"]]
-        num_classes = max(max((v for v in found if isinstance(v, int)), default=1) + 1, 2)
+        num_classes = _folder_num_classes(table, split_dirs, base)
     if not split_dirs:
         labelled = [r for r in records if r.label is not None]
         parts = stratified_split([r.label for r in labelled], split_fractions, seed)

@@ -163,7 +163,7 @@ def _patch(field: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
     The patch is where the smooth ``field`` exceeds its own quantile over ``inside``, with a soft
     edge of ``0.25`` field units, so its area is the same whatever the field's blobs happen to
-    do (why this matters: :func:`draw_derm`, version 4).
+    do (why this matters: :func:`draw_derm`).
     """
     if not inside.any():
         return np.zeros_like(field)
@@ -201,6 +201,20 @@ def derm_factors(rng: np.random.Generator) -> dict[str, float | int]:
     return factors
 
 
+def _hair_opacity(rng: np.random.Generator, size: int) -> np.ndarray:
+    """The opacity (H, W) of 3-9 hairs, each a quadratic Bezier curve across the image."""
+    curves = []
+    for _ in range(rng.integers(3, 10)):
+        start = rng.uniform(-1.2, 1.2, 2)
+        direction = rng.uniform(0.0, 2.0 * np.pi)
+        length = rng.uniform(0.8, 2.0)
+        end = start + length * np.array([np.cos(direction), np.sin(direction)])
+        bend = (start + end) / 2 + rng.normal(0.0, 0.25, 2)
+        t = np.linspace(0.0, 1.0, 4 * size)[:, None]
+        curves.append((1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end)
+    return 0.9 * _draw_curves(curves, size, width_px=max(1.2 * size / 128, 0.8))
+
+
 def draw_derm(factors: dict, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Render a dermoscopy-like image and its binary lesion mask from :func:`derm_factors`' output.
 
@@ -214,15 +228,12 @@ def draw_derm(factors: dict, size: int, rng: np.random.Generator) -> tuple[np.nd
     each covering :data:`VARIEGATION_PATCH_AREA` of it (where a smooth random field is highest),
     with opacity ``VARIEGATION_MAX_OPACITY * colour_variegation``.
 
-    Why not harmonic 1 for asymmetry (generator version 2 used harmonics 1 and 3): to first order
-    R (1 + e cos(theta - phi)) is a circle moved by e R, so harmonic 1 only shifted the lesion and
-    half of the factor never showed in its shape. The networks duly ignored it: regressing UML's
-    predicted log-odds on the four factors gave asymmetry a weight of 0.08 against 1.1-1.6 for
-    the others. Why patches of fixed area (version 4): version 3 mixed in three of the four colours
-    wherever a random field passed a fixed level, so how variegated a lesion looked depended on the
-    field as much as on the factor. The visible colour change explained 69 % of the factor's
-    variance (95 % now), and a rule that knew the other three factors exactly and saw that change
-    reached 0.80 where the factors allow 0.83.
+    Why no harmonic 1 in the asymmetry: to first order R (1 + e cos(theta - phi)) is a circle
+    moved by e R, so harmonic 1 would only shift the lesion and the factor would not show in its
+    shape. Why patches of a fixed area: a patch drawn wherever a random field passes a fixed level
+    would cover more or less of the lesion by chance, so how variegated a lesion looks would
+    depend on the field as much as on the factor; with a fixed area only the opacity, and so the
+    factor, sets it.
 
     Returns:
         ``(image, mask)``: uint8 (H, W, 3) and bool (H, W) with True inside the lesion.
@@ -273,17 +284,8 @@ def draw_derm(factors: dict, size: int, rng: np.random.Generator) -> tuple[np.nd
     image = _blend(image, colour, opacity * alpha[None])
 
     if factors["hairs"]:
-        curves = []
-        for _ in range(rng.integers(3, 10)):
-            start = rng.uniform(-1.2, 1.2, 2)
-            direction = rng.uniform(0.0, 2.0 * np.pi)
-            length = rng.uniform(0.8, 2.0)
-            end = start + length * np.array([np.cos(direction), np.sin(direction)])
-            bend = (start + end) / 2 + rng.normal(0.0, 0.25, 2)
-            t = np.linspace(0.0, 1.0, 4 * size)[:, None]
-            curves.append((1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end)
-        hair_alpha = 0.9 * _draw_curves(curves, size, width_px=max(1.2 * size / 128, 0.8))
-        image = _blend(image, _HAIR * rng.uniform(0.8, 1.2), hair_alpha[None])
+        hair_opacity = _hair_opacity(rng, size)  # drawn first, so a seed always gives one image
+        image = _blend(image, _HAIR * rng.uniform(0.8, 1.2), hair_opacity[None])
 
     if factors["vignetting"]:
         falloff = np.clip(np.hypot(xx, yy) / np.sqrt(2.0), 0.0, 1.0) ** 2.5

@@ -64,6 +64,7 @@ from umlkit.plots.style import (
     set_theme,
 )
 from umlkit.plots.training import (
+    CURVE_NAMES,
     LOSS_COLUMNS,
     VALIDATION_COLUMNS,
     factor_weight_bars,
@@ -101,6 +102,7 @@ __all__ = [
     "toy_uncertainty_maps",
     "uncertainty_distance_curves",
     # training (03)
+    "CURVE_NAMES",
     "LOSS_COLUMNS",
     "VALIDATION_COLUMNS",
     "factor_weight_bars",

@@ -21,7 +21,6 @@ whole epochs.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -36,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from umlkit.checkpoints import write_table
 from umlkit.data import base as data_base
 from umlkit.evaluate import evaluate
 from umlkit.semi.base import SemiSupervisedMethod
@@ -190,9 +190,7 @@ def run_and_score(
     table = table[["id", *[c for c in table.columns if c.startswith(METRICS)]]].copy()
     for name, value in _run_columns(config, result).items():
         table[name] = value
-    temporary = scores_path.with_name(f".{scores_path.name}.tmp")
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, scores_path)
+    write_table(scores_path, table)
     return table
 
 

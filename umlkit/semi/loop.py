@@ -6,16 +6,16 @@ r"""One semi-supervised training loop for every method: supervised-only, mean te
 >>> result = get_or_train_semi(config)  # cached under data/cache/semi/<hash>/, trained only once
 >>> result.method.test_model, result.history
 
-It mirrors the supervised trainer (:mod:`umlkit.train`) and reuses its pieces: the device choice
-(:func:`umlkit.runtime.pick_device`), the learning-rate schedule (:func:`umlkit.train.learning_rate`:
-constant, then poly(0.9) decay), atomic checkpoints (:func:`umlkit.train.save_checkpoint`), RNG
-state capture for exact resuming, the dataset fingerprint of the cache key, validation with
-:func:`umlkit.evaluate.evaluate` and best-epoch model selection on validation Dice. What is
-different:
+It mirrors the supervised trainer (:mod:`umlkit.train`) and shares its pieces: the device choice
+(:func:`umlkit.runtime.pick_device`), Adam and the learning-rate schedule (:mod:`umlkit.optim`:
+constant, then poly(0.9) decay), and from :mod:`umlkit.checkpoints` the atomic checkpoints, RNG
+state capture for exact resuming, the configuration check on resume, the dataset fingerprint of
+the cache key and the cache lookup; validation with :func:`umlkit.evaluate.evaluate` and
+best-epoch model selection on validation Dice. What is different:
 
 * **Which images are labeled**: :func:`umlkit.semi.sampler.split_labeled` draws
   ``label_fraction`` of the training split with the run's seed; the other training images lose
-  their masks (:class:`PartiallyLabeled` replaces them by -1, so a method that read one by mistake
+  their masks (:class:`umlkit.semi.sampler.PartiallyLabeled` replaces them by -1, so a method that read one by mistake
   would fail loudly instead of silently learning from it).
 * **Batches**: :class:`umlkit.semi.sampler.TwoStreamBatchSampler`, ``labeled_batch_size`` labeled
   then ``unlabeled_batch_size`` unlabeled images; **an epoch is one pass over the labeled
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -49,28 +48,35 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import umlkit
+from umlkit.checkpoints import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    best_state_of,
+    cache_key,
+    check_resume_configuration,
+    dataset_fingerprint,
+    get_or_train_cached,
+    load_checkpoint,
+    load_module_state,
+    restore_optimizer_and_rng,
+    resume_progress,
+    rng_states,
+    save_run_state,
+    state_copy,
+    write_json,
+)
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
+from umlkit.optim import learning_rate, make_optimizer
 from umlkit.runtime import pick_device, project_root, seed_everything
 from umlkit.semi.base import Progress, SemiSupervisedMethod
 from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
 from umlkit.semi.burl import BURL
 from umlkit.semi.caml import CAML
 from umlkit.semi.ema import sigmoid_rampup
-from umlkit.semi.sampler import TwoStreamBatchSampler, split_labeled
-from umlkit.train import (
-    _atomic_write,
-    _first_line,
-    _load_state,
-    _rng_states,
-    cache_key,
-    dataset_fingerprint,
-    learning_rate,
-    load_checkpoint,
-    make_optimizer,
-    restore_optimizer_and_rng,
-    save_checkpoint,
-)
+from umlkit.semi.sampler import PartiallyLabeled, TwoStreamBatchSampler, split_labeled
 
 #: The methods by name, in the order the notebook compares them.
 METHODS: dict[str, type[SemiSupervisedMethod]] = {
@@ -81,12 +87,9 @@ METHODS: dict[str, type[SemiSupervisedMethod]] = {
 }
 #: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
 NOT_HASHED = ("device", "num_workers", "array_cache")
-#: Bumped when an unchanged configuration's numbers change (3: CAML follows the official code).
+#: Part of the cache key: raised whenever an unchanged configuration's numbers change, so that
+#: no run of older loop code is loaded from the cache.
 SEMI_REVISION = 3
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-HISTORY_FILE = "history.csv"
-CONFIG_FILE = "config.json"
 #: What a ``last.pt`` must hold for :func:`fit_semi` to resume from it.
 RESUME_KEYS = (
     "semi_config",
@@ -212,31 +215,6 @@ def build_method(
         raise ValueError(f"bad options {sorted(options)} for method {name!r}: {error}") from None
 
 
-class PartiallyLabeled(Dataset):
-    """A training split where only ``labeled_indices`` keep their masks.
-
-    Items gain ``labeled`` (bool) and ``dataset_index`` (their index here); the mask of an
-    unlabeled item is replaced by -1 everywhere, so no method can learn from it by accident (a
-    loss reading it raises an error).
-    """
-
-    def __init__(self, dataset: Dataset, labeled_indices: list[int]) -> None:
-        self.dataset = dataset
-        self.labeled = set(labeled_indices)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
-        is_labeled = index in self.labeled
-        item["labeled"] = torch.tensor(is_labeled)
-        item["dataset_index"] = torch.tensor(index)
-        if not is_labeled:
-            item["mask"] = torch.full_like(item["mask"], -1)
-        return item
-
-
 def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
     """The requested splits of ``config.data_root`` at ``config.image_size`` (cached in memory,
     and in ``config.array_cache`` when set).
@@ -286,14 +264,44 @@ def fit_semi(
     """
     device = pick_device(config.device)
     train_set, val_set = load_splits(config) if data is None else data
+    run = _build_run(config, train_set, device)
+    output_dir = None if output_dir is None else Path(output_dir)
+    state = {"epoch": 0, "step": 0, "history": [], "best_epoch": -1, "best_score": -np.inf}
+    best_state = None
+    if output_dir is not None:
+        run["data_record"] = {
+            "dataset": config.dataset,
+            "image_size": config.image_size,
+            "fingerprint": _data_fingerprint(config),
+        }
+        if resume and (output_dir / CHECKPOINT_LAST).is_file():
+            state, best_state = _resume(output_dir, config, run)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(output_dir / CONFIG_FILE, config.to_dict())
+    best_state = _run_epochs(run, val_set, state, best_state, output_dir, progress)
+    method = run["method"]
+    if best_state is not None:
+        method.load_state_dict(best_state)
+    return SemiResult(
+        method=method.eval(),
+        history=pd.DataFrame(state["history"]),
+        config=config,
+        labeled_ids=run["labeled_ids"],
+        best_epoch=int(state["best_epoch"]),
+        best_score=float(state["best_score"]),
+        output_dir=output_dir,
+    )
+
+
+def _build_run(config: SemiConfig, train_set: Dataset, device: str) -> dict[str, Any]:
+    """The labeled split, the seeded method, its optimizer and the two-stream batches."""
     labeled_indices, unlabeled_indices = split_labeled(
         len(train_set), config.label_fraction, config.seed, min_labeled=config.labeled_batch_size
     )
     seed_everything(config.seed)
-    first = train_set[0]
     method = build_method(
         config.method,
-        in_channels=int(first["image"].shape[0]),
+        in_channels=int(train_set[0]["image"].shape[0]),
         num_classes=int(train_set.num_seg_classes),
         width=config.width,
         **_method_options(config),
@@ -313,25 +321,22 @@ def fit_semi(
         batch_sampler=sampler,
         num_workers=config.num_workers,
     )
-    labeled_ids = [train_set.ids[i] for i in labeled_indices]
-    output_dir = None if output_dir is None else Path(output_dir)
-    state = {"epoch": 0, "step": 0, "history": [], "best_epoch": -1, "best_score": -np.inf}
-    best_state = None
-    data_record = None
-    if output_dir is not None:
-        data_record = {
-            "dataset": config.dataset,
-            "image_size": config.image_size,
-            "fingerprint": _data_fingerprint(config),
-        }
-        if resume and (output_dir / CHECKPOINT_LAST).is_file():
-            state, best_state = _resume(output_dir, config, method, optimizer, data_record)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            output_dir / CONFIG_FILE,
-            lambda target: target.write_text(json.dumps(config.to_dict(), indent=1) + "\n"),
-        )
+    return {
+        "config": config,
+        "device": device,
+        "method": method,
+        "optimizer": optimizer,
+        "sampler": sampler,
+        "loader": loader,
+        "labeled_ids": [train_set.ids[i] for i in labeled_indices],
+        "data_record": None,
+    }
 
+
+def _run_epochs(run, val_set, state, best_state, output_dir, progress):
+    """Train from ``state["epoch"]`` on, validating and saving every ``validation_interval``
+    epochs; updates ``state`` in place and returns the best epoch's weights."""
+    config, method, sampler = run["config"], run["method"], run["sampler"]
     bar = tqdm(
         total=config.epochs * len(sampler),
         initial=state["epoch"] * len(sampler),
@@ -343,55 +348,41 @@ def fit_semi(
         for epoch in range(state["epoch"], config.epochs):
             started = time.perf_counter()
             lr = learning_rate(config, epoch)
-            for group in optimizer.param_groups:
+            for group in run["optimizer"].param_groups:
                 group["lr"] = lr
             sampler.set_epoch(epoch)
             sums, state["step"] = _train_epoch(
-                method, loader, optimizer, config, epoch, state["step"], device, bar
+                method,
+                run["loader"],
+                run["optimizer"],
+                config,
+                epoch,
+                state["step"],
+                run["device"],
+                bar,
             )
             validate = (epoch + 1) % config.validation_interval == 0 or epoch + 1 == config.epochs
-            dice = float("nan")
-            if validate:
-                dice = evaluate(
-                    method.test_model,
-                    val_set,
-                    device=device,
-                    batch_size=32,
-                    keep_maps=0,
-                    surface_metrics=False,
-                ).summary["dice"]
+            dice = _validation_dice(method, val_set, run["device"]) if validate else float("nan")
             row = {"epoch": epoch, "step": state["step"], "lr": lr, **sums, "val_dice": dice}
             row["seconds"] = time.perf_counter() - started
             state["history"].append(row)
             if dice > state["best_score"]:
                 state["best_epoch"], state["best_score"] = epoch, dice
-                best_state = _state_copy(method)
+                best_state = state_copy(method)
             state["epoch"] = epoch + 1
             if validate and output_dir is not None:
-                _save_epoch(
-                    output_dir,
-                    config,
-                    method,
-                    optimizer,
-                    state,
-                    best_state,
-                    labeled_ids,
-                    data_record,
-                )
+                _save_epoch(output_dir, run, state, best_state)
             bar.set_postfix(loss=f"{sums['loss']:.3f}", val_dice=f"{dice:.3f}")
     finally:
         bar.close()
-    if best_state is not None:
-        method.load_state_dict(best_state)
-    return SemiResult(
-        method=method.eval(),
-        history=pd.DataFrame(state["history"]),
-        config=config,
-        labeled_ids=labeled_ids,
-        best_epoch=int(state["best_epoch"]),
-        best_score=float(state["best_score"]),
-        output_dir=output_dir,
-    )
+    return best_state
+
+
+def _validation_dice(method: SemiSupervisedMethod, val_set: Dataset, device: str) -> float:
+    """The mean Dice of the method's test model on the validation split."""
+    return evaluate(
+        method.test_model, val_set, device=device, batch_size=32, keep_maps=0, surface_metrics=False
+    ).summary["dice"]
 
 
 def _method_options(config: SemiConfig) -> dict[str, Any]:
@@ -445,10 +436,6 @@ def _train_epoch(method, loader, optimizer, config, epoch, step, device, bar):
     return {name: value / max(steps_per_epoch, 1) for name, value in totals.items()}, step
 
 
-def _state_copy(method: SemiSupervisedMethod) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in method.state_dict().items()}
-
-
 def _model_config(config: SemiConfig, method: SemiSupervisedMethod) -> dict[str, Any]:
     """What rebuilds the method's architecture (stored as the checkpoint's ``model_config``)."""
     return {
@@ -460,39 +447,31 @@ def _model_config(config: SemiConfig, method: SemiSupervisedMethod) -> dict[str,
     }
 
 
-def _save_epoch(
-    output_dir, config, method, optimizer, state, best_state, labeled_ids, data_record
-) -> None:
+def _save_epoch(output_dir: Path, run: dict[str, Any], state: dict, best_state) -> None:
+    """Write ``best.pt`` (when this epoch is the best), ``last.pt`` and ``history.csv``."""
+    config, method = run["config"], run["method"]
     common = {
         "umlkit_version": umlkit.__version__,
         "semi_config": config.to_dict(),
         "model_config": _model_config(config, method),
-        "labeled_ids": labeled_ids,
-        "data": data_record,
+        "labeled_ids": run["labeled_ids"],
+        "data": run["data_record"],
     }
     epoch = state["epoch"] - 1
+    best = None
     if state["best_epoch"] == epoch:
-        save_checkpoint(
-            output_dir / CHECKPOINT_BEST,
-            {**common, "model_state": best_state, "epoch": epoch, "score": state["best_score"]},
-        )
-    save_checkpoint(
-        output_dir / CHECKPOINT_LAST,
-        {
-            **common,
-            "model_state": method.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "epoch": epoch,
-            "step": state["step"],
-            "history": state["history"],
-            "best": {"epoch": state["best_epoch"], "score": state["best_score"]},
-            "rng": _rng_states(str(next(method.parameters()).device)),
-        },
-    )
-    _atomic_write(
-        output_dir / HISTORY_FILE,
-        lambda target: pd.DataFrame(state["history"]).to_csv(target, index=False),
-    )
+        best = {**common, "model_state": best_state, "epoch": epoch, "score": state["best_score"]}
+    last = {
+        **common,
+        "model_state": method.state_dict(),
+        "optimizer_state": run["optimizer"].state_dict(),
+        "epoch": epoch,
+        "step": state["step"],
+        "history": state["history"],
+        "best": {"epoch": state["best_epoch"], "score": state["best_score"]},
+        "rng": rng_states(run["device"]),
+    }
+    save_run_state(output_dir, last, best, {HISTORY_FILE: state["history"]})
 
 
 def _data_fingerprint(config: SemiConfig) -> str | None:
@@ -503,57 +482,38 @@ def _data_fingerprint(config: SemiConfig) -> str | None:
     return dataset_fingerprint(config.data_root, mtimes=True)
 
 
-def _resume(output_dir: Path, config: SemiConfig, method, optimizer, data_record):
+def _resume(output_dir: Path, config: SemiConfig, run: dict[str, Any]):
     """Restore method, optimizer, history, best epoch and RNG states from ``last.pt``.
 
-    The checkpoint is read by :func:`umlkit.train.load_checkpoint` (an unreadable file is one
-    ``ValueError`` line). Where both it and this run know their data's fingerprint, the data are
-    compared by it and ``data_root`` may name the folder by any path; otherwise ``data_root``
-    must be the same string.
+    The checkpoint is read by :func:`umlkit.checkpoints.load_checkpoint` (an unreadable file is
+    one ``ValueError`` line). Where both it and this run know their data's fingerprint, the data
+    are compared by it and ``data_root`` may name the folder by any path; otherwise
+    ``data_root`` must be the same string.
     """
     path = output_dir / CHECKPOINT_LAST
     checkpoint = load_checkpoint(path, require=RESUME_KEYS)
+    fingerprint = run["data_record"]["fingerprint"]
     saved_record = checkpoint.get("data")
     saved_fingerprint = saved_record.get("fingerprint") if isinstance(saved_record, dict) else None
-    by_fingerprint = saved_fingerprint is not None and data_record["fingerprint"] is not None
+    by_fingerprint = saved_fingerprint is not None and fingerprint is not None
     ignored = (*NOT_HASHED, "data_root") if by_fingerprint else NOT_HASHED
-    saved_config = checkpoint["semi_config"]
-    if not isinstance(saved_config, dict):
-        raise ValueError(f"{path} is not a umlkit checkpoint (semi_config is not a mapping)")
-    saved = {k: v for k, v in saved_config.items() if k not in ignored}
-    current = {k: v for k, v in config.to_dict().items() if k not in ignored}
-    if saved != current:
-        differences = [
-            f"{k}: {saved.get(k)!r} != {current.get(k)!r}"
-            for k in sorted(set(saved) | set(current))
-            if saved.get(k) != current.get(k)
-        ]
-        raise ValueError(
-            f"cannot resume from {path}: it was trained with another "
-            "configuration (" + "; ".join(differences) + ")"
-        )
-    if by_fingerprint and saved_fingerprint != data_record["fingerprint"]:
+    check_resume_configuration(checkpoint, "semi_config", config.to_dict(), ignored, path)
+    if by_fingerprint and saved_fingerprint != fingerprint:
         raise ValueError(
             f"cannot resume from {path}: the data in {config.data_root} are not the run's (files "
             "were added, removed or rewritten, or it is another dataset)"
         )
-    try:
-        best = checkpoint["best"]
-        best_epoch, best_score = int(best["epoch"]), float(best["score"])
-        state = {
-            "epoch": int(checkpoint["epoch"]) + 1,
-            "step": int(checkpoint["step"]),
-            "history": list(checkpoint["history"]),
-            "best_epoch": best_epoch,
-            "best_score": best_score,
-        }
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{path} is not a umlkit checkpoint ({_first_line(error)})") from None
-    best_state = None
-    if best_epoch >= 0:
-        best_state = load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
-    _load_state(method, checkpoint["model_state"], path)
-    restore_optimizer_and_rng(optimizer, checkpoint, path)
+    progress = resume_progress(checkpoint, path, counters=("step",))
+    state = {
+        "epoch": progress["next_epoch"],
+        "step": progress["step"],
+        "history": progress["history"],
+        "best_epoch": progress["best_epoch"],
+        "best_score": progress["best_score"],
+    }
+    best_state = best_state_of(output_dir, state["best_epoch"])
+    load_module_state(run["method"], checkpoint["model_state"], path)
+    restore_optimizer_and_rng(run["optimizer"], checkpoint, path)
     return state, best_state
 
 
@@ -561,7 +521,7 @@ def _resume(output_dir: Path, config: SemiConfig, method, optimizer, data_record
 def semi_config_hash(config: SemiConfig) -> str:
     """The cache key: the configuration (less :data:`NOT_HASHED`) with the method's options
     resolved (:func:`resolved_method_options`), :data:`SEMI_REVISION`, the dataset's fingerprint
-    and the umlkit version (:func:`umlkit.train.cache_key`)."""
+    and the umlkit version (:func:`umlkit.checkpoints.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["method_options"] = resolved_method_options(config)
     values["semi_revision"] = SEMI_REVISION
@@ -594,11 +554,25 @@ def get_or_train_semi(
         A :class:`SemiResult`; ``from_cache`` tells whether training was skipped.
     """
     cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
-    folder = cache_dir / semi_config_hash(config)
-    finished = _finished_run(folder, config)
-    if finished is not None:
-        return finished
-    return fit_semi(config, output_dir=folder, resume=True, progress=progress, data=data)
+
+    def load_finished(folder: Path, last: dict, best: dict) -> SemiResult:
+        return SemiResult(
+            method=_method_from_checkpoint(best, folder / CHECKPOINT_BEST, config.device),
+            history=pd.read_csv(folder / HISTORY_FILE),
+            config=copy.deepcopy(config),
+            labeled_ids=list(last["labeled_ids"]),
+            best_epoch=int(best["epoch"]),
+            best_score=float(best["score"]),
+            output_dir=folder,
+            from_cache=True,
+        )
+
+    def train_in(folder: Path) -> SemiResult:
+        return fit_semi(config, output_dir=folder, resume=True, progress=progress, data=data)
+
+    return get_or_train_cached(
+        cache_dir, semi_config_hash(config), config.epochs, load_finished, train_in
+    )
 
 
 def load_method(path: str | Path, device: str | None = "cpu") -> SemiSupervisedMethod:
@@ -608,7 +582,13 @@ def load_method(path: str | Path, device: str | None = "cpu") -> SemiSupervisedM
         FileNotFoundError: no checkpoint at ``path``.
         ValueError: not a checkpoint of a semi-supervised run.
     """
-    checkpoint = load_checkpoint(path)
+    return _method_from_checkpoint(load_checkpoint(path), path, device)
+
+
+def _method_from_checkpoint(
+    checkpoint: dict[str, Any], path: str | Path, device: str | None
+) -> SemiSupervisedMethod:
+    """The method of a checkpoint :func:`load_checkpoint` read, with its weights, in eval mode."""
     model_config = checkpoint["model_config"]
     if "method" not in model_config:
         raise ValueError(f"{path} is not a semi-supervised checkpoint (no method in model_config)")
@@ -619,25 +599,5 @@ def load_method(path: str | Path, device: str | None = "cpu") -> SemiSupervisedM
         width=model_config["width"],
         **model_config["options"],
     )
-    _load_state(method, checkpoint["model_state"], path)
+    load_module_state(method, checkpoint["model_state"], path)
     return method.to(pick_device(device)).eval()
-
-
-def _finished_run(folder: Path, config: SemiConfig) -> SemiResult | None:
-    last, best = folder / CHECKPOINT_LAST, folder / CHECKPOINT_BEST
-    if not (last.is_file() and best.is_file() and (folder / HISTORY_FILE).is_file()):
-        return None
-    checkpoint = load_checkpoint(last)
-    if int(checkpoint["epoch"]) != config.epochs - 1:
-        return None
-    best_checkpoint = load_checkpoint(best)
-    return SemiResult(
-        method=load_method(best, device=config.device),
-        history=pd.read_csv(folder / HISTORY_FILE),
-        config=copy.deepcopy(config),
-        labeled_ids=list(checkpoint["labeled_ids"]),
-        best_epoch=int(best_checkpoint["epoch"]),
-        best_score=float(best_checkpoint["score"]),
-        output_dir=folder,
-        from_cache=True,
-    )

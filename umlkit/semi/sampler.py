@@ -24,7 +24,8 @@ import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import Dataset, Sampler
 
 
 def split_labeled(
@@ -151,3 +152,28 @@ class TwoStreamBatchSampler(Sampler[list[int]]):
                 labeled[b * lb : (b + 1) * lb].tolist() + unlabeled[b * ub : (b + 1) * ub].tolist()
             )
             yield batch
+
+
+class PartiallyLabeled(Dataset):
+    """A training split where only ``labeled_indices`` keep their masks.
+
+    Items gain ``labeled`` (bool) and ``dataset_index`` (their index here); the mask of an
+    unlabeled item is replaced by -1 everywhere, so no method can learn from it by accident (a
+    loss reading it raises an error).
+    """
+
+    def __init__(self, dataset: Dataset, labeled_indices: list[int]) -> None:
+        self.dataset = dataset
+        self.labeled = set(labeled_indices)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.dataset[index])
+        is_labeled = index in self.labeled
+        item["labeled"] = torch.tensor(is_labeled)
+        item["dataset_index"] = torch.tensor(index)
+        if not is_labeled:
+            item["mask"] = torch.full_like(item["mask"], -1)
+        return item

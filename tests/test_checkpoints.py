@@ -1,0 +1,214 @@
+"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states, keys, the cache."""
+
+import datetime
+import os
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from umlkit.checkpoints import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    HISTORY_FILE,
+    atomic_write,
+    cache_key,
+    check_resume_configuration,
+    config_differences,
+    dataset_fingerprint,
+    finished_checkpoints,
+    get_or_train_cached,
+    load_checkpoint,
+    load_model,
+    load_module_state,
+    restore_rng_states,
+    resume_progress,
+    rng_states,
+    save_checkpoint,
+    save_npz_atomic,
+    save_run_state,
+    write_table,
+)
+from umlkit.models import build_model
+
+
+@pytest.fixture
+def model_checkpoint(tmp_path):
+    """A checkpoint of an untrained tiny U-Net, as train writes one (weights and configuration)."""
+    model = build_model("unet", width=4)
+    path = tmp_path / CHECKPOINT_LAST
+    save_checkpoint(
+        path, {"model_config": model.config.to_dict(), "model_state": model.state_dict()}
+    )
+    return path
+
+
+def test_atomic_write_replaces_the_file_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "table.txt"
+    atomic_write(path, lambda target: target.write_text("first"))
+    assert path.read_text() == "first"
+
+    def failing(target):
+        target.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, failing)
+    assert path.read_text() == "first"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["table.txt"], "a temporary was left"
+
+
+def test_every_atomic_writer_leaves_only_its_file(tmp_path):
+    write_table(tmp_path / "rows.csv", [{"a": 1, "b": 2.5}, {"a": 3, "b": 4.0}])
+    save_npz_atomic(tmp_path / "arrays.npz", x=np.arange(3))
+    with np.load(tmp_path / "arrays.npz") as stored:
+        np.testing.assert_array_equal(stored["x"], [0, 1, 2])
+    assert pd.read_csv(tmp_path / "rows.csv").to_dict("list") == {"a": [1, 3], "b": [2.5, 4.0]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arrays.npz", "rows.csv"]
+
+
+def test_a_model_checkpoint_loads_back_with_identical_outputs(model_checkpoint):
+    checkpoint = load_checkpoint(model_checkpoint)
+    model = build_model("unet", width=4)
+    load_module_state(model, checkpoint["model_state"], model_checkpoint)
+    x = torch.rand(1, 3, 16, 16)
+    loaded = load_model(model_checkpoint)(x).seg_logits
+    torch.testing.assert_close(loaded, model.eval()(x).seg_logits, rtol=0, atol=0)
+
+
+def _truncated(path):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda path: path.write_bytes(b""), r"is empty \(0 bytes\)"),
+        (_truncated, r"is truncated or corrupt \(\d+ bytes\): PytorchStreamReader"),
+        (lambda path: path.write_text("not a checkpoint"), "is not a file torch.save wrote"),
+        (
+            lambda path: torch.save({"model_config": datetime.date(2024, 1, 1)}, path),
+            "holds Python objects umlkit never writes",
+        ),
+        (
+            lambda path: torch.save(torch.ones(2), path),
+            r"not a umlkit checkpoint \(it holds a Tensor",
+        ),
+        (lambda path: torch.save({"epoch": 3}, path), r"not a umlkit checkpoint \(no model_config"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_clear_error(model_checkpoint, damage, match):
+    damage(model_checkpoint)
+    for read in (load_checkpoint, load_model):
+        with pytest.raises(ValueError, match=match) as caught:
+            read(model_checkpoint)
+        assert str(model_checkpoint) in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+
+def test_missing_and_folder_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_checkpoint(tmp_path / "absent.pt")
+    with pytest.raises(ValueError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_weights_that_do_not_fit_are_one_line(model_checkpoint):
+    model = build_model("unet", width=8)
+    state = load_checkpoint(model_checkpoint)["model_state"]
+    with pytest.raises(ValueError, match="weights do not fit its model") as caught:
+        load_module_state(model, state, model_checkpoint)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"\(1 unexpected \(e.g. bogus\) weights\)"):
+        load_module_state(build_model("unet", width=4), {**state, "bogus": torch.zeros(1)})
+
+
+def test_rng_states_restore_every_generator():
+    states = rng_states("cpu")
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_states(states)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    torch.testing.assert_close(again[0], drawn[0], rtol=0, atol=0)
+    np.testing.assert_array_equal(again[1], drawn[1])
+    assert again[2] == drawn[2]
+
+
+def test_dataset_fingerprint_sees_sizes_and_with_mtimes_rewrites(tmp_path):
+    (tmp_path / "a.txt").write_text("abc")
+    plain, timed = dataset_fingerprint(tmp_path), dataset_fingerprint(tmp_path, mtimes=True)
+    stat = (tmp_path / "a.txt").stat()
+    (tmp_path / "a.txt").write_text("xyz")  # same size, rewritten
+
+    os.utime(tmp_path / "a.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert dataset_fingerprint(tmp_path) == plain
+    assert dataset_fingerprint(tmp_path, mtimes=True) != timed
+    (tmp_path / "b.txt").write_text("")
+    assert dataset_fingerprint(tmp_path) != plain
+
+
+def test_cache_key_follows_values_and_data_but_not_the_data_path(tmp_path):
+    first, second = tmp_path / "one" / "derm", tmp_path / "two" / "derm"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "x.png").write_bytes(b"1234")
+    assert cache_key({"seed": 0}, first) == cache_key({"seed": 0}, second)
+    assert cache_key({"seed": 0}, first) != cache_key({"seed": 1}, first)
+    (second / "y.png").write_bytes(b"")
+    assert cache_key({"seed": 0}, first) != cache_key({"seed": 0}, second)
+
+
+def test_resume_configuration_check_lists_the_differences():
+    checkpoint = {"train_config": {"width": 4, "device": "cuda", "seed": 0}}
+    current = {"width": 8, "device": "cpu", "seed": 0}
+    assert config_differences(current, checkpoint["train_config"]) == [
+        "device: 'cpu' != 'cuda'",
+        "width: 8 != 4",
+    ]
+    with pytest.raises(ValueError, match=r"another configuration \(width: 8 != 4\); start over"):
+        check_resume_configuration(
+            checkpoint, "train_config", current, ["device"], "x", "start over"
+        )
+    check_resume_configuration(checkpoint, "train_config", current, ["device", "width"], "x")
+
+
+def test_the_cache_trains_a_missing_run_and_loads_a_finished_one(tmp_path):
+    calls = []
+
+    def train(folder):
+        calls.append("train")
+        for epoch in range(2):
+            last = {"model_config": {}, "model_state": {}, "epoch": epoch}
+            save_run_state(folder, last, {**last, "score": 0.5}, {HISTORY_FILE: [{"epoch": epoch}]})
+        return "trained"
+
+    def load(folder, last, best):
+        calls.append("load")
+        return f"loaded epoch {last['epoch']}, best {best['score']}"
+
+    assert get_or_train_cached(tmp_path, "key", 2, load, train) == "trained"
+    assert get_or_train_cached(tmp_path, "key", 2, load, train) == "loaded epoch 1, best 0.5"
+    assert calls == ["train", "load"]
+    assert {p.name for p in (tmp_path / "key").iterdir()} == {
+        CHECKPOINT_LAST,
+        CHECKPOINT_BEST,
+        HISTORY_FILE,
+    }
+    assert finished_checkpoints(tmp_path / "key", epochs=3) is None  # interrupted: resume it
+    assert finished_checkpoints(tmp_path / "key", 2, files=("steps.csv",)) is None
+
+
+def test_resume_progress_reads_and_checks_how_far_a_run_got():
+    checkpoint = {"epoch": 2, "best": {"epoch": 1, "score": 0.5}, "history": ({"a": 1},), "step": 7}
+    assert resume_progress(checkpoint, "last.pt", counters=("step",)) == {
+        "next_epoch": 3,
+        "best_epoch": 1,
+        "best_score": 0.5,
+        "history": [{"a": 1}],
+        "step": 7,
+    }
+    with pytest.raises(ValueError, match=r"last.pt is not a umlkit checkpoint \(") as caught:
+        resume_progress({**checkpoint, "best": None}, "last.pt")
+    assert "\n" not in str(caught.value)

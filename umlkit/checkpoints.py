@@ -1,0 +1,720 @@
+"""Checkpoints, run folders and the model cache: what every umlkit training loop shares.
+
+A *run folder* holds one training run::
+
+    runs/uml/
+        config.json   the configuration, written when the run starts
+        last.pt       the latest state: weights, optimizer, epoch, history, random states
+        best.pt       the weights of the best validated epoch so far
+        history.csv   one row per epoch (losses, learning rate, validation metrics)
+        steps.csv     (supervised loop) the training loss every few optimisation steps
+
+Three ideas keep such a folder trustworthy:
+
+* **Atomic writes** (:func:`atomic_write`): a file is written under a temporary name in the same
+  folder and renamed into place with ``os.replace``. A rename within one file system is atomic,
+  so a reader (or a resumed run after a crash) sees the old file or the new one, never half of
+  one. Every file umlkit writes that a later run reads (checkpoints, tables, cached arrays, test
+  scores) goes through this one function.
+* **Exact resuming**: ``last.pt`` stores the random-number states of torch, numpy and Python
+  (:func:`rng_states`) next to the weights and optimizer, so that a resumed run draws the same
+  numbers the uninterrupted run would have drawn.
+* **A cache keyed by the configuration** (:func:`cache_key`): a run of configuration ``c`` lives
+  in ``<cache>/<hash of c>/``; :func:`get_or_train_cached` loads it when it is finished, resumes
+  it when it was interrupted and trains it when it is missing. The key covers the dataset by a
+  cheap fingerprint of its files (:func:`dataset_fingerprint`) and the umlkit version, so new
+  data or new code retrain instead of returning a stale model.
+
+Reading a checkpoint (:func:`load_checkpoint`) never shows a traceback of torch's internals:
+whatever is wrong with the file, the error is one line that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+import umlkit
+from umlkit.models import ModelConfig, model_from_config
+from umlkit.runtime import pick_device
+
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+HISTORY_FILE = "history.csv"
+STEPS_FILE = "steps.csv"
+CONFIG_FILE = "config.json"
+
+#: How :func:`check_same_data` names the arguments a user can change to go on.
+ARGUMENT_NAMES = {
+    "data_root": "data_root",
+    "output_dir": "output_dir",
+    "overwrite": "overwrite=True",
+}
+#: The first bytes of every file ``torch.save`` writes (a zip archive).
+TORCH_ZIP_MAGIC = b"PK\x03\x04"
+
+Result = TypeVar("Result")
+
+
+# ------------------------------------------------------------------------------ atomic writes
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` all at once: ``write(temporary)`` fills a temporary file, then it is renamed.
+
+    The temporary file sits in the same folder (a rename across file systems would not be
+    atomic) under a name unique to this call, so two processes writing the same file at once do
+    not write into each other's temporary. If ``write`` fails the temporary is removed and
+    ``path`` is left as it was. The folder is created if missing.
+
+    >>> atomic_write(Path("table.csv"), lambda target: frame.to_csv(target, index=False))
+
+    Args:
+        path: the file to write.
+        write: called with the temporary path; must create that file (and write nothing else).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_table(path: str | Path, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Path:
+    """Write a table (a DataFrame or a list of row dicts) as CSV without its index, atomically."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    return atomic_write(path, lambda target: frame.to_csv(target, index=False))
+
+
+def write_json(path: str | Path, values: Mapping[str, Any]) -> Path:
+    """Write ``values`` as indented JSON (one trailing newline), atomically."""
+    text = json.dumps(dict(values), indent=1) + "\n"
+    return atomic_write(path, lambda target: target.write_text(text))
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` into ``path`` through :func:`atomic_write`: an interrupted write, or two
+    processes writing at once, never leave a truncated file (the stored splits of the data
+    loaders use it)."""
+
+    def write(target: Path) -> None:
+        with target.open("wb") as stream:  # a stream: np.savez would append ".npz" to a name
+            np.savez(stream, **arrays)
+
+    atomic_write(path, write)
+
+
+# -------------------------------------------------------------------------- checkpoint files
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
+    """Save a checkpoint dict with ``torch.save``, atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda target: torch.save(checkpoint, target))
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_checkpoint(
+    path: str | Path, require: Iterable[str] = ("model_config", "model_state")
+) -> dict[str, Any]:
+    """Read a umlkit checkpoint (tensors land on the CPU).
+
+    The one reader of umlkit checkpoints (evaluation, resuming, the model cache and the
+    semi-supervised loop use it). ``torch.load`` runs with ``weights_only=True``: a checkpoint
+    holds tensors, numbers, strings and containers only, so a file that would need arbitrary
+    Python objects (which unpickling could run code for) is refused.
+
+    Args:
+        path: the checkpoint file.
+        require: the entries the checkpoint must hold (resuming needs more than loading).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is empty, truncated or corrupt, not a file ``torch.save`` wrote, not
+            a umlkit checkpoint, or lacks an entry of ``require``; always one line.
+    """
+    path = Path(path)
+    size = _checked_checkpoint_size(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise ValueError(
+                f"checkpoint {path} holds Python objects umlkit never writes (torch's safe loader "
+                "refuses them): not a umlkit checkpoint"
+            ) from None
+        raise ValueError(
+            f"checkpoint {path} is corrupt ({size} bytes): {first_line(error)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint {path} is truncated or corrupt ({size} bytes): {first_line(error)}"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{path} is not a umlkit checkpoint (it holds a {type(checkpoint).__name__}, "
+            "not a dict)"
+        )
+    missing = [key for key in require if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} is not a umlkit checkpoint (no {', '.join(missing)})")
+    return checkpoint
+
+
+def _checked_checkpoint_size(path: Path) -> int:
+    """The size of the file at ``path`` after checking it is a non-empty ``torch.save`` file."""
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; name a file such as {CHECKPOINT_BEST}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as stream:
+            head = stream.read(len(TORCH_ZIP_MAGIC))
+    except OSError as error:
+        raise ValueError(f"checkpoint {path} cannot be read: {error.strerror or error}") from None
+    if size == 0:
+        raise ValueError(
+            f"checkpoint {path} is empty (0 bytes): its writing was interrupted or it is not a "
+            "checkpoint"
+        )
+    if head != TORCH_ZIP_MAGIC:
+        raise ValueError(
+            f"checkpoint {path} is not a file torch.save wrote (no zip header): not a umlkit "
+            "checkpoint"
+        )
+    return size
+
+
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """``"key: a_value != b_value"`` for every key whose values differ (missing counts as None)."""
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+# ------------------------------------------------------------------------------- weights
+def load_module_state(module: nn.Module, state: Any, path: str | Path | None = None) -> None:
+    """``module.load_state_dict(state)``, strictly, a mismatch reported as one ``ValueError`` line.
+
+    Raises:
+        ValueError: weights missing from ``state``, unexpected ones, or shapes that do not fit
+            (the message counts them and names the first; it names ``path`` when given).
+    """
+    where = "checkpoint" if path is None else f"checkpoint {path}"
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError, KeyError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # torch's message starts with a header line; the first problem follows it
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
+        raise ValueError(f"{where}: its weights do not fit its model ({detail})") from None
+    if missing or unexpected:
+        problems = [
+            f"{len(keys)} {kind} (e.g. {keys[0]})"
+            for kind, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        raise ValueError(
+            f"{where}: its weights do not fit its model ({' and '.join(problems)} weights)"
+        )
+
+
+def load_model_state(
+    model: nn.Module, checkpoint: dict[str, Any], path: str | Path | None = None
+) -> nn.Module:
+    """Load a checkpoint's weights into ``model`` after checking that the architectures agree.
+
+    Args:
+        model: a model whose ``config`` must equal the checkpoint's model configuration.
+        checkpoint: what :func:`load_checkpoint` returned.
+        path: the checkpoint's file, named in error messages.
+
+    Raises:
+        ValueError: ``model.config`` differs from the checkpoint's model configuration (the
+            message lists the differing fields), or the weights do not fit the model.
+    """
+    differences = config_differences(model.config.to_dict(), checkpoint["model_config"])
+    if differences:
+        raise ValueError(
+            "checkpoint was saved from a different model configuration: " + "; ".join(differences)
+        )
+    load_module_state(model, checkpoint["model_state"], path)
+    return model
+
+
+def model_from_checkpoint(
+    checkpoint: dict[str, Any], path: str | Path, device: str | None = "cpu"
+) -> nn.Module:
+    """Rebuild the model of a checkpoint :func:`load_checkpoint` read, in eval mode.
+
+    Raises:
+        ValueError: the stored model configuration is invalid or the weights do not fit it (the
+            message names ``path``).
+    """
+    try:
+        model = model_from_config(checkpoint["model_config"], load_weights=False)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        raise ValueError(
+            f"checkpoint {path}: its model configuration is invalid ({first_line(error)})"
+        ) from None
+    load_module_state(model, checkpoint["model_state"], path)
+    return model.to(pick_device(device)).eval()
+
+
+def load_model(
+    path: str | Path, device: str | None = "cpu", expected: ModelConfig | None = None
+) -> nn.Module:
+    """Rebuild a model from a checkpoint (its stored :class:`ModelConfig`) and load its weights.
+
+    Args:
+        path: a ``best.pt`` / ``last.pt`` written by :func:`umlkit.train.train`.
+        device: where to put the model (``None``: the best available).
+        expected: if given, the configuration the checkpoint must have been saved from.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        ValueError: not a readable umlkit checkpoint, or a configuration other than ``expected``.
+    """
+    checkpoint = load_checkpoint(path)
+    if expected is not None:
+        differences = config_differences(expected.to_dict(), checkpoint["model_config"])
+        if differences:
+            raise ValueError(
+                f"checkpoint {path} holds a different model: " + "; ".join(differences)
+            )
+    return model_from_checkpoint(checkpoint, path, device)
+
+
+def check_checkpoint_data(checkpoint: dict[str, Any], dataset, path: str | Path) -> None:
+    """Refuse a dataset whose image or pixel classes are not those the checkpoint was trained on.
+
+    Compares the class names the checkpoint records in its ``data`` entry; a checkpoint without
+    them (written by an older umlkit) is compared by the numbers of classes of its model.
+
+    Raises:
+        ValueError: the classes differ; the message names both.
+    """
+    record = checkpoint.get("data")
+    where = f"{dataset.root} ({dataset.split} split)"
+    problems = []
+    if isinstance(record, dict) and "class_names" in record:
+        for key, label in (("class_names", "classes"), ("seg_class_names", "segmentation classes")):
+            trained = tuple(str(name) for name in record.get(key, ()))
+            found = tuple(str(name) for name in getattr(dataset, key))
+            if trained != found:
+                problems.append(f"{label} {list(trained)} but {where} has {list(found)}")
+    else:
+        model_config = checkpoint["model_config"]
+        for key, label in (("num_classes", "classes"), ("num_seg_classes", "segmentation classes")):
+            trained, found = model_config.get(key), getattr(dataset, key)
+            if trained != found:
+                problems.append(f"{trained} {label} but {where} has {found}")
+    if problems:
+        raise ValueError(f"checkpoint {path} was trained on " + "; and on ".join(problems))
+
+
+def state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``module``'s weights (what ``best.pt`` keeps while training goes on)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------- random states
+def rng_states(device: str | torch.device) -> dict[str, Any]:
+    """The states of torch's, numpy's and Python's random generators (and CUDA's on a GPU).
+
+    numpy's state is stored as tensors and numbers rather than its own tuple of arrays, so
+    that the checkpoint stays loadable with ``torch.load(weights_only=True)``.
+    """
+    numpy_state = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if str(device).startswith("cuda"):
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Set the random generators to what :func:`rng_states` captured."""
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def restore_optimizer_and_rng(
+    optimizer: torch.optim.Optimizer, checkpoint: dict[str, Any], path: str | Path
+) -> None:
+    """Restore a checkpoint's optimizer state and random-number states (every resumed loop).
+
+    Raises:
+        ValueError: one line naming ``path`` when either cannot be restored.
+    """
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        restore_rng_states(checkpoint["rng"])
+    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as error:
+        raise ValueError(
+            f"checkpoint {path}: its optimizer or random states cannot be restored "
+            f"({first_line(error)})"
+        ) from None
+
+
+# -------------------------------------------------------------------------- fingerprints, keys
+def fingerprint_files(root: str | Path, mtimes: bool = False) -> tuple[str, int]:
+    """:func:`dataset_fingerprint` of ``root`` and the number of files it covers."""
+    root = Path(root)
+    entries = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            entry = [path.relative_to(root).as_posix(), stat.st_size]
+            if mtimes:
+                entry.append(stat.st_mtime_ns)
+            entries.append(entry)
+    entries.sort()
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16], len(entries)
+
+
+def dataset_fingerprint(root: str | Path, mtimes: bool = False) -> str:
+    """A hash of the relative paths and sizes (and with ``mtimes``, modification times) of every
+    file under ``root``.
+
+    Cheap (no file is read) and independent of the path ``root`` is reached by. Without
+    ``mtimes`` it tells a regenerated or different dataset from the one a cached model was
+    trained on (the model cache's key, which a copied dataset still matches); with ``mtimes`` it
+    also catches a file rewritten in place with the same size (what a checkpoint records).
+    """
+    return fingerprint_files(root, mtimes)[0]
+
+
+def cache_key(values: Mapping[str, Any], data_root: str | Path | None) -> str:
+    """16 hex digits of SHA-256 over ``values``, the dataset and the umlkit version.
+
+    ``values`` are the configuration fields that change the result (each loop leaves out the
+    rest, such as the device) plus the loop's revision number. The dataset enters by its
+    fingerprint (:func:`dataset_fingerprint`) and folder name, not its absolute path, so a moved
+    checkout finds its cache; the version makes a new umlkit retrain.
+    """
+    values = dict(values)
+    if data_root is not None and Path(data_root).is_dir():
+        values["data_fingerprint"] = dataset_fingerprint(data_root)
+        values["data_root"] = Path(data_root).name
+    values["umlkit_version"] = umlkit.__version__
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------- run folders
+def data_record(config: Any, train_set) -> dict[str, Any]:
+    """What a checkpoint records of the data its model was trained on.
+
+    ``config`` is the run's configuration (its ``dataset``, ``data_root`` and ``image_size``).
+
+    ``dataset`` (the loader kind), ``class_names`` and ``seg_class_names`` (the image and pixel
+    classes, in label order), ``image_size``, and ``fingerprint`` / ``files``: a hash of the
+    relative names, sizes and modification times of every file under ``data_root``, and how
+    many there are (:func:`dataset_fingerprint`). Resuming compares the
+    fingerprint, so the same folder is accepted by any path; evaluation compares the classes.
+    """
+    fingerprint, files = fingerprint_files(config.data_root, mtimes=True)
+    return {
+        "dataset": config.dataset,
+        "class_names": [str(name) for name in train_set.class_names],
+        "seg_class_names": [str(name) for name in train_set.seg_class_names],
+        "image_size": config.image_size,
+        "fingerprint": fingerprint,
+        "files": files,
+    }
+
+
+def check_same_data(
+    checkpoint: dict[str, Any],
+    data_root: str | Path,
+    fingerprint: str,
+    path: Path,
+    names: Mapping[str, str] = ARGUMENT_NAMES,
+) -> None:
+    """Refuse to resume ``checkpoint`` (read from ``path``) on data other than its own.
+
+    The data are compared by their fingerprint (:func:`data_record`), not by the path string, so
+    the same folder is accepted by a relative, absolute or symlinked path. A checkpoint without a
+    fingerprint (an older umlkit's) is compared by the folder it names.
+
+    ``names`` says how the message names the arguments ``data_root``, ``output_dir`` and
+    ``overwrite`` (the command line passes its flags).
+
+    Raises:
+        ValueError: other data; the message says how to go on.
+    """
+    way_out = f"point {names['data_root']} at the run's data, or use another {names['output_dir']}"
+    way_out += f" or {names['overwrite']} to start over"
+    record = checkpoint.get("data")
+    if isinstance(record, dict) and "fingerprint" in record:
+        if record["fingerprint"] != fingerprint:
+            now = fingerprint_files(data_root, mtimes=True)[1]
+            raise ValueError(
+                f"cannot resume from {path}: the data in {data_root} are not the run's "
+                f"({now} files now, {record.get('files', '?')} when it started; files were added, "
+                f"removed or rewritten, or it is another dataset); {way_out}"
+            )
+        return
+    saved_root = checkpoint.get("train_config", {}).get("data_root")
+    same = saved_root is not None and Path(saved_root).is_dir()
+    if not (same and Path(saved_root).samefile(data_root)):
+        raise ValueError(f"cannot resume from {path}: it was trained on {saved_root}; {way_out}")
+
+
+def claim_run_folder(
+    output_dir: Path | None,
+    run_files: Sequence[str],
+    resume: bool,
+    overwrite: bool,
+    names: Mapping[str, str],
+) -> list[str]:
+    """Check that a run may start in ``output_dir`` and return the ``run_files`` already there.
+
+    A folder holding any of ``run_files`` holds a run: it is only continued with ``resume`` or
+    replaced with ``overwrite`` (never both), so no earlier run is lost by accident. Nothing is
+    written here; ``names`` says how messages name ``output_dir``, ``resume`` and ``overwrite``.
+
+    Raises:
+        ValueError: ``resume`` and ``overwrite`` together.
+        FileExistsError: ``output_dir`` is a file, or holds a run and neither flag is set.
+    """
+    if resume and overwrite:
+        raise ValueError(
+            f"{names['resume']} continues a run and {names['overwrite']} replaces it: choose one"
+        )
+    if output_dir is None or not output_dir.exists():
+        return []
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{names['output_dir']} {output_dir} is a file, not a folder")
+    found = [name for name in run_files if (output_dir / name).exists()]
+    if found and not (resume or overwrite):
+        raise FileExistsError(
+            f"{names['output_dir']} {output_dir} already holds a run ({', '.join(found)}): "
+            f"{names['resume']} continues it, {names['overwrite']} replaces it, or choose "
+            f"another {names['output_dir']}"
+        )
+    return found
+
+
+def prepare_run_folder(
+    output_dir: Path,
+    found: Sequence[str],
+    resuming: bool,
+    resume: bool,
+    overwrite: bool,
+    names: Mapping[str, str],
+) -> list[str]:
+    """Create ``output_dir`` and delete the run files ``found`` unless the run is resumed.
+
+    Call it once every check has passed (:func:`claim_run_folder`, the data, the checkpoint).
+    No file other than ``found`` is touched.
+
+    Returns:
+        The notes to show the user: a replaced run, or a new run where one was to be resumed.
+    """
+    note = None
+    if found and not resuming:
+        for name in found:
+            (output_dir / name).unlink()
+        if overwrite:
+            note = f"replacing the run in {output_dir} ({names['overwrite']})"
+        else:
+            note = f"no checkpoint in {output_dir}: starting a new run"
+            stale = [name for name in found if name != CONFIG_FILE]
+            if stale:
+                note += f" (its {', '.join(stale)} removed)"
+    elif resume and not resuming:
+        note = f"no checkpoint in {output_dir}: starting a new run"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return [] if note is None else [note]
+
+
+def save_run_state(
+    output_dir: Path,
+    last: dict[str, Any],
+    best: dict[str, Any] | None = None,
+    tables: Mapping[str, Any] | None = None,
+) -> None:
+    """Write one epoch's files of a run folder: ``best.pt`` (when given), ``last.pt``, tables.
+
+    ``best.pt`` is written before ``last.pt``: a crash between the two leaves a ``last.pt`` whose
+    best epoch is already on disk, so resuming always finds the weights it refers to.
+
+    Args:
+        output_dir: the run folder.
+        last: the resumable state (see each loop's ``RESUME_KEYS``).
+        best: the best epoch's checkpoint, when this epoch is the best so far.
+        tables: file name -> rows (e.g. ``{HISTORY_FILE: history}``), each written as CSV.
+    """
+    if best is not None:
+        save_checkpoint(output_dir / CHECKPOINT_BEST, best)
+    save_checkpoint(output_dir / CHECKPOINT_LAST, last)
+    for name, rows in (tables or {}).items():
+        write_table(output_dir / name, rows)
+
+
+def check_resume_configuration(
+    checkpoint: dict[str, Any],
+    key: str,
+    current: Mapping[str, Any],
+    ignored: Iterable[str],
+    path: Path,
+    advice: str = "",
+) -> None:
+    """Refuse to resume a checkpoint trained with another configuration.
+
+    Args:
+        checkpoint: the ``last.pt`` read by :func:`load_checkpoint`.
+        key: where it stores its configuration (``"train_config"``, ``"semi_config"``).
+        current: this run's configuration as a dict.
+        ignored: fields that may differ (those that do not change the result).
+        path: the checkpoint's file, for the message.
+        advice: appended to the message after ``"; "`` (how to go on).
+
+    Raises:
+        ValueError: one line listing the differing fields.
+    """
+    saved = checkpoint[key]
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} is not a umlkit checkpoint ({key} is not a mapping)")
+    ignored = set(ignored)
+    differences = config_differences(
+        {k: v for k, v in current.items() if k not in ignored},
+        {k: v for k, v in saved.items() if k not in ignored},
+    )
+    if differences:
+        raise ValueError(
+            f"cannot resume from {path}: it was trained with another configuration ("
+            + "; ".join(differences)
+            + ")"
+            + (f"; {advice}" if advice else "")
+        )
+
+
+def resume_progress(
+    checkpoint: dict[str, Any],
+    path: Path,
+    lists: Iterable[str] = ("history",),
+    counters: Iterable[str] = (),
+) -> dict[str, Any]:
+    """How far the run of a ``last.pt`` got, read and type-checked.
+
+    Returns:
+        ``next_epoch`` (the epoch after the checkpoint's), ``best_epoch`` and ``best_score``,
+        each entry of ``lists`` (e.g. ``history``) as a list and of ``counters`` (e.g. ``step``)
+        as an int.
+
+    Raises:
+        ValueError: one line, when an entry is missing or of the wrong type.
+    """
+    try:
+        best = checkpoint["best"]
+        progress = {
+            "next_epoch": int(checkpoint["epoch"]) + 1,
+            "best_epoch": int(best["epoch"]),
+            "best_score": float(best["score"]),
+        }
+        progress.update({key: list(checkpoint[key]) for key in lists})
+        progress.update({key: int(checkpoint[key]) for key in counters})
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} is not a umlkit checkpoint ({first_line(error)})") from None
+    return progress
+
+
+def best_state_of(output_dir: Path, best_epoch: int) -> dict[str, torch.Tensor] | None:
+    """The weights in ``best.pt`` of a run being resumed (``None`` before any validation)."""
+    if best_epoch < 0:
+        return None
+    return load_checkpoint(output_dir / CHECKPOINT_BEST)["model_state"]
+
+
+def finished_checkpoints(
+    folder: Path, epochs: int, files: Iterable[str] = (HISTORY_FILE,)
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(last, best)`` checkpoints of a finished run in ``folder``, else ``None``.
+
+    A run is finished when ``last.pt``, ``best.pt`` and every one of ``files`` exist and
+    ``last.pt`` is the checkpoint of epoch ``epochs - 1`` (epochs count from 0). An
+    interrupted run (an earlier last epoch) is not finished: the caller resumes it.
+    """
+    last, best = folder / CHECKPOINT_LAST, folder / CHECKPOINT_BEST
+    needed = [last, best, *(folder / name for name in files)]
+    if not all(path.is_file() for path in needed):
+        return None
+    last_checkpoint = load_checkpoint(last)
+    if int(last_checkpoint["epoch"]) != epochs - 1:
+        return None
+    return last_checkpoint, load_checkpoint(best)
+
+
+def get_or_train_cached(
+    cache_dir: Path,
+    key: str,
+    epochs: int,
+    load_finished: Callable[[Path, dict[str, Any], dict[str, Any]], Result],
+    train: Callable[[Path], Result],
+    files: Iterable[str] = (HISTORY_FILE,),
+) -> Result:
+    """The cache lookup behind ``get_or_train`` and ``get_or_train_semi``.
+
+    The run of a configuration lives in ``cache_dir / key``. If that folder holds a finished run
+    (:func:`finished_checkpoints`), ``load_finished(folder, last, best)`` builds the result from
+    it; otherwise ``train(folder)`` trains, and is expected to resume an interrupted run there.
+
+    Args:
+        cache_dir: the cache's folder.
+        key: the configuration's hash (built with :func:`cache_key`).
+        epochs: how many epochs a finished run has.
+        load_finished: builds the loop's result from a finished run.
+        train: trains (or resumes) the run in the folder it is given.
+        files: the tables a finished run must have besides its checkpoints.
+    """
+    folder = Path(cache_dir) / key
+    finished = finished_checkpoints(folder, epochs, files)
+    if finished is not None:
+        return load_finished(folder, *finished)
+    return train(folder)
