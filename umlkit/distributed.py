@@ -407,6 +407,55 @@ class _SumOverRanks(torch.autograd.Function):
         return total
 
 
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the ranks of a running group, differentiably; ``tensor`` itself in
+    a single process. A loss that is not a mean over images (the soft Dice of a batch sums over
+    all its pixels) uses it to see the global batch rather than this rank's shard."""
+    return _SumOverRanks.apply(tensor) if is_distributed() else tensor
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """The mean over the ranks of every value of ``values`` (one all-reduce for all of them);
+    ``values`` itself in a single process. Used for the loss terms a training run logs."""
+    if not is_distributed():
+        return values
+    totals = torch.tensor(list(values.values()), dtype=torch.float64)
+    dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+    return dict(zip(values, (totals / world_size()).tolist(), strict=True))
+
+
+class EpochShardSampler(torch.utils.data.Sampler[int]):
+    """This rank's images of one epoch, cut from the permutation a single process would use.
+
+    The global batch ``k`` of the single process holds ``order[k*B : (k+1)*B]``; here rank ``r``
+    of ``W`` takes the ``r``-th of its ``W`` equal parts (``B / W`` images), for every full global
+    batch (the last partial one is dropped, as the single process drops it). The ranks' batches
+    together are therefore the single process's batches, whatever the number of ranks — the
+    property that makes a run resumable with another world size and comparable with one process.
+
+    Args:
+        order: the epoch's permutation of the dataset indices (the single process's shuffle).
+        global_batch: ``B``, a multiple of ``world``.
+        rank, world: this rank and the number of ranks.
+    """
+
+    def __init__(self, order: torch.Tensor, global_batch: int, rank: int, world: int) -> None:
+        if global_batch % world:
+            raise ValueError(
+                f"the batch size {global_batch} must be a multiple of the {world} processes"
+            )
+        part = global_batch // world
+        full = len(order) // global_batch * global_batch
+        batches = order[:full].view(-1, world, part)  # (batches, ranks, images of one rank)
+        self.indices = batches[:, rank].reshape(-1).tolist()
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class GlooSyncBatchNorm(_BatchNorm):
     """Batch norm whose training statistics are computed over all ranks, for CPU tensors.
 

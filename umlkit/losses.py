@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from umlkit.distributed import sum_over_ranks
 from umlkit.evidential import (
     LOSS_KINDS,
     annealing_coefficient,
@@ -116,11 +117,20 @@ def dice_loss(
         raise ValueError("include_background=False needs at least 2 classes")
     one_hot = one_hot_classes(target, num_classes, probs.dtype)
     reduce_dims = [0, *range(2, probs.ndim)]
-    intersection = (probs * one_hot).sum(dim=reduce_dims)
-    # D_c = (2 sum p_c g_c + eps) / (sum p_c + sum g_c + eps)
-    dice = (2.0 * intersection + eps) / (
-        probs.sum(dim=reduce_dims) + one_hot.sum(dim=reduce_dims) + eps
+    # Per class: sum p_c g_c, sum p_c, sum g_c. In data-parallel training each process holds a
+    # shard of the batch, and the sums are added over the processes: the Dice of the whole batch.
+    sums = sum_over_ranks(
+        torch.stack(
+            [
+                (probs * one_hot).sum(dim=reduce_dims),
+                probs.sum(dim=reduce_dims),
+                one_hot.sum(dim=reduce_dims),
+            ]
+        )
     )
+    intersection, prob_sum, target_sum = sums
+    # D_c = (2 sum p_c g_c + eps) / (sum p_c + sum g_c + eps)
+    dice = (2.0 * intersection + eps) / (prob_sum + target_sum + eps)
     if not include_background:
         dice = dice[1:]
     # L = mean_c(-ln D_c) or mean_c(1 - D_c)

@@ -54,6 +54,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import umlkit
+from umlkit import distributed
 from umlkit.checkpoints import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -355,22 +356,42 @@ def train(
     names = {**PYTHON_NAMES, **(argument_names or {})}
     output_dir = None if output_dir is None else Path(output_dir)
     device, found = _check_start(config, output_dir, resume, overwrite, names)
+    joined = distributed.launch_environment() is not None and not distributed.is_distributed()
+    env = distributed.init(device)  # None unless launched by torchrun
+    start = {"found": found, "env": env, "device": device if env is None else env.device}
+    try:
+        return _train(config, output_dir, start, resume, overwrite, names, progress, callback, log)
+    finally:
+        if joined:
+            distributed.shutdown()
+
+
+def _train(config, output_dir, start, resume, overwrite, names, progress, callback, log):
+    """:func:`train` once the checks that need no data have passed: load the data, build the
+    model (wrapped for data-parallel training under torchrun), resume, run the epochs."""
+    device, found = start["device"], start["found"]
+    _check_world(config)
     train_set, val_set = _load_splits(config, names)
     data = None if output_dir is None else data_record(config, train_set)
     seed_everything(config.seed)
     model = _build_model(config, train_set).to(device)
+    # What the optimisation steps run: the model itself, or its data-parallel wrapper (which
+    # may swap the batch norms for synchronised ones: before the optimiser sees the parameters).
+    trained = distributed.wrap_model(model, start["env"])
     optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
     state = TrainingState()
     resuming = resume and CHECKPOINT_LAST in found
     if resuming:
         state = _resume(output_dir, config, model, optimizer, data, names)
-    # Every check has passed: from here on the output folder is written.
-    if output_dir is not None:
+    distributed.barrier()  # every rank has read the folder before the first process writes it
+    # Every check has passed: from here on the output folder is written (by the first process).
+    if output_dir is not None and distributed.is_main_process():
         notes = prepare_run_folder(output_dir, found, resuming, resume, overwrite, names)
         for note in notes if log is not None else ():
             log(note)
         write_json(output_dir / CONFIG_FILE, config.to_dict())
     run = {"config": config, "model": model, "optimizer": optimizer, "device": device}
+    run["trained"] = trained
     _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
@@ -383,6 +404,16 @@ def train(
         output_dir=output_dir,
         steps=pd.DataFrame(state.steps),
     )
+
+
+def _check_world(config: TrainConfig) -> None:
+    """In data-parallel training, the global batch must split evenly over the processes."""
+    world = distributed.world_size()
+    if world > 1 and config.batch_size % world:
+        raise ValueError(
+            f"batch_size {config.batch_size} is the global batch of the {world} processes "
+            f"and must be a multiple of {world}"
+        )
 
 
 def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, list[str]]:
@@ -406,14 +437,21 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
         total=config.epochs * steps,
         initial=state.next_epoch * steps,
         desc=f"train {config.model}",
-        disable=not progress,
+        disable=not distributed.show_progress(progress),
     )
     try:
         for epoch in range(state.next_epoch, config.epochs):
             started, started_cpu = time.perf_counter(), time.process_time()
             loader = build_train_loader(train_set, config, epoch, run["device"])
             sums, step_rows = train_one_epoch(
-                model, loader, run["optimizer"], objective, config, epoch, run["device"], bar
+                run["trained"],
+                loader,
+                run["optimizer"],
+                objective,
+                config,
+                epoch,
+                run["device"],
+                bar,
             )
             metrics = validate(model, val_set, config, run["device"])
             row = {"epoch": epoch, "lr": learning_rate(config, epoch), **sums}
@@ -424,8 +462,9 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
             # what else the machine is doing.
             row["cpu_seconds"] = time.process_time() - started_cpu
             state.finish_epoch(row, step_rows, model)
-            if output_dir is not None:
+            if output_dir is not None and distributed.is_main_process():
                 save_epoch(output_dir, run, state, data)
+            distributed.barrier()  # no process moves on before the epoch's checkpoint exists
             bar.set_postfix(
                 loss=f"{sums['loss']:.3f}",
                 acc=f"{metrics['accuracy']:.3f}",
@@ -452,7 +491,32 @@ def _objective(config: TrainConfig):
 def build_train_loader(
     train_set: Dataset, config: TrainConfig, epoch: int, device: str
 ) -> DataLoader:
-    """The batches of epoch ``epoch``: shuffled by a generator of ``(seed, epoch)`` alone."""
+    """The batches of epoch ``epoch``: shuffled by a generator of ``(seed, epoch)`` alone.
+
+    In data-parallel training every process takes its equal part of each of these batches
+    (:class:`umlkit.distributed.EpochShardSampler`), so ``config.batch_size`` is the global batch
+    and the processes together see what one process would.
+    """
+    if distributed.is_distributed():
+        # The order one process would draw, drawn the same way (a DataLoader over the indices).
+        one_process = DataLoader(
+            range(len(train_set)),
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=_epoch_generator(config.seed, epoch),
+            drop_last=True,
+        )
+        order = torch.cat(list(one_process))
+        world = distributed.world_size()
+        return DataLoader(
+            train_set,
+            batch_size=config.batch_size // world,
+            sampler=distributed.EpochShardSampler(
+                order, config.batch_size, distributed.rank(), world
+            ),
+            num_workers=config.num_workers,
+            pin_memory=device.startswith("cuda"),
+        )
     return DataLoader(
         train_set,
         batch_size=config.batch_size,
@@ -507,6 +571,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        components = distributed.mean_over_ranks(components)  # the global batch's loss terms
         for name, value in components.items():
             key = "loss" if name == "total" else f"loss_{name}"
             totals[key] = totals.get(key, 0.0) + value
