@@ -51,25 +51,27 @@ import umlkit
 from umlkit.checkpoints import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
-    CONFIG_FILE,
-    HISTORY_FILE,
-    best_state_of,
-    cache_key,
-    check_resume_configuration,
     dataset_fingerprint,
-    get_or_train_cached,
     load_checkpoint,
     load_module_state,
     restore_optimizer_and_rng,
-    resume_progress,
     rng_states,
-    save_run_state,
     state_copy,
     write_json,
 )
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
 from umlkit.optim import learning_rate, make_optimizer
+from umlkit.runs import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    best_state_of,
+    cache_key,
+    check_resume_configuration,
+    get_or_train_cached,
+    resume_progress,
+    save_run_state,
+)
 from umlkit.runtime import pick_device, project_root, seed_everything
 from umlkit.semi.base import Progress, SemiSupervisedMethod
 from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
@@ -521,7 +523,7 @@ def _resume(output_dir: Path, config: SemiConfig, run: dict[str, Any]):
 def semi_config_hash(config: SemiConfig) -> str:
     """The cache key: the configuration (less :data:`NOT_HASHED`) with the method's options
     resolved (:func:`resolved_method_options`), :data:`SEMI_REVISION`, the dataset's fingerprint
-    and the umlkit version (:func:`umlkit.checkpoints.cache_key`)."""
+    and the umlkit version (:func:`umlkit.runs.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["method_options"] = resolved_method_options(config)
     values["semi_revision"] = SEMI_REVISION
