@@ -38,10 +38,9 @@ from umlkit.data.base import (
     SegmentationClassificationDataset,
     check_choice,
     parse_size,
-    read_image,
-    read_mask,
     stratified_split,
 )
+from umlkit.data.images import read_image, read_mask
 
 KINDS = ("isic2017", "refuge", "ispy1", "folder")
 ALIASES = {"derm": "isic2017", "ood": "isic2017", "fundus": "refuge"}
@@ -79,7 +78,7 @@ def load_dataset(
         on_error: ``"raise"``: a bad item raises an error naming its file (missing files and
             labels, or an id stored in two files, e.g. ``.jpg`` and ``.png``, when the dataset
             is built; unreadable files, image modes or value ranges that
-            :func:`~umlkit.data.base.decode_image` refuses, wrong mask sizes or values when
+            :func:`~umlkit.data.images.decode_image` refuses, wrong mask sizes or values when
             the item is read). ``"skip"``: every item is checked at once, bad ones are left out
             and listed in ``.report``.
         seed: seeds the splits that umlkit draws itself (``ispy1`` by patient, ``folder``
