@@ -1,4 +1,4 @@
-"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states, keys, the cache."""
+"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states, data fingerprints."""
 
 import datetime
 import os
@@ -10,25 +10,16 @@ import pytest
 import torch
 
 from umlkit.checkpoints import (
-    CHECKPOINT_BEST,
     CHECKPOINT_LAST,
-    HISTORY_FILE,
     atomic_write,
-    cache_key,
-    check_resume_configuration,
-    config_differences,
     dataset_fingerprint,
-    finished_checkpoints,
-    get_or_train_cached,
     load_checkpoint,
     load_model,
     load_module_state,
     restore_rng_states,
-    resume_progress,
     rng_states,
     save_checkpoint,
     save_npz_atomic,
-    save_run_state,
     write_table,
 )
 from umlkit.models import build_model
@@ -147,68 +138,3 @@ def test_dataset_fingerprint_sees_sizes_and_with_mtimes_rewrites(tmp_path):
     assert dataset_fingerprint(tmp_path, mtimes=True) != timed
     (tmp_path / "b.txt").write_text("")
     assert dataset_fingerprint(tmp_path) != plain
-
-
-def test_cache_key_follows_values_and_data_but_not_the_data_path(tmp_path):
-    first, second = tmp_path / "one" / "derm", tmp_path / "two" / "derm"
-    for folder in (first, second):
-        folder.mkdir(parents=True)
-        (folder / "x.png").write_bytes(b"1234")
-    assert cache_key({"seed": 0}, first) == cache_key({"seed": 0}, second)
-    assert cache_key({"seed": 0}, first) != cache_key({"seed": 1}, first)
-    (second / "y.png").write_bytes(b"")
-    assert cache_key({"seed": 0}, first) != cache_key({"seed": 0}, second)
-
-
-def test_resume_configuration_check_lists_the_differences():
-    checkpoint = {"train_config": {"width": 4, "device": "cuda", "seed": 0}}
-    current = {"width": 8, "device": "cpu", "seed": 0}
-    assert config_differences(current, checkpoint["train_config"]) == [
-        "device: 'cpu' != 'cuda'",
-        "width: 8 != 4",
-    ]
-    with pytest.raises(ValueError, match=r"another configuration \(width: 8 != 4\); start over"):
-        check_resume_configuration(
-            checkpoint, "train_config", current, ["device"], "x", "start over"
-        )
-    check_resume_configuration(checkpoint, "train_config", current, ["device", "width"], "x")
-
-
-def test_the_cache_trains_a_missing_run_and_loads_a_finished_one(tmp_path):
-    calls = []
-
-    def train(folder):
-        calls.append("train")
-        for epoch in range(2):
-            last = {"model_config": {}, "model_state": {}, "epoch": epoch}
-            save_run_state(folder, last, {**last, "score": 0.5}, {HISTORY_FILE: [{"epoch": epoch}]})
-        return "trained"
-
-    def load(folder, last, best):
-        calls.append("load")
-        return f"loaded epoch {last['epoch']}, best {best['score']}"
-
-    assert get_or_train_cached(tmp_path, "key", 2, load, train) == "trained"
-    assert get_or_train_cached(tmp_path, "key", 2, load, train) == "loaded epoch 1, best 0.5"
-    assert calls == ["train", "load"]
-    assert {p.name for p in (tmp_path / "key").iterdir()} == {
-        CHECKPOINT_LAST,
-        CHECKPOINT_BEST,
-        HISTORY_FILE,
-    }
-    assert finished_checkpoints(tmp_path / "key", epochs=3) is None  # interrupted: resume it
-    assert finished_checkpoints(tmp_path / "key", 2, files=("steps.csv",)) is None
-
-
-def test_resume_progress_reads_and_checks_how_far_a_run_got():
-    checkpoint = {"epoch": 2, "best": {"epoch": 1, "score": 0.5}, "history": ({"a": 1},), "step": 7}
-    assert resume_progress(checkpoint, "last.pt", counters=("step",)) == {
-        "next_epoch": 3,
-        "best_epoch": 1,
-        "best_score": 0.5,
-        "history": [{"a": 1}],
-        "step": 7,
-    }
-    with pytest.raises(ValueError, match=r"last.pt is not a umlkit checkpoint \(") as caught:
-        resume_progress({**checkpoint, "best": None}, "last.pt")
-    assert "\n" not in str(caught.value)

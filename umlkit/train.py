@@ -58,24 +58,13 @@ from umlkit import distributed
 from umlkit.checkpoints import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
-    CONFIG_FILE,
-    HISTORY_FILE,
-    STEPS_FILE,
-    best_state_of,
-    cache_key,
-    check_resume_configuration,
     check_same_data,
-    claim_run_folder,
     data_record,
-    get_or_train_cached,
     load_checkpoint,
     load_model_state,
     model_from_checkpoint,
-    prepare_run_folder,
     restore_optimizer_and_rng,
-    resume_progress,
     rng_states,
-    save_run_state,
     state_copy,
     write_json,
 )
@@ -90,6 +79,19 @@ from umlkit.evaluate import evaluate
 from umlkit.losses import official_objective
 from umlkit.models import ModelConfig, build_model
 from umlkit.optim import learning_rate, make_optimizer
+from umlkit.runs import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    STEPS_FILE,
+    best_state_of,
+    cache_key,
+    check_resume_configuration,
+    claim_run_folder,
+    get_or_train_cached,
+    prepare_run_folder,
+    resume_progress,
+    save_run_state,
+)
 from umlkit.runtime import pick_device, project_root, seed_everything
 
 #: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of

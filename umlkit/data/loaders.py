@@ -38,10 +38,9 @@ from umlkit.data.base import (
     SegmentationClassificationDataset,
     check_choice,
     parse_size,
-    read_image,
-    read_mask,
     stratified_split,
 )
+from umlkit.data.images import read_image, read_mask
 
 KINDS = ("isic2017", "refuge", "ispy1", "folder")
 ALIASES = {"derm": "isic2017", "ood": "isic2017", "fundus": "refuge"}
@@ -79,7 +78,7 @@ def load_dataset(
         on_error: ``"raise"``: a bad item raises an error naming its file (missing files and
             labels, or an id stored in two files, e.g. ``.jpg`` and ``.png``, when the dataset
             is built; unreadable files, image modes or value ranges that
-            :func:`~umlkit.data.base.decode_image` refuses, wrong mask sizes or values when
+            :func:`~umlkit.data.images.decode_image` refuses, wrong mask sizes or values when
             the item is read). ``"skip"``: every item is checked at once, bad ones are left out
             and listed in ``.report``.
         seed: seeds the splits that umlkit draws itself (``ispy1`` by patient, ``folder``
@@ -445,19 +444,14 @@ def _folder_num_classes(table: pd.DataFrame, split_dirs: list[Path], base: Path)
     return max(max((v for v in found if isinstance(v, int)), default=1) + 1, 2)
 
 
-def _load_folder(
-    root: Path,
-    split: str,
-    *,
-    seed: int,
-    split_fractions: Sequence[float] = (0.7, 0.1, 0.2),
-    num_seg_classes: int = 2,
-    num_classes: int | None = None,
-    grayscale: bool = False,
-    **common,
-) -> SegmentationClassificationDataset:
-    if not isinstance(num_seg_classes, int) or not 2 <= num_seg_classes <= 255:
-        raise ValueError(f"num_seg_classes must be an integer in [2, 255], got {num_seg_classes!r}")
+def _folder_paths(root: Path, split: str) -> tuple[list[Path], Path, dict[str, Path]]:
+    """Where a folder dataset's split lives: ``(split_dirs, base, paths)``.
+
+    ``split_dirs`` are the split subfolders (``train/``, ``val/``, ``test/``) that hold an
+    ``images/`` folder; when there are none the whole of ``root`` is one pool that is split by
+    label. ``base`` is the folder of this split, ``paths`` its ``images``, ``masks`` and
+    ``labels`` entries of :data:`~umlkit.data.layouts.FOLDER_LAYOUT`, each checked to exist.
+    """
     split_dirs = [root / name for name in SPLIT_NAMES if (root / name / "images").is_dir()]
     base = root / split if split_dirs else root
     paths = {key: base / name for key, name in layouts.FOLDER_LAYOUT.items()}
@@ -469,6 +463,11 @@ def _load_folder(
             )
     if not paths["labels"].is_file():
         raise FileNotFoundError(f"folder dataset: label table {paths['labels']} not found")
+    return split_dirs, base, paths
+
+
+def _folder_records(paths: dict[str, Path]) -> tuple[list[Record], pd.DataFrame]:
+    """One record per image of ``paths["images"]``, labelled from ``labels.csv``, and the table."""
     images, duplicates = _one_file_per_id(_image_files(paths["images"]), "image")
     if not images:
         raise ValueError(
@@ -487,14 +486,22 @@ def _load_folder(
         parse_label=_class_label,
         duplicates=duplicates,
     )
-    if num_classes is None:
-        num_classes = _folder_num_classes(table, split_dirs, base)
-    if not split_dirs:
-        labelled = [r for r in records if r.label is not None]
-        parts = stratified_split([r.label for r in labelled], split_fractions, seed)
-        chosen = {labelled[i].id for i in parts[split]}
-        # Items without a usable label cannot be placed in a split: they are reported in each.
-        records = [r for r in records if r.id in chosen or r.label is None]
+    return records, table
+
+
+def _records_of_split(
+    records: list[Record], split: str, split_fractions: Sequence[float], seed: int
+) -> list[Record]:
+    """The records of ``split`` when one pool is split by label (:func:`stratified_split`)."""
+    labelled = [r for r in records if r.label is not None]
+    parts = stratified_split([r.label for r in labelled], split_fractions, seed)
+    chosen = {labelled[i].id for i in parts[split]}
+    # Items without a usable label cannot be placed in a split: they are reported in each.
+    return [r for r in records if r.id in chosen or r.label is None]
+
+
+def _check_labels_below(records: list[Record], num_classes: int) -> None:
+    """Report every record whose label is not a class index below ``num_classes``."""
     for record in records:
         if record.label is not None and record.label >= num_classes:
             record.problems.append(
@@ -502,15 +509,43 @@ def _load_folder(
                     record.image, f"label {record.label} is not below num_classes={num_classes}"
                 )
             )
+
+
+def _folder_mask_values(num_seg_classes: int) -> dict[int, int]:
+    """Stored mask value -> pixel class: each class by its index, and 255 as the foreground of a
+    two-class mask (the usual black-and-white mask)."""
     mask_values = {value: value for value in range(num_seg_classes)}
     if num_seg_classes == 2:
         mask_values[255] = 1
+    return mask_values
+
+
+def _load_folder(
+    root: Path,
+    split: str,
+    *,
+    seed: int,
+    split_fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    num_seg_classes: int = 2,
+    num_classes: int | None = None,
+    grayscale: bool = False,
+    **common,
+) -> SegmentationClassificationDataset:
+    if not isinstance(num_seg_classes, int) or not 2 <= num_seg_classes <= 255:
+        raise ValueError(f"num_seg_classes must be an integer in [2, 255], got {num_seg_classes!r}")
+    split_dirs, base, paths = _folder_paths(root, split)
+    records, table = _folder_records(paths)
+    if num_classes is None:
+        num_classes = _folder_num_classes(table, split_dirs, base)
+    if not split_dirs:
+        records = _records_of_split(records, split, split_fractions, seed)
+    _check_labels_below(records, num_classes)
     return SegmentationClassificationDataset(
         kind="folder",
         root=root,
         split=split,
         records=records,
-        read=ImageMaskReader(mask_values, grayscale=grayscale),
+        read=ImageMaskReader(_folder_mask_values(num_seg_classes), grayscale=grayscale),
         class_names=tuple(str(c) for c in range(num_classes)),
         seg_class_names=("background", "foreground")
         if num_seg_classes == 2

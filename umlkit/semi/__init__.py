@@ -14,6 +14,7 @@ Modules, in reading order:
   pixels, the choice of queries and the loss.
 - :mod:`umlkit.semi.burl` — BURL (2025), as umlkit rebuilds it: uncertainty-weighted supervision
   on labeled images, pseudo-labels only where the teacher is certain on unlabeled ones.
+- :mod:`umlkit.semi.methods` — the methods by name: build one, rebuild one from a checkpoint.
 - :mod:`umlkit.semi.loop` — the training loop (checkpoints, resume, cache).
 - :mod:`umlkit.semi.experiments` — the method x dataset x label fraction x seed comparison.
 """
@@ -34,15 +35,8 @@ from umlkit.semi.experiments import (
     summary_table,
     trust_cases,
 )
-from umlkit.semi.loop import (
-    METHODS,
-    SemiConfig,
-    SemiResult,
-    build_method,
-    fit_semi,
-    get_or_train_semi,
-    load_method,
-)
+from umlkit.semi.loop import SemiConfig, SemiResult, fit_semi, get_or_train_semi
+from umlkit.semi.methods import METHODS, build_method, load_method
 from umlkit.semi.sampler import TwoStreamBatchSampler, split_labeled
 
 __all__ = [

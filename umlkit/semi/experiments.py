@@ -40,7 +40,6 @@ from umlkit.data import base as data_base
 from umlkit.evaluate import evaluate
 from umlkit.semi.base import SemiSupervisedMethod
 from umlkit.semi.loop import (
-    METHODS,
     SemiConfig,
     SemiResult,
     default_semi_cache_dir,
@@ -48,6 +47,7 @@ from umlkit.semi.loop import (
     load_splits,
     semi_config_hash,
 )
+from umlkit.semi.methods import METHODS
 from umlkit.semi.sampler import split_labeled
 
 SCORES_FILE = "test_scores.csv"
@@ -87,7 +87,7 @@ def comparison_configs(
     Args:
         data_roots: dataset kind (``"fundus"``, ``"derm"``, ...) -> its folder.
         label_fractions: e.g. ``[0.05, 0.1, 0.2]``.
-        methods: names from :data:`umlkit.semi.loop.METHODS`.
+        methods: names from :data:`umlkit.semi.methods.METHODS`.
         seeds: one run per seed (the seed also draws the labeled subset); a mapping gives each
             label fraction its own seeds (see :func:`seeds_by_fraction`).
         steps: optimisation steps per run (see :func:`epochs_for_steps`).

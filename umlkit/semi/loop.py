@@ -8,10 +8,11 @@ r"""One semi-supervised training loop for every method: supervised-only, mean te
 
 It mirrors the supervised trainer (:mod:`umlkit.train`) and shares its pieces: the device choice
 (:func:`umlkit.runtime.pick_device`), Adam and the learning-rate schedule (:mod:`umlkit.optim`:
-constant, then poly(0.9) decay), and from :mod:`umlkit.checkpoints` the atomic checkpoints, RNG
-state capture for exact resuming, the configuration check on resume, the dataset fingerprint of
-the cache key and the cache lookup; validation with :func:`umlkit.evaluate.evaluate` and
-best-epoch model selection on validation Dice. What is different:
+constant, then poly(0.9) decay), from :mod:`umlkit.checkpoints` the atomic checkpoints and RNG
+state capture for exact resuming, from :mod:`umlkit.runs` the configuration check on resume, the
+cache key and the cache lookup; validation with :func:`umlkit.evaluate.evaluate` and best-epoch
+model selection on validation Dice. The methods themselves are built by name
+(:mod:`umlkit.semi.methods`). What is different:
 
 * **Which images are labeled**: :func:`umlkit.semi.sampler.split_labeled` draws
   ``label_fraction`` of the training split with the run's seed; the other training images lose
@@ -51,40 +52,33 @@ import umlkit
 from umlkit.checkpoints import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
-    CONFIG_FILE,
-    HISTORY_FILE,
-    best_state_of,
-    cache_key,
-    check_resume_configuration,
     dataset_fingerprint,
-    get_or_train_cached,
     load_checkpoint,
     load_module_state,
     restore_optimizer_and_rng,
-    resume_progress,
     rng_states,
-    save_run_state,
     state_copy,
     write_json,
 )
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
 from umlkit.optim import learning_rate, make_optimizer
+from umlkit.runs import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    best_state_of,
+    cache_key,
+    check_resume_configuration,
+    get_or_train_cached,
+    resume_progress,
+    save_run_state,
+)
 from umlkit.runtime import pick_device, project_root, seed_everything
 from umlkit.semi.base import Progress, SemiSupervisedMethod
-from umlkit.semi.baselines import MeanTeacher, SupervisedOnly
-from umlkit.semi.burl import BURL
-from umlkit.semi.caml import CAML
 from umlkit.semi.ema import sigmoid_rampup
+from umlkit.semi.methods import METHODS, build_method, method_from_checkpoint
 from umlkit.semi.sampler import PartiallyLabeled, TwoStreamBatchSampler, split_labeled
 
-#: The methods by name, in the order the notebook compares them.
-METHODS: dict[str, type[SemiSupervisedMethod]] = {
-    "supervised": SupervisedOnly,
-    "mean_teacher": MeanTeacher,
-    "caml": CAML,
-    "burl": BURL,
-}
 #: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
 NOT_HASHED = ("device", "num_workers", "array_cache")
 #: Part of the cache key: raised whenever an unchanged configuration's numbers change, so that
@@ -197,22 +191,6 @@ class SemiResult:
     best_score: float  # its validation Dice
     output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
     from_cache: bool = False  # True when get_or_train_semi found a finished run
-
-
-def build_method(
-    name: str, in_channels: int = 3, num_classes: int = 2, width: int = 8, **options: Any
-) -> SemiSupervisedMethod:
-    """A semi-supervised method by name (:data:`METHODS`), with its keyword ``options``.
-
-    Raises:
-        ValueError: an unknown name, or options the method does not take.
-    """
-    if name not in METHODS:
-        raise ValueError(f"unknown semi-supervised method {name!r}: choose one of {list(METHODS)}")
-    try:
-        return METHODS[name](in_channels, num_classes, width, **options)
-    except TypeError as error:
-        raise ValueError(f"bad options {sorted(options)} for method {name!r}: {error}") from None
 
 
 def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
@@ -521,7 +499,7 @@ def _resume(output_dir: Path, config: SemiConfig, run: dict[str, Any]):
 def semi_config_hash(config: SemiConfig) -> str:
     """The cache key: the configuration (less :data:`NOT_HASHED`) with the method's options
     resolved (:func:`resolved_method_options`), :data:`SEMI_REVISION`, the dataset's fingerprint
-    and the umlkit version (:func:`umlkit.checkpoints.cache_key`)."""
+    and the umlkit version (:func:`umlkit.runs.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["method_options"] = resolved_method_options(config)
     values["semi_revision"] = SEMI_REVISION
@@ -557,7 +535,7 @@ def get_or_train_semi(
 
     def load_finished(folder: Path, last: dict, best: dict) -> SemiResult:
         return SemiResult(
-            method=_method_from_checkpoint(best, folder / CHECKPOINT_BEST, config.device),
+            method=method_from_checkpoint(best, folder / CHECKPOINT_BEST, config.device),
             history=pd.read_csv(folder / HISTORY_FILE),
             config=copy.deepcopy(config),
             labeled_ids=list(last["labeled_ids"]),
@@ -573,31 +551,3 @@ def get_or_train_semi(
     return get_or_train_cached(
         cache_dir, semi_config_hash(config), config.epochs, load_finished, train_in
     )
-
-
-def load_method(path: str | Path, device: str | None = "cpu") -> SemiSupervisedMethod:
-    """Rebuild a method from a ``best.pt`` / ``last.pt`` of :func:`fit_semi`, in eval mode.
-
-    Raises:
-        FileNotFoundError: no checkpoint at ``path``.
-        ValueError: not a checkpoint of a semi-supervised run.
-    """
-    return _method_from_checkpoint(load_checkpoint(path), path, device)
-
-
-def _method_from_checkpoint(
-    checkpoint: dict[str, Any], path: str | Path, device: str | None
-) -> SemiSupervisedMethod:
-    """The method of a checkpoint :func:`load_checkpoint` read, with its weights, in eval mode."""
-    model_config = checkpoint["model_config"]
-    if "method" not in model_config:
-        raise ValueError(f"{path} is not a semi-supervised checkpoint (no method in model_config)")
-    method = build_method(
-        model_config["method"],
-        in_channels=model_config["in_channels"],
-        num_classes=model_config["num_classes"],
-        width=model_config["width"],
-        **model_config["options"],
-    )
-    load_module_state(method, checkpoint["model_state"], path)
-    return method.to(pick_device(device)).eval()

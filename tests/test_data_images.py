@@ -1,4 +1,4 @@
-"""umlkit.data.base: decoding every image mode the loaders accept, and refusing the others.
+"""umlkit.data.images: decoding every image mode the loaders accept, and refusing the others.
 
 Each test writes its files with Pillow (and numpy) and checks the decoded values exactly.
 """
@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from umlkit.data.base import (
-    IMAGE_MODES,
-    DatasetItemError,
-    decode_image,
-    read_image,
-    read_mask,
-)
+from umlkit.data.base import DatasetItemError
+from umlkit.data.images import IMAGE_MODES, decode_image, read_image, read_mask
 
 
 def save(image: Image.Image, path: Path) -> Path:
