@@ -674,7 +674,7 @@ def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names
 def config_hash(config: TrainConfig) -> str:
     """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
     fingerprint, the umlkit version and :data:`TRAINING_REVISION`, hashed to 16 hex digits
-    (:func:`umlkit.checkpoints.cache_key`)."""
+    (:func:`umlkit.runs.cache_key`)."""
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     values["training_revision"] = TRAINING_REVISION
     return cache_key(values, config.data_root)
@@ -695,7 +695,7 @@ def get_or_train(
 
     Runs live in ``<cache_dir>/<config_hash(config)>/``; a finished one (all epochs done) is
     loaded, an interrupted one is resumed, a missing one is trained
-    (:func:`umlkit.checkpoints.get_or_train_cached`). Later notebooks call this with the same
+    (:func:`umlkit.runs.get_or_train_cached`). Later notebooks call this with the same
     configuration and get the model the first one trained.
 
     Args:
