@@ -42,7 +42,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,6 @@ from umlkit.checkpoints import (
     model_from_checkpoint,
     restore_optimizer_and_rng,
     rng_states,
-    state_copy,
     write_json,
 )
 from umlkit.checkpoints import (  # re-exported: notebooks, the CLI and tests import them from here
@@ -74,7 +72,18 @@ from umlkit.checkpoints import (  # re-exported: notebooks, the CLI and tests im
 from umlkit.checkpoints import dataset_fingerprint as dataset_fingerprint
 from umlkit.checkpoints import load_model as load_model
 from umlkit.checkpoints import save_checkpoint as save_checkpoint
-from umlkit.data.augment import AUGMENTATIONS, augment_batch
+from umlkit.config import (  # re-exported: notebooks, the CLI and tests import them from here
+    NOT_HASHED as NOT_HASHED,
+)
+from umlkit.config import PYTHON_NAMES as PYTHON_NAMES
+from umlkit.config import TRAINING_REVISION as TRAINING_REVISION
+from umlkit.config import TrainConfig as TrainConfig
+from umlkit.config import TrainingState as TrainingState
+from umlkit.config import TrainResult as TrainResult
+from umlkit.config import check_image_size as check_image_size
+from umlkit.config import config_hash as config_hash
+from umlkit.config import size_factor as size_factor
+from umlkit.data.augment import augment_batch
 from umlkit.evaluate import evaluate
 from umlkit.losses import official_objective
 from umlkit.models import ModelConfig, build_model
@@ -84,7 +93,6 @@ from umlkit.runs import (
     HISTORY_FILE,
     STEPS_FILE,
     best_state_of,
-    cache_key,
     check_resume_configuration,
     claim_run_folder,
     get_or_train_cached,
@@ -94,9 +102,6 @@ from umlkit.runs import (
 )
 from umlkit.runtime import pick_device, project_root, seed_everything
 
-#: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of
-#: the cache key (a model trained on a GPU is reused on a CPU) and may differ when resuming.
-NOT_HASHED = ("device", "num_workers", "array_cache", "log_every")
 #: The files of a run: a folder holding any of them holds a run that :func:`train` protects.
 RUN_FILES = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, STEPS_FILE, CONFIG_FILE)
 #: What a ``last.pt`` must hold for :func:`train` to resume from it.
@@ -111,127 +116,8 @@ RESUME_KEYS = (
     "rng",
     "steps",
 )
-#: How :func:`train`'s messages name its arguments; the command line passes its flags instead
-#: (``argument_names``), so that no message suggests an argument its user cannot type.
-PYTHON_NAMES = {
-    "output_dir": "output_dir",
-    "resume": "resume=True",
-    "overwrite": "overwrite=True",
-    "data_root": "TrainConfig.data_root",
-    "image_size": "TrainConfig.image_size",
-    "device": "TrainConfig.device",
-}
-#: Part of the cache key: raised whenever an unchanged configuration would give other numbers
-#: or other run files (a new network structure, loss or table), so that no run written by
-#: older code is loaded from the cache.
-TRAINING_REVISION = 5
 #: Validation metrics recorded in the history (prefixed ``val_``).
 VAL_METRICS = ("accuracy", "auc", "ece", "dice", "class_uncertainty", "pixel_uncertainty")
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (hashed for the model cache)."""
-
-    model: str = "uml"  # model name for build_model: uml, uml2024, unet, classifier, multitask
-    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"navigator": False}
-    width: int = 16  # channels of the first encoder level
-    dataset: str = "isic2017"  # loader kind for umlkit.data.load_dataset
-    data_root: str | None = None  # the dataset folder (required)
-    image_size: int = 64  # images and masks are resized to image_size x image_size
-    epochs: int = 12  # passes over the training split
-    batch_size: int = 16  # images per optimisation step
-    lr: float = 1e-3  # Adam learning rate; paper 1e-4 over 100 epochs, 1e-3 for short CPU runs
-    weight_decay: float = 1e-5  # Adam weight decay (paper)
-    constant_fraction: float = 0.3  # lr constant for this fraction of epochs, then poly(0.9)
-    min_lr: float = 1e-5  # floor of the poly decay (paper)
-    loss_weights: tuple[float, float, float] = (0.5, 0.4, 0.1)  # (w_cls, w_seg, w_mutual)
-    anneal_epochs: int | None = None  # KL annealing T; None: half the epochs (paper 50 of 100)
-    loss_kind: str = "digamma"  # evidential loss: digamma, log or mse
-    seg_ce_weight: float | None = None  # cross-entropy in L_seg; None: the model's official value
-    augment: str = "none"  # random "flip" (h/v), "dihedral" (flips + 90-degree turns) or "none"
-    seed: int = 0  # seeds model initialisation and the shuffling
-    device: str | None = None  # cpu, cuda, mps; None: CUDA, then MPS, then CPU
-    amp: bool = True  # bf16 autocast on CUDA only (every device runs channels_last)
-    num_workers: int = 0  # DataLoader worker processes
-    array_cache: str | None = None  # folder for decoded, resized splits (load_dataset's cache)
-    log_every: int = 10  # optimisation steps per row of the per-step loss table
-
-    def __post_init__(self) -> None:
-        self.loss_weights = tuple(float(w) for w in self.loss_weights)
-        self.model_options = dict(self.model_options)
-        for name in ("width", "image_size", "epochs", "batch_size", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        if self.anneal_epochs is not None and self.anneal_epochs < 1:
-            raise ValueError(f"anneal_epochs must be positive or None, got {self.anneal_epochs}")
-        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got {self.lr}, {self.min_lr}")
-        if not 0 <= self.constant_fraction <= 1:
-            raise ValueError(f"constant_fraction must lie in [0, 1], got {self.constant_fraction}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-
-    @property
-    def kl_anneal_epochs(self) -> int:
-        """T of the KL annealing: ``anneal_epochs``, or half the epochs (at least 1)."""
-        return self.anneal_epochs or max(1, self.epochs // 2)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-friendly dict."""
-        values = asdict(self)
-        values["loss_weights"] = list(self.loss_weights)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild from :meth:`to_dict` output; unknown fields raise a ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}")
-        return cls(**values)
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` and :func:`get_or_train` return."""
-
-    model: nn.Module  # the best epoch's weights, in eval mode
-    history: pd.DataFrame  # one row per epoch: losses, learning rate, validation metrics
-    config: TrainConfig  # the configuration that was trained
-    best_epoch: int  # 0-based epoch whose weights the model holds
-    best_score: float  # its validation score, (accuracy + Dice) / 2
-    output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
-    from_cache: bool = False  # True when get_or_train found a finished run
-    steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # loss every log_every steps
-
-
-@dataclass
-class TrainingState:
-    """Where a run stands: what each epoch updates and what resuming restores."""
-
-    next_epoch: int = 0  # the first epoch still to train
-    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
-    steps: list[dict[str, float]] = field(default_factory=list)  # one row per log_every steps
-    best_epoch: int = -1  # -1: no epoch validated yet
-    best_score: float = -np.inf
-    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights
-
-    def finish_epoch(self, row: dict[str, float], steps: list[dict], model: nn.Module) -> bool:
-        """Record a finished epoch's history row and step rows; keep its weights if it is the
-        best so far (a strictly higher ``val_score``). Returns whether it was."""
-        self.history.append(row)
-        self.steps.extend(steps)
-        self.next_epoch = int(row["epoch"]) + 1
-        if row["val_score"] > self.best_score:
-            self.best_epoch, self.best_score = int(row["epoch"]), row["val_score"]
-            self.best_state = state_copy(model)
-            return True
-        return False
 
 
 def selection_score(metrics: dict[str, float]) -> float:
@@ -262,26 +148,6 @@ def _data_root(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES) -> 
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} not found ({names['data_root']})")
     return root
-
-
-def size_factor(depth: int) -> int:
-    """What image sides must be divisible by: an encoder of ``depth`` levels halves the image
-    ``depth - 1`` times, so the factor is ``2**(depth-1)`` (8 at umlkit's default depth 4)."""
-    return 2 ** (depth - 1)
-
-
-def check_image_size(size: int, depth: int, name: str = "image_size") -> None:
-    """Raise a ``ValueError`` naming ``name`` when ``size`` is not a multiple of
-    :func:`size_factor` (``depth``), with the nearest sizes that are."""
-    factor = size_factor(depth)
-    if size % factor:
-        below = size // factor * factor
-        nearest = f"{below} or {below + factor}" if below else f"{factor}"
-        raise ValueError(
-            f"{name} {size} is not divisible by {factor}: a network of depth {depth} halves the "
-            f"image {depth - 1} times, so sides must be multiples of 2**(depth-1) = {factor} "
-            f"(e.g. {nearest})"
-        )
 
 
 def _model_depth(config: TrainConfig) -> int | None:
@@ -671,15 +537,6 @@ def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names
 
 
 # ------------------------------------------------------------------------------------- cache
-def config_hash(config: TrainConfig) -> str:
-    """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
-    fingerprint, the umlkit version and :data:`TRAINING_REVISION`, hashed to 16 hex digits
-    (:func:`umlkit.runs.cache_key`)."""
-    values = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
-    values["training_revision"] = TRAINING_REVISION
-    return cache_key(values, config.data_root)
-
-
 def default_cache_dir() -> Path:
     """``<project root>/data/cache/models``."""
     return project_root() / "data" / "cache" / "models"
