@@ -54,4 +54,6 @@ html_theme_options = {
     "use_download_button": True,
     "home_page_in_toc": True,
 }
+# Without a default, the theme logs "invalid theme mode" to the console on a reader's first visit.
+html_context = {"default_mode": "light"}
 html_static_path: list[str] = []
