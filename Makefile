@@ -1,6 +1,8 @@
 # umlkit: two commands do everything.
 #   make figures   create/refresh .venv, run all notebooks (default profile), write figures/
 #   make test      create/refresh .venv with the dev extra, lint, unit tests + nbval (smoke profile)
+#                  + browser tests (JupyterLab and the website in Chromium; skipped without one)
+#   make docs      the course website in build/site/ from the executed notebooks of make figures
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.umlkit-installed
 # requirement would otherwise pull a multi-GB CUDA build.
 CPU_TORCH := torch==2.13.0
 
-.PHONY: venv test lint figures smoke-figures clean-notebooks bench
+.PHONY: venv test lint figures smoke-figures docs clean-notebooks bench
 
 venv: $(STAMP)
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 	  if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: installing torch with CUDA"; \
 	  else echo "no GPU: installing the CPU build $(CPU_TORCH)"; \
 	       $(BIN)/python -m pip install -q $(CPU_TORCH) 2>&1 | grep -v "is ignored" || true; fi; fi
-	@$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/python -m pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import umlkit, torch; print('umlkit', umlkit.__version__, '| torch', torch.__version__)"
 	@touch $@
 
@@ -34,6 +36,13 @@ test: lint
 
 figures: venv
 	$(BIN)/umlkit figures --profile default
+
+# The site shows what make figures executed; the notebooks are run first only if one is missing.
+docs: venv
+	@missing="$$($(BIN)/python docs/build_site.py --missing)"; \
+	if [ -n "$$missing" ]; then echo "not executed yet: $$missing; running make figures first"; \
+	  $(MAKE) figures; fi
+	$(BIN)/python docs/build_site.py
 
 smoke-figures: venv
 	$(BIN)/umlkit figures --profile smoke

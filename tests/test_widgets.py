@@ -8,7 +8,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from umlkit.widgets import UncertaintyExplorer, reliable_mask_summary
+from umlkit import widgets
+from umlkit.widgets import (
+    PIXEL_RATIO,
+    UncertaintyExplorer,
+    dirichlet_explorer,
+    png_size,
+    reliable_mask_summary,
+    resolve_interactive,
+)
 
 
 def make_case(title: str, wrong_rows: int) -> dict:
@@ -72,3 +80,49 @@ def test_explorer_rejects_bad_input():
         UncertaintyExplorer([])
     with pytest.raises(ValueError, match="threshold must lie"):
         UncertaintyExplorer([make_case("a", 1)], threshold=1.5)
+
+
+def test_explorer_pictures_are_drawn_sharp_and_shown_at_a_fixed_width():
+    explorer = UncertaintyExplorer([make_case("a", wrong_rows=2)], dpi=60)
+    width, _ = png_size(bytes(explorer.picture.value))
+    assert int(explorer.picture.width) == round(width / PIXEL_RATIO)
+    assert explorer.picture.layout.align_self == "flex-start"  # not stretched by the VBox
+    doubled = UncertaintyExplorer([make_case("a", wrong_rows=2)], dpi=120)
+    assert int(doubled.picture.width) == pytest.approx(2 * int(explorer.picture.width), abs=2)
+
+    box = dirichlet_explorer(dpi=80)
+    picture = box.children[1]
+    width, height = png_size(bytes(picture.value))
+    # figsize (3.6, 3.3) inches, cropped tight: never wider than 3.6 in at 80 dpi on screen
+    assert 150 < int(picture.width) <= 3.6 * 80
+    assert width == pytest.approx(PIXEL_RATIO * int(picture.width), abs=PIXEL_RATIO)
+
+
+def test_png_size_rejects_other_bytes():
+    with pytest.raises(ValueError, match="not a PNG"):
+        png_size(b"GIF89a" + bytes(30))
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, False),  # papermill, nbval, plain python: nobody to move a slider
+        ({"JPY_SESSION_NAME": "notebooks/06_uncertainty_maps.ipynb"}, True),  # Jupyter server
+        ({"JPY_SESSION_NAME": "x.ipynb", "UMLKIT_INTERACTIVE": "0"}, False),
+        ({"UMLKIT_INTERACTIVE": "yes"}, True),
+    ],
+)
+def test_resolve_interactive_from_the_environment(monkeypatch, environment, expected):
+    for name in ("JPY_SESSION_NAME", widgets.INTERACTIVE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert resolve_interactive(None) is expected
+    assert resolve_interactive(True) is True  # an explicit value always wins
+    assert resolve_interactive(False) is False
+
+
+def test_resolve_interactive_rejects_a_garbled_override(monkeypatch):
+    monkeypatch.setenv(widgets.INTERACTIVE_ENV, "maybe")
+    with pytest.raises(ValueError, match="UMLKIT_INTERACTIVE"):
+        resolve_interactive(None)

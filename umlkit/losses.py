@@ -322,7 +322,8 @@ def uml_objective(
     term            evidential head (preferred)               softmax head (ablation)
     ==============  ========================================  =================================
     ``cls``         ``class_alpha`` -> classification_loss    ``class_logits`` -> cross-entropy
-    ``seg``         ``seg_logits`` (+ ``side_logits``) -> segmentation_loss
+    ``seg``         ``seg_logits`` (+ ``side_logits``)        (the same for both heads)
+                    -> segmentation_loss
     ``mutual``      ``pixel_alpha`` (+ ``mutual_alphas``)     ``pixel_logits`` ->
                     -> mutual_loss                             softmax_mutual_loss
     ==============  ========================================  =================================

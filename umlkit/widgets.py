@@ -3,13 +3,23 @@
 The explorers draw with :mod:`umlkit.plots` and show the drawing as a PNG in an
 :class:`ipywidgets.Image`, so they also work (and can be tested) without a Jupyter frontend: changing
 a control updates the ``value`` of the image and of the read-out. In a notebook, display the
-``widget`` attribute; where no frontend runs (papermill, nbval), notebooks draw a static gallery
-instead (see notebook 06's ``interactive`` parameter).
+``widget`` attribute.
+
+Whether a notebook shows an explorer is decided by :func:`resolve_interactive`: notebooks 02 and 06
+default to ``interactive = None``, which means "yes in a live frontend (JupyterLab, Jupyter Notebook,
+VS Code), no where nobody could move a slider" (papermill, nbval), so a student who runs all cells
+gets the sliders and ``umlkit figures`` still draws the static figures.
+
+The pictures are drawn at :data:`PIXEL_RATIO` times the resolution at which they are shown and
+displayed at a fixed width (:func:`show_png`): a browser on a high-DPI screen then has a device pixel
+for every pixel of the PNG, and the picture is never stretched to the width of the cell.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +28,50 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from umlkit import metrics, plots
+
+#: Environment variable that forces :func:`resolve_interactive`: ``1`` (explorers) or ``0`` (static).
+INTERACTIVE_ENV = "UMLKIT_INTERACTIVE"
+
+#: PNG pixels per displayed (CSS) pixel: 2 stays sharp on the usual high-DPI ("retina") screens.
+PIXEL_RATIO = 2
+
+
+def resolve_interactive(interactive: bool | None = None) -> bool:
+    """Whether a notebook should show its ipywidgets explorer.
+
+    Args:
+        interactive: the notebook's ``interactive`` parameter. ``True`` or ``False`` is returned
+            as it is; ``None`` asks this function to decide.
+
+    Returns:
+        For ``None``: the value of ``$UMLKIT_INTERACTIVE`` (``1``/``true``/``yes`` or
+        ``0``/``false``/``no``) when it is set; otherwise ``True`` exactly when the kernel serves a
+        live notebook frontend. Jupyter's server (JupyterLab, Jupyter Notebook 7) starts a
+        notebook's kernel with ``$JPY_SESSION_NAME`` set to the notebook's path, and VS Code
+        defines ``__vsc_ipynb_file__`` in the user namespace. papermill and nbval start their
+        kernels themselves, with neither, so ``umlkit figures`` and ``make test`` draw the static
+        figures.
+
+    Raises:
+        ValueError: ``$UMLKIT_INTERACTIVE`` holds something else.
+    """
+    if interactive is not None:
+        return bool(interactive)
+    forced = os.environ.get(INTERACTIVE_ENV, "").strip().lower()
+    if forced:
+        if forced in {"1", "true", "yes"}:
+            return True
+        if forced in {"0", "false", "no"}:
+            return False
+        raise ValueError(f"${INTERACTIVE_ENV} must be 1 or 0 (true/false, yes/no); got {forced!r}")
+    if os.environ.get("JPY_SESSION_NAME"):
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return False
+    shell = get_ipython()
+    return shell is not None and "__vsc_ipynb_file__" in shell.user_ns
 
 
 def figure_png(fig: plt.Figure, dpi: int = 90) -> bytes:
@@ -28,8 +82,42 @@ def figure_png(fig: plt.Figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels of a PNG, read from its header (the IHDR chunk).
+
+    Raises:
+        ValueError: ``png`` is not a PNG.
+    """
+    if len(png) < 24 or not png.startswith(b"\x89PNG\r\n\x1a\n") or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", png[16:24])
+    return int(width), int(height)
+
+
+def show_png(picture: widgets.Image, fig: plt.Figure, dpi: int) -> None:
+    """Draw ``fig`` into ``picture`` sharp on high-DPI screens and at its own size.
+
+    The figure is rendered at ``dpi * PIXEL_RATIO`` and the image is given the width it has at
+    ``dpi``. The explicit width also keeps the boxes of ipywidgets (flex boxes that stretch their
+    children) from scaling the picture up to the width of the cell; ``max-width: 100%`` still
+    shrinks it in a narrow window.
+
+    Args:
+        picture: the image widget to update.
+        fig: the figure; it is closed.
+        dpi: the resolution at which the figure is *shown* (CSS pixels per inch of the figure).
+    """
+    png = figure_png(fig, dpi=dpi * PIXEL_RATIO)
+    width, _ = png_size(png)
+    picture.value = png
+    picture.width = f"{round(width / PIXEL_RATIO)}"
+    picture.layout.max_width = "100%"
+    picture.layout.height = "auto"
+    picture.layout.align_self = "flex-start"
+
+
 def reliable_mask_summary(case: Mapping[str, Any], threshold: float) -> dict[str, float]:
-    """What the reliable mask ``uncertainty <= threshold`` keeps and which errors it flags.
+    r"""What the reliable mask ``uncertainty <= threshold`` keeps and which errors it flags.
 
     Args:
         case: a mapping with ``mask``, ``prediction`` and ``uncertainty`` maps of one image.
@@ -39,8 +127,9 @@ def reliable_mask_summary(case: Mapping[str, Any], threshold: float) -> dict[str
         ``reliable_share`` (share of pixels with u <= t), ``error_rate_reliable`` and
         ``error_rate_unreliable`` (error rates inside and outside the reliable mask; NaN where a
         region is empty), ``errors_flagged`` (share of the errors with u > t) and ``ueo``, the
-        uncertainty-error overlap 2|U ∩ E| / (|U| + |E|) of U = {u > t} and the error mask E
-        (:func:`umlkit.metrics.uncertainty_error_overlap`; 1.0 when both are empty).
+        uncertainty-error overlap :math:`2|U \cap E| / (|U| + |E|)` of :math:`U = \{u > t\}` and
+        the error mask :math:`E` (:func:`umlkit.metrics.uncertainty_error_overlap`; 1.0 when both
+        are empty).
     """
     error = metrics.error_map(case["prediction"], case["mask"])
     unreliable = np.asarray(case["uncertainty"]) > threshold
@@ -91,7 +180,7 @@ class UncertaintyExplorer:
                 ``title`` (the dropdown label; default "image <i>"); see :mod:`umlkit.plots`.
             threshold: initial reliable-mask threshold in [0, 1].
             num_classes: segmentation classes (default: from the masks).
-            dpi: resolution of the drawn panels.
+            dpi: resolution at which the panels are shown (drawn at :data:`PIXEL_RATIO` times it).
 
         Raises:
             ValueError: if there are no cases or the threshold is outside [0, 1].
@@ -138,7 +227,7 @@ class UncertaintyExplorer:
         fig = plots.uncertainty_overlay(
             self.case, threshold=threshold, num_classes=self.num_classes
         )
-        self.picture.value = figure_png(fig, dpi=self.dpi)
+        show_png(self.picture, fig, self.dpi)
         summary = reliable_mask_summary(self.case, threshold)
         rows = "".join(
             f"<tr><td>{_SUMMARY_LABELS[key]}</td><td>{value:.3f}</td></tr>"
@@ -164,7 +253,7 @@ def dirichlet_explorer(alpha: Sequence[float] = (2.0, 2.0, 2.0), *, dpi: int = 9
 
     Args:
         alpha: initial concentrations, each in [1, 30].
-        dpi: resolution of the drawing.
+        dpi: resolution at which the drawing is shown (drawn at :data:`PIXEL_RATIO` times it).
 
     Returns:
         A box with the sliders (``box.children[0].children``), the picture (``box.children[1]``,
@@ -197,7 +286,7 @@ def dirichlet_explorer(alpha: Sequence[float] = (2.0, 2.0, 2.0), *, dpi: int = 9
         values = [slider.value for slider in sliders]
         fig, ax = plt.subplots(figsize=(3.6, 3.3))
         plots.draw_dirichlet_simplex(ax, values)
-        picture.value = figure_png(fig, dpi=dpi)
+        show_png(picture, fig, dpi)
         stats = dirichlet_from_alpha(torch.tensor([values], dtype=torch.float64))
         readout.value = (
             f"S = {float(stats.strength):.1f}, u = {float(stats.uncertainty):.3f}<br>"

@@ -201,8 +201,8 @@ def truth_calibration(
     On synthetic data the Bayes probability of every image is known, so a model's calibration can
     be measured against the truth instead of against the noisy labels:
 
-    * ``mae_to_truth`` = mean |p - p_true| (0 for the Bayes-optimal model);
-    * ``ece_to_truth`` = sum_b (n_b / N) |mean_b p - mean_b p_true| over equal-width bins of p
+    * ``mae_to_truth`` = mean ``|p - p_true|`` (0 for the Bayes-optimal model);
+    * ``ece_to_truth`` = ``sum_b (n_b / N) |mean_b p - mean_b p_true|`` over equal-width bins of p
       (the ECE with the drawn labels replaced by their expectation, so the binning noise of the
       labels drops out);
     * ``brier`` of the model and ``bayes_brier`` of p_true (both positive-class, as

@@ -211,8 +211,8 @@ def segmentation_scores(
         include_background: score class 0 too.
 
     Returns:
-        A flat dict ``{"dice_<name>": ..., "iou_<name>": ..., "hd95_<name>": ...,
-        "assd_<name>": ...}`` for each scored class (one row of a per-image table).
+        A flat dict with the keys ``dice_<name>``, ``iou_<name>``, ``hd95_<name>`` and
+        ``assd_<name>`` for each scored class (one row of a per-image table).
 
     Raises:
         ValueError: shapes that differ, maps that are not 2-D or 3-D, labels out of range, or

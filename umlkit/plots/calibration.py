@@ -37,7 +37,7 @@ def reliability_diagrams(
     confidence (the diagonal is perfect calibration). The red part of a bar is the gap
     ``|accuracy - confidence|`` whose count-weighted mean is the ECE:
 
-        ECE = sum_b (n_b / N) * |acc_b - conf_b|.
+        ``ECE = sum_b (n_b / N) * |acc_b - conf_b|``.
 
     Under each diagram a histogram shows the share of samples per bin, because a big gap in a bin
     with almost no samples hardly matters.

@@ -182,7 +182,7 @@ def ueo_curve(
 ) -> Figure:
     """Uncertainty-error overlap against the threshold, with each curve's maximum marked.
 
-    UEO(t) = 2 |U_t ∩ E| / (|U_t| + |E|) (Jungo & Reyes 2019) is the Dice between the error mask E and
+    ``UEO(t) = 2 |U_t ∩ E| / (|U_t| + |E|)`` (Jungo & Reyes 2019) is the Dice between the error mask E and
     the thresholded uncertainty U_t = {u > t}; the best threshold is chosen once per dataset.
 
     Args:
