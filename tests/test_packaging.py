@@ -15,10 +15,15 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower()
 
 
+def _requirements(project: dict) -> list[str]:
+    """The dependencies and every extra (dev, docs): the conda environment holds them all."""
+    extras = project["optional-dependencies"]
+    return project["dependencies"] + [r for name in sorted(extras) for r in extras[name]]
+
+
 def _pyproject_packages() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return {_name(r) for r in requirements}
+    return {_name(r) for r in _requirements(project)}
 
 
 def _environment_packages() -> set[str]:
@@ -35,7 +40,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 def test_the_same_version_bounds_in_both_files():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    in_pyproject = set(project["dependencies"] + project["optional-dependencies"]["dev"])
+    in_pyproject = set(_requirements(project))
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert in_pyproject == {r for r in pip_section if not r.startswith("-e")}
