@@ -200,7 +200,11 @@ def _train_config(args: argparse.Namespace):
     # the schedule's floor may not exceed the rate (the command line has no flag for it)
     values["min_lr"] = min(values.get("min_lr", TrainConfig.min_lr), values["lr"])
     return TrainConfig(
-        **values, model_options=options, data_root=str(args.data_root), device=args.device
+        **values,
+        model_options=options,
+        data_root=str(args.data_root),
+        device=args.device,
+        compile=args.compile,
     )
 
 
@@ -391,6 +395,11 @@ def _add_train(sub) -> None:
     cmd.add_argument("--no-navigator", action="store_true", help="ablation")
     cmd.add_argument("--no-instructor", action="store_true", help="ablation")
     cmd.add_argument("--softmax", action="store_true", help="softmax heads (ablation)")
+    cmd.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the training steps through torch.compile (pays off on a GPU; see umlkit bench)",
+    )
     cmd.set_defaults(func=_cmd_train)
 
 

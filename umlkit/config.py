@@ -24,7 +24,7 @@ from umlkit.runs import cache_key
 
 #: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of
 #: the cache key (a model trained on a GPU is reused on a CPU) and may differ when resuming.
-NOT_HASHED = ("device", "num_workers", "array_cache", "log_every")
+NOT_HASHED = ("device", "num_workers", "array_cache", "log_every", "compile")
 #: How :func:`train`'s messages name its arguments; the command line passes its flags instead
 #: (``argument_names``), so that no message suggests an argument its user cannot type.
 PYTHON_NAMES = {
@@ -68,6 +68,9 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes
     array_cache: str | None = None  # folder for decoded, resized splits (load_dataset's cache)
     log_every: int = 10  # optimisation steps per row of the per-step loss table
+    compile: bool = (
+        False  # run the training steps through torch.compile (same model, fused kernels)
+    )
 
     def __post_init__(self) -> None:
         self.loss_weights = tuple(float(w) for w in self.loss_weights)
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"constant_fraction must lie in [0, 1], got {self.constant_fraction}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 

@@ -246,6 +246,8 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
     # What the optimisation steps run: the model itself, or its data-parallel wrapper (which
     # may swap the batch norms for synchronised ones: before the optimiser sees the parameters).
     trained = distributed.wrap_model(model, start["env"])
+    if config.compile:  # compiles on the first step; the weights stay the model's own
+        trained = torch.compile(trained, dynamic=False)
     optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
     state = TrainingState()
     resuming = resume and CHECKPOINT_LAST in found
