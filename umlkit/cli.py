@@ -32,6 +32,7 @@ import re
 import sys
 from pathlib import Path
 
+from umlkit import distributed
 from umlkit.profiles import PROFILES
 
 #: How ``train``'s messages name its arguments on the command line (see umlkit.train.train).
@@ -218,6 +219,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         argument_names=TRAIN_FLAGS,
     )
+    launch = distributed.launch_environment()
+    if launch is not None and launch.rank != 0:
+        return  # under torchrun the first process reports for all
     print(result.history.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"best epoch {result.best_epoch} (score {result.best_score:.4f}); in {args.output_dir}")
 
