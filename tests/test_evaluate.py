@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from umlkit.data import load_dataset, make_synthetic
-from umlkit.evaluate import TABLE_COLUMNS, evaluate
+from umlkit.evaluate import TABLE_COLUMNS, evaluate, summarise, summary_over_ranks
 from umlkit.models import ModelOutput, build_model
 
 
@@ -146,3 +146,20 @@ def test_bad_arguments_are_rejected():
         evaluate(ConstantModel(), hand_dataset(), device="cpu", batch_size=0)
     with pytest.raises(ValueError, match="keep_maps must be"):
         evaluate(ConstantModel(), hand_dataset(), device="cpu", keep_maps=-1)
+
+
+def test_summaries_of_parts_combine_into_the_whole_summary():
+    """summarise() of the concatenated per-image tables of two parts is the whole summary: what
+    data-parallel validation relies on (tests/test_train_distributed.py runs it on two ranks)."""
+    data = hand_dataset()
+    whole = evaluate(ConstantModel(), data, device="cpu", batch_size=1)
+    halves = [
+        evaluate(ConstantModel(), torch.utils.data.Subset(data, part), device="cpu")
+        for part in (range(0, len(data), 2), range(1, len(data), 2))
+    ]
+    table = pd.concat([h.table for h in halves], ignore_index=True)
+    combined = summarise(table, np.concatenate([h.class_prob for h in halves]))
+    assert pd.Series(combined).equals(pd.Series(whole.summary))
+    # in one process the summary over ranks is evaluate's own summary
+    alone = summary_over_ranks(ConstantModel(), data, device="cpu", batch_size=1)
+    assert pd.Series(alone).equals(pd.Series(whole.summary))

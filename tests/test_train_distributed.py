@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch.utils.data import ConcatDataset, Subset
 
 from umlkit import distributed
-from umlkit.data import make_synthetic
-from umlkit.train import RUN_FILES, TrainConfig, train
+from umlkit.data import load_dataset, make_synthetic
+from umlkit.models import build_model
+from umlkit.train import RUN_FILES, TrainConfig, train, validate
 
 WORLD = 2
 
@@ -52,6 +54,14 @@ def tiny_config(data_root: str) -> TrainConfig:
     )
 
 
+def validation_images(data_root: str):
+    """Seven images: the validation split and five test images (a number the two processes
+    cannot share evenly)."""
+    val = load_dataset("isic2017", data_root, split="val", size=32)
+    test = load_dataset("isic2017", data_root, split="test", size=32)
+    return ConcatDataset([val, Subset(test, range(5))])
+
+
 def stop_after_first_epoch(row: dict) -> None:
     if row["epoch"] == 0:
         raise Stop
@@ -79,6 +89,8 @@ def _worker(rank: int, port: int, data_root: str, folder: str) -> None:
             shutil.copytree(out / "stopped", out / "stopped_copy")
         distributed.barrier()
         resumed = train(config, output_dir=out / "stopped", resume=True, progress=False, log=None)
+        # validation of the same weights on shards: 7 images over 2 processes (4 + 3)
+        shards = validate(whole.model, validation_images(data_root), config, "cpu")
     finally:
         distributed.shutdown()
     torch.save(
@@ -86,6 +98,7 @@ def _worker(rank: int, port: int, data_root: str, folder: str) -> None:
             "whole": {k: v.clone() for k, v in whole.model.state_dict().items()},
             "steps": whole.steps,
             "resumed": resumed.model.state_dict(),
+            "validation": shards,
             "world": os.environ["WORLD_SIZE"],
         },
         out / f"rank{rank}.pt",
@@ -170,3 +183,16 @@ def test_the_global_batch_must_split_over_the_processes(data_root, monkeypatch):
     monkeypatch.setattr("umlkit.distributed.world_size", lambda: 3)
     with pytest.raises(ValueError, match="batch_size 4 is the global batch of the 3 processes"):
         train(tiny_config(data_root), progress=False)
+
+
+def test_validation_on_shards_counts_every_image_once_and_equals_one_process(ranks, data_root):
+    _, (first, second) = ranks
+    # every process gets the same numbers, so all keep the same best epoch (NaN: no surface metrics)
+    assert pd.Series(first["validation"]).equals(pd.Series(second["validation"]))
+    assert first["validation"]["n"] == 7.0
+    model = build_model("uml", num_classes=2, num_seg_classes=2, width=4, dropout=0.0)
+    model.load_state_dict(first["whole"])
+    alone = validate(model, validation_images(data_root), tiny_config(data_root), "cpu")
+    assert alone.keys() == first["validation"].keys()
+    for key, value in alone.items():
+        assert first["validation"][key] == pytest.approx(value, rel=1e-5, abs=1e-7, nan_ok=True)

@@ -317,6 +317,19 @@ def gather_per_image(values: torch.Tensor, indices: torch.Tensor, num_items: int
     return result
 
 
+def gather_objects(obj: T) -> list[T]:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in one process).
+
+    For results of uneven size that every rank needs whole, such as the per-image table of a
+    validation shard: unlike a tensor all-gather it needs no padding, so no image is counted twice.
+    """
+    if not is_distributed():
+        return [obj]
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def broadcast_object(obj: T, src: int = 0) -> T:
     """Rank ``src``'s ``obj`` on every rank (any picklable object; ``obj`` in one process).
 

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from umlkit import distributed
 from umlkit.metrics import classification_report, dice, iou
 from umlkit.metrics.segmentation import segmentation_scores
 from umlkit.runtime import pick_device
@@ -185,7 +187,7 @@ def evaluate(
     class_prob = np.concatenate(probs) if probs else None
     return Evaluation(
         table=table,
-        summary=_summary(table, class_prob, surface_metrics),
+        summary=summarise(table, class_prob, surface_metrics),
         class_prob=class_prob,
         ids=list(maps.pop("ids", [])),
         **{name: np.concatenate(parts) for name, parts in maps.items()},
@@ -262,10 +264,12 @@ def _with_metadata(table: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     return table.merge(metadata[["id", *extra]], on="id", how="left")
 
 
-def _summary(
-    table: pd.DataFrame, class_prob: np.ndarray | None, surface_metrics: bool
+def summarise(
+    table: pd.DataFrame, class_prob: np.ndarray | None, surface_metrics: bool = True
 ) -> dict[str, float]:
-    """Dataset-level metrics: classification (from ``class_prob``) and mean per-image scores."""
+    """Dataset-level metrics of an :class:`Evaluation`: classification (from ``class_prob``, one
+    row per row of ``table``) and the mean per-image scores of ``table``. Tables of disjoint parts
+    of a dataset, concatenated with their ``class_prob``, give the whole dataset's summary."""
     nan = float("nan")
     summary = {"n": float(len(table))}
     if class_prob is not None:
@@ -281,3 +285,29 @@ def _summary(
     has_surface = surface_metrics and table["dice"].notna().any()
     summary["hd95_undefined"] = float(table["hd95"].isna().sum()) if has_surface else nan
     return summary
+
+
+def summary_over_ranks(
+    model: nn.Module, dataset: Dataset, surface_metrics: bool = True, **options: Any
+) -> dict[str, float]:
+    """:func:`evaluate`'s summary, with the images shared out in data-parallel training.
+
+    Each process evaluates every ``world``-th image and the per-image results are gathered
+    (:func:`umlkit.distributed.gather_objects`): every image counts once, and every process
+    gets the same numbers (so all of them keep the same best epoch). In one process, or with
+    fewer images than processes, it is ``evaluate(...).summary``.
+
+    Args:
+        model, dataset, surface_metrics: as for :func:`evaluate`.
+        options: further arguments of :func:`evaluate` (``device``, ``batch_size``, ...).
+    """
+    world = distributed.world_size()
+    shared = world > 1 and len(dataset) >= world
+    part = Subset(dataset, range(distributed.rank(), len(dataset), world)) if shared else dataset
+    evaluation = evaluate(model, part, surface_metrics=surface_metrics, keep_maps=0, **options)
+    if not shared:
+        return evaluation.summary
+    parts = distributed.gather_objects((evaluation.table, evaluation.class_prob))
+    table = pd.concat([table for table, _ in parts], ignore_index=True)
+    probs = None if parts[0][1] is None else np.concatenate([prob for _, prob in parts])
+    return summarise(table, probs, surface_metrics)

@@ -84,7 +84,7 @@ from umlkit.config import check_image_size as check_image_size
 from umlkit.config import config_hash as config_hash
 from umlkit.config import size_factor as size_factor
 from umlkit.data.augment import augment_batch
-from umlkit.evaluate import evaluate
+from umlkit.evaluate import summary_over_ranks
 from umlkit.losses import official_objective
 from umlkit.models import ModelConfig, build_model
 from umlkit.optim import learning_rate, make_optimizer
@@ -469,15 +469,11 @@ def _step_row(epoch, step, steps, lr, window, log_every) -> dict[str, float]:
 def validate(
     model: nn.Module, val_set: Dataset, config: TrainConfig, device: str
 ) -> dict[str, float]:
-    """The validation metrics of ``model`` (accuracy, AUC, ECE, Dice, mean uncertainties)."""
-    return evaluate(
-        model,
-        val_set,
-        device=device,
-        batch_size=2 * config.batch_size,
-        keep_maps=0,
-        surface_metrics=False,
-    ).summary
+    """The validation metrics of ``model`` (accuracy, AUC, ECE, Dice, mean uncertainties); in
+    data-parallel training, shared out over the processes (:func:`umlkit.evaluate.summary_over_ranks`)."""
+    return summary_over_ranks(
+        model, val_set, device=device, batch_size=2 * config.batch_size, surface_metrics=False
+    )
 
 
 def save_epoch(
