@@ -57,20 +57,21 @@ def tiny_data(n: int = GLOBAL_BATCH * STEPS_PER_EPOCH) -> TensorDataset:
     return TensorDataset(images, labels)
 
 
-def train_losses(model: nn.Module, data: Dataset, batch_size: int) -> list[float]:
-    """A few Adam steps on the sampler's shards; the loss of every step (mean over the ranks)."""
+def train_losses(model: nn.Module, data: Dataset, global_batch: int) -> list[float]:
+    """A few Adam steps, each rank on its part of every global batch; the loss of every step
+    (mean over the ranks). In one process the parts are the whole global batches."""
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    sampler = distributed.make_sampler(data, seed=3)
-    loader = DataLoader(data, batch_size=batch_size, sampler=sampler)
+    world = distributed.world_size()
     losses = []
     for epoch in range(EPOCHS):
-        distributed.set_epoch(sampler, epoch)
-        for images, labels in loader:
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(3 + epoch))
+        sampler = distributed.EpochShardSampler(order, global_batch, distributed.rank(), world)
+        for images, labels in DataLoader(data, batch_size=global_batch // world, sampler=sampler):
             optimizer.zero_grad()
             loss = nn.functional.cross_entropy(model(images), labels)
             loss.backward()
             optimizer.step()
-            losses.append(distributed.average_across_ranks(loss.item()))
+            losses.append(distributed.mean_over_ranks({"loss": loss.item()})["loss"])
     return losses
 
 
@@ -89,7 +90,7 @@ def _join(rank: int, port: int) -> distributed.DistributedEnv:
     return env
 
 
-#: Not a multiple of the world size: the sampler pads rank 1's validation shard with image 0.
+#: Not a multiple of the world size: the two ranks' validation parts differ in size (4 and 3).
 N_VALIDATION = 7
 
 
@@ -100,11 +101,11 @@ def _worker(rank: int, port: int, folder: str) -> None:
     try:
         # (a) training with synchronised batch norm, and the control without it
         model = distributed.wrap_model(tiny_net(), env)
-        losses = train_losses(model, tiny_data(), GLOBAL_BATCH // WORLD)
+        losses = train_losses(model, tiny_data(), GLOBAL_BATCH)
         assert all(key.startswith("module.") for key in model.state_dict())
         state = distributed.plain_state_dict(model)
         unsynced = distributed.wrap_model(tiny_net(), env, sync_batchnorm=False)
-        unsynced_losses = train_losses(unsynced, tiny_data(), GLOBAL_BATCH // WORLD)
+        unsynced_losses = train_losses(unsynced, tiny_data(), GLOBAL_BATCH)
 
         # (c) a checkpoint written by rank 0 only, and the ranks' outputs to compare it with
         save = distributed.main_process_only(torch.save)
@@ -121,16 +122,9 @@ def _worker(rank: int, port: int, folder: str) -> None:
 
         marker = write_marker()
 
-        # (b) validation metrics over shards padded by the sampler
-        data = TensorDataset(torch.arange(N_VALIDATION, dtype=torch.float64) ** 2)
-        sampler = distributed.make_sampler(data, shuffle=False)
-        indices = torch.tensor(list(sampler))
-        scores = data.tensors[0][indices]  # a per-image "score": the square of its index
-        gathered = distributed.gather_per_image(scores, indices, len(data))
-        mask = distributed.real_item_mask(sampler)
-        total = distributed.all_reduce_sum((scores * mask).sum())
-        count = distributed.all_reduce_sum(mask.sum())
-        naive_count = distributed.all_reduce_sum(torch.tensor(len(indices)))
+        # (b) per-image validation scores of uneven parts, gathered
+        scores = torch.arange(N_VALIDATION, dtype=torch.float64) ** 2  # image i scores i**2
+        gathered = torch.cat(distributed.gather_objects(scores[rank::WORLD]))
         decision = distributed.broadcast_object({"best": rank == 0, "rank": rank})
         torch.save(
             {
@@ -140,9 +134,6 @@ def _worker(rank: int, port: int, folder: str) -> None:
                 "outputs": outputs,
                 "marker": marker,
                 "gathered": gathered,
-                "mean": total / count,
-                "count": count,
-                "naive_count": naive_count,
                 "decision": decision,
             },
             out / f"rank{rank}.pt",
@@ -203,15 +194,13 @@ def test_unsynchronised_batch_norm_would_not_match(ranks, single):
     assert gap > 1e-3
 
 
-def test_metrics_count_every_image_once_when_shards_are_padded(ranks):
+def test_gathered_validation_parts_count_every_image_once(ranks):
     _, results = ranks
     expected = torch.arange(N_VALIDATION, dtype=torch.float64) ** 2
     for result in results:
-        torch.testing.assert_close(result["gathered"], expected)
-        assert int(result["count"]) == N_VALIDATION
-        torch.testing.assert_close(result["mean"], expected.mean())
-        # the control: the padded shards hold one image twice
-        assert int(result["naive_count"]) == N_VALIDATION + 1
+        assert len(result["gathered"]) == N_VALIDATION
+        torch.testing.assert_close(result["gathered"].sort().values, expected)
+        torch.testing.assert_close(result["gathered"].mean(), expected.mean())
         # every rank took rank 0's decision
         assert result["decision"] == {"best": True, "rank": 0}
 
@@ -279,17 +268,12 @@ def test_plain_state_dict_strips_wrapper_prefixes():
     assert distributed.strip_prefixes({"module._orig_mod.0.weight": 1}) == {"0.weight": 1}
 
 
-def test_real_item_mask_marks_the_samplers_padding():
-    data = TensorDataset(torch.zeros(5))
-    for r in range(3):
-        sampler = torch.utils.data.DistributedSampler(data, num_replicas=3, rank=r, shuffle=False)
-        indices = list(sampler)
-        mask = distributed.real_item_mask(sampler).tolist()
-        assert len(mask) == len(indices) == 2
-        # padding positions repeat the first images of the (unshuffled) order
-        assert [i for i, keep in zip(indices, mask, strict=True) if not keep] == (
-            [] if r < 2 else [0]
-        )
+def test_epoch_shards_are_the_parts_of_the_global_batches():
+    order = torch.tensor([5, 2, 7, 0, 3, 6, 1, 4, 8])  # 9 images: 2 global batches of 4, 1 left
+    shards = [list(distributed.EpochShardSampler(order, 4, r, 2)) for r in range(2)]
+    assert shards == [[5, 2, 3, 6], [7, 0, 1, 4]]
+    with pytest.raises(ValueError, match="must be a multiple of the 3 processes"):
+        distributed.EpochShardSampler(order, 4, 0, 3)
 
 
 def test_gloo_sync_batchnorm_is_plain_batchnorm_outside_a_group():

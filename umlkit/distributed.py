@@ -6,32 +6,31 @@ through environment variables; this module reads them and wraps ``torch.distribu
 training loop stays the same code in one process and in many::
 
     env = distributed.init(device)               # None when not launched by torchrun
-    sampler = distributed.make_sampler(train_set, seed=config.seed)
     model = distributed.wrap_model(model, env)   # DistributedDataParallel (+ synchronised BN)
     for epoch in range(epochs):
-        sampler.set_epoch(epoch)                 # a new shuffle every epoch, the same on all ranks
+        sampler = distributed.EpochShardSampler(order, global_batch, distributed.rank(), world)
         ...
         if distributed.is_main_process():        # one process writes checkpoints and logs
-            torch.save(distributed.plain_state_dict(model), "last.pt")
+            torch.save(plain_model.state_dict(), "last.pt")
     distributed.shutdown()
 
 How data parallelism works, in four sentences. Every process (a *rank*) holds a full copy of the
-model and reads a different shard of each epoch's images (:func:`make_sampler`). Each rank computes
-the loss and gradients on its shard; ``DistributedDataParallel`` then averages the gradients over
+model and reads its part of each global batch (:class:`EpochShardSampler`). Each rank computes
+the loss and gradients on its part; ``DistributedDataParallel`` then averages the gradients over
 all ranks during ``backward()`` (an *all-reduce*), so every rank applies the same update and the
-copies never drift apart. With ``N`` ranks and ``batch_size`` images per rank, one step sees
-``N * batch_size`` images: the *global batch*. If the loss is a mean over images, the averaged
-gradient equals the gradient of one process on the whole global batch, which is why the same
-global batch gives the same training curve with 1 or N processes (``tests/test_distributed.py``).
+copies never drift apart. If the loss is a mean over images, the averaged gradient equals the
+gradient of one process on the whole global batch, which is why the same global batch gives the
+same training curve with 1 or N processes (``tests/test_train_distributed.py``).
 
-Two things break that equivalence unless handled, and this module handles both:
+Three things break that equivalence unless handled, and this module handles them:
 
 * **Batch norm** normalises with the statistics of the batch it sees. Under DDP a rank sees only
-  its shard, so each rank would normalise with different, noisier statistics than one process on
+  its part, so each rank would normalise with different, noisier statistics than one process on
   the global batch (:func:`wrap_model` synchronises them; see :func:`needs_sync_batchnorm`).
-* **Validation**: ``DistributedSampler`` pads the dataset with repeated images so every rank gets
-  the same number; counting them would weigh those images twice (:func:`gather_per_image`,
-  :func:`real_item_mask`).
+* **Losses that are not means over images**, such as the soft Dice of a batch, are computed from
+  sums added over the ranks (:func:`sum_over_ranks`).
+* **Validation** must count every image once: each rank evaluates a disjoint part and the
+  per-image results are gathered without padding (:func:`gather_objects`).
 
 Backends: NCCL moves tensors between GPUs directly and is the one to use on CUDA; gloo works on
 CPU tensors (and is what the tests use). :func:`backend_for` picks by device.
@@ -50,7 +49,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import Dataset, DistributedSampler
 
 #: The variables ``torchrun`` sets in every process it starts (and that ``init_process_group``'s
 #: ``env://`` rendezvous reads).
@@ -210,111 +208,6 @@ def barrier() -> None:
     """Wait until every rank reaches this line (a no-op in a single process)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def make_sampler(
-    dataset: Dataset, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False
-) -> DistributedSampler:
-    """A ``DistributedSampler`` giving this rank its shard of ``dataset``; call ``set_epoch``.
-
-    Every epoch the sampler draws one permutation from ``seed + epoch`` — the same on every
-    rank — and rank ``r`` of ``N`` takes the positions ``r, r + N, r + 2N, ...`` of it. So the
-    shards are disjoint and together cover the dataset, and a batch of ``b`` images on each
-    rank forms, across the ranks, a global batch of ``N * b`` consecutive images of that
-    permutation: with one process and ``batch_size = N * b`` the same global batches come out.
-
-    ``sampler.set_epoch(epoch)`` must be called before every epoch; without it every epoch
-    repeats epoch 0's order.
-
-    When ``len(dataset)`` is not a multiple of ``N``, the sampler pads the permutation with its
-    first images so every rank gets the same count (``drop_last=False``), or drops the tail
-    (``drop_last=True``). Training is barely affected; for validation see
-    :func:`gather_per_image`. In a single process (no group) the sampler is the whole dataset.
-    """
-    return DistributedSampler(
-        dataset,
-        num_replicas=world_size(),
-        rank=rank(),
-        shuffle=shuffle,
-        seed=seed,
-        drop_last=drop_last,
-    )
-
-
-def set_epoch(sampler: Any, epoch: int) -> None:
-    """Call ``sampler.set_epoch(epoch)`` when the sampler has one (a plain sampler has not)."""
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-
-
-def real_item_mask(sampler: DistributedSampler) -> torch.Tensor:
-    """For each position of this rank's shard, whether it is a real image and not padding.
-
-    The sampler lays out the (padded) permutation of ``total_size`` positions and gives rank
-    ``r`` the positions ``r, r + N, ...``; the positions ``>= len(dataset)`` repeat images that
-    another position already holds. Multiply per-image sums by this mask before summing them
-    across ranks, so that every image counts once.
-    """
-    positions = torch.arange(sampler.rank, sampler.total_size, sampler.num_replicas)
-    return positions < len(sampler.dataset)
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """The element-wise sum of ``tensor`` over all ranks (a copy; itself in a single process)."""
-    total = tensor.detach().clone()
-    if is_distributed():
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
-
-
-def average_across_ranks(value: float) -> float:
-    """The mean of a number over the ranks, e.g. each rank's mean loss on an equal-size shard."""
-    if not is_distributed():
-        return float(value)
-    return float(all_reduce_sum(torch.tensor(float(value), dtype=torch.float64))) / world_size()
-
-
-def gather_per_image(values: torch.Tensor, indices: torch.Tensor, num_items: int) -> torch.Tensor:
-    """Collect per-image values from every rank into one tensor in dataset order, each once.
-
-    Each rank evaluates its shard and passes its values (first dimension: images) and the
-    dataset indices they belong to. The result, the same on every rank, has ``num_items`` rows:
-    row ``i`` is image ``i``'s value. An image evaluated twice because of the sampler's padding
-    lands on the same row twice and counts once; any metric computed from the result (a mean,
-    an AUC, an ECE) therefore weighs every image exactly once.
-
-    Raises:
-        ValueError: an index is out of range, or some image was evaluated by no rank.
-    """
-    values, indices = values.detach(), indices.detach().long().reshape(-1)
-    if len(values) != len(indices):
-        raise ValueError(f"{len(values)} values for {len(indices)} indices")
-    if is_distributed():
-        # all_gather needs equal shapes: exchange the counts, pad to the largest, cut after
-        device = values.device
-        count = torch.tensor([len(indices)], device=device)
-        counts = [torch.zeros_like(count) for _ in range(world_size())]
-        dist.all_gather(counts, count)
-        longest = int(max(c.item() for c in counts))
-        pad = longest - len(indices)
-        padded_values = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
-        padded_indices = torch.cat([indices.to(device), indices.new_full((pad,), -1).to(device)])
-        all_values = [torch.empty_like(padded_values) for _ in counts]
-        all_indices = [torch.empty_like(padded_indices) for _ in counts]
-        dist.all_gather(all_values, padded_values)
-        dist.all_gather(all_indices, padded_indices)
-        values = torch.cat([v[: int(c.item())] for v, c in zip(all_values, counts, strict=True)])
-        indices = torch.cat([i[: int(c.item())] for i, c in zip(all_indices, counts, strict=True)])
-    if len(indices) and (indices.min() < 0 or indices.max() >= num_items):
-        raise ValueError(f"image indices must lie in 0..{num_items - 1}")
-    result = values.new_zeros((num_items, *values.shape[1:]))
-    seen = torch.zeros(num_items, dtype=torch.bool, device=values.device)
-    result[indices.to(values.device)] = values
-    seen[indices.to(values.device)] = True
-    if not bool(seen.all()):
-        missing = torch.nonzero(~seen).reshape(-1)[:5].tolist()
-        raise ValueError(f"no rank evaluated images {missing} (of {num_items})")
-    return result
 
 
 def gather_objects(obj: T) -> list[T]:
