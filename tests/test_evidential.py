@@ -190,7 +190,11 @@ def test_kl_is_zero_without_misleading_evidence():
     alpha = torch.ones(3, 4, 2, 2)
     target = torch.tensor([0, 2, 3]).view(3, 1, 1).expand(3, 2, 2)
     alpha.scatter_(1, target.unsqueeze(1), 50.0)  # all evidence on the true class
-    assert torch.equal(kl_to_uniform(alpha, target), torch.zeros(3, 2, 2))
+    # alpha~ = 1 everywhere: KL(Dir(1) || Dir(1)) = 0 in exact arithmetic; the log-gamma terms
+    # come from the CPU's vectorised kernels, so up to their rounding
+    torch.testing.assert_close(
+        kl_to_uniform(alpha, target), torch.zeros(3, 2, 2), rtol=0, atol=1e-6
+    )
 
 
 def test_pixelwise_loss_equals_samplewise():

@@ -142,18 +142,24 @@ def test_both_ranks_end_with_the_same_weights(ranks):
 
 def test_two_processes_follow_one_process_on_the_same_global_batches(ranks, single):
     """The same global batches, the same batch-norm statistics and the same batch Dice: the first
-    two steps agree to rounding. After that the curves drift apart by up to a few tenths of a
-    percent over these eight Adam steps, more than one process drifts between one and two threads
-    (about a hundredth of a percent); docs/decisions.md has the numbers."""
+    step, before any update, agrees to rounding. Every Adam step then moves a weight by about the
+    learning rate whatever the size of its gradient, so where a gradient is near zero its rounding
+    (which depends on the reduction order and on the CPU's kernels) decides the step, and the
+    curves drift apart step by step, fastest while Adam's moments are new. Over the first epoch
+    (four steps) the drift reaches 0.19 % with every set of CPU kernels (avx512, avx2, default);
+    by the eighth step 0.3 % with some and 0.5 % with others, so the later steps are compared in
+    the test below, from a common checkpoint (docs/decisions.md)."""
     _, (first, _) = ranks
     steps, alone = first["steps"], single.steps
     assert len(steps) == len(alone) == 2 * (17 // 4)  # 17 training images, global batch 4
     loss_columns = [c for c in alone if c.startswith("loss")]
     assert set(loss_columns) == {"loss", "loss_cls", "loss_seg", "loss_mutual"}
     pd.testing.assert_frame_equal(
-        steps[loss_columns].head(2), alone[loss_columns].head(2), rtol=1e-5, atol=1e-6
+        steps[loss_columns].head(1), alone[loss_columns].head(1), rtol=1e-5, atol=1e-6
     )
-    pd.testing.assert_frame_equal(steps[loss_columns], alone[loss_columns], rtol=5e-3, atol=1e-5)
+    pd.testing.assert_frame_equal(
+        steps[loss_columns].head(4), alone[loss_columns].head(4), rtol=5e-3, atol=1e-5
+    )
     assert set(first["whole"]) == set(single.model.state_dict())  # plain keys, no "module."
 
 
@@ -174,9 +180,19 @@ def test_a_stopped_run_resumes_under_two_processes_and_under_one(ranks, data_roo
     torch.set_num_threads(1)
     alone = train(tiny_config(data_root), output_dir=folder / "stopped_copy", resume=True,
                   progress=False, log=None)  # fmt: skip
-    # one process continues the two-process checkpoint on the batches one process draws
+    # One process continues the two-process checkpoint of epoch 0 on the batches one process
+    # draws: its second epoch follows the second epoch of the two processes that never stopped.
+    # Both start from the same weights and the same Adam moments (a checkpoint resumes exactly,
+    # above), so nothing amplifies the rounding: the four steps agree to 1e-6 with every set of
+    # CPU kernels (measured: avx512, avx2, default).
     columns = [c for c in single.steps if c.startswith("loss")]
-    pd.testing.assert_frame_equal(alone.steps[columns], single.steps[columns], rtol=5e-3, atol=1e-5)
+    assert len(alone.steps) == len(first["steps"]) == 8
+    pd.testing.assert_frame_equal(
+        alone.steps[columns].iloc[4:].reset_index(drop=True),
+        first["steps"][columns].iloc[4:].reset_index(drop=True),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_the_global_batch_must_split_over_the_processes(data_root, monkeypatch):
