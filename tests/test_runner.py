@@ -1,5 +1,8 @@
 """The papermill batch runner behind ``umlkit figures``."""
 
+import os
+import time
+
 import nbformat
 import pytest
 
@@ -77,11 +80,24 @@ def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project, cap
         f"import pathlib; d = pathlib.Path({str(figures)!r}); d.mkdir(parents=True, exist_ok=True)\n"
         "(d / '02_works_plot.png').write_bytes(b'png')",
     )
+    # figures of an earlier run: a notebook that succeeds drops the ones it no longer writes;
+    # a failed notebook's and another notebook's stay
+    figures.mkdir(parents=True)
+    earlier = ["01_fails_plot.png", "02_works_renamed.png", "02_works_renamed.pdf", "09_semi.png"]
+    for name in earlier:
+        (figures / name).write_bytes(b"old")
+        os.utime(figures / name, (time.time() - 60, time.time() - 60))
     table = run_notebooks("smoke", root=project, progress=False)
     assert list(table.notebook) == ["01_fails", "02_works"]
     assert list(table.status) == ["failed", "ok"]
     assert "RuntimeError: boom at size 8" in table.error[0]
     assert list(table.figures) == [0, 1]
+    assert list(table.removed) == [0, 2]
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "01_fails_plot.png",
+        "02_works_plot.png",
+        "09_semi.png",
+    ]
     assert (project / "build" / "notebooks" / "02_works.ipynb").is_file()
     # the kernels' "running over TCP without encryption" warning stays out of the console
     assert "without encryption" not in capfd.readouterr().err

@@ -247,12 +247,34 @@ def check_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None)
                 )
 
 
-def _figures_since(figures_dir: Path, stem: str, since: float) -> list[Path]:
+def _figures_of(figures_dir: Path, stem: str) -> list[Path]:
+    """The figure files of notebook ``stem`` in ``figures_dir``: ``<stem>_*.png`` and ``.pdf``."""
     if not figures_dir.is_dir():
         return []
-    return sorted(
-        path for path in figures_dir.glob(f"{stem}_*") if path.stat().st_mtime >= since - 1
-    )
+    return sorted(path for ext in ("png", "pdf") for path in figures_dir.glob(f"{stem}_*.{ext}"))
+
+
+def _figures_since(figures_dir: Path, stem: str, since: float) -> list[Path]:
+    # one second of slack: some file systems keep modification times to the second
+    return [path for path in _figures_of(figures_dir, stem) if path.stat().st_mtime >= since - 1]
+
+
+def remove_stale_figures(figures_dir: Path, stem: str, since: float) -> list[Path]:
+    """Delete the figures of notebook ``stem`` that its run starting at ``since`` did not write.
+
+    A profile's figure folder holds exactly what that profile's notebooks write: a figure that a
+    notebook no longer draws (a renamed plot, a dataset the profile no longer uses) would
+    otherwise stay beside the new ones and look current. Only files named after the notebook
+    that just ran successfully are touched, so a partial run (``--only``) keeps the others.
+
+    Returns:
+        The removed paths.
+    """
+    fresh = set(_figures_since(figures_dir, stem, since))
+    stale = [path for path in _figures_of(figures_dir, stem) if path not in fresh]
+    for path in stale:
+        path.unlink()
+    return stale
 
 
 def run_notebooks(
@@ -277,7 +299,9 @@ def run_notebooks(
 
     Returns:
         One row a notebook: ``notebook``, ``seconds``, ``status`` (``ok`` / ``failed``),
-        ``figures`` (how many figure files it wrote) and ``error`` (failing cell and message).
+        ``figures`` (how many figure files it wrote), ``removed`` (how many of its figures the
+        run did not write and were deleted as stale: :func:`remove_stale_figures`) and
+        ``error`` (failing cell and message).
 
     Raises:
         ValueError: an unknown profile, an ``only`` that selects nothing or names no notebook,
@@ -320,16 +344,22 @@ def run_notebooks(
         except Exception as exc:  # a kernel that died or a notebook papermill cannot read
             status = "failed"
             error = f"{type(exc).__name__}: {exc}"
+        stale = remove_stale_figures(figures_dir, notebook.stem, start) if status == "ok" else []
+        if stale and progress:
+            names = ", ".join(path.name for path in stale)
+            tqdm.write(f"{notebook.stem}: removed figures this run no longer writes: {names}")
         rows.append(
             {
                 "notebook": notebook.stem,
                 "seconds": round(time.time() - start, 1),
                 "status": status,
                 "figures": len(_figures_since(figures_dir, notebook.stem, start)),
+                "removed": len(stale),
                 "error": error,
             }
         )
-    return pd.DataFrame(rows, columns=["notebook", "seconds", "status", "figures", "error"])
+    columns = ["notebook", "seconds", "status", "figures", "removed", "error"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def notebook_map(notebooks_dir: Path | None = None) -> pd.DataFrame:
