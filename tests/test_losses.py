@@ -138,19 +138,54 @@ def test_official_2023_seg_loss_is_the_mean_log_dice_of_four_outputs_by_hand():
 
 
 def test_official_2024_objective_adds_ce_on_the_final_output_and_sums_mutual_levels():
+    """train_uml_refuge.py written out with torch alone (no umlkit loss function):
+
+    L = 0.5 L_cls + 0.4 [logDice(softmax z) + CE(z)] + 0.1 sum over four levels of
+    [logDice(p) + mean psi(S) - psi(alpha_y) + lambda_t mean KL], lambda_t = min(1, t / 50),
+    with umlkit's declared deviation p = alpha / S in the mutual Dice (official: softmax(E)).
+    """
     generator = torch.Generator().manual_seed(12)
-    extra = [1 + torch.rand(2, 2, 8, 8, generator=generator) for _ in range(3)]
+    extra = [1 + 3 * torch.rand(2, 2, 8, 8, generator=generator) for _ in range(3)]
     output = _uml_output(generator, mutual_alphas=extra)
     output.side_logits = None
     mask = torch.randint(0, 2, (2, 8, 8), generator=generator)
-    objective = official_objective("uml2024")
-    _, components = objective(output, mask, torch.tensor([0, 1]), epoch=3)
-    seg = dice_loss(torch.softmax(output.seg_logits, 1), mask, log=True)
-    seg = seg + F.cross_entropy(output.seg_logits, mask)
-    assert components["seg"] == pytest.approx(seg.item(), rel=1e-6)
-    levels = [output.pixel_alpha, *extra]
-    mutual = sum(mutual_loss(a, mask, 3, anneal_epochs=50) for a in levels)
-    assert components["mutual"] == pytest.approx(mutual.item(), rel=1e-6)
+    labels, epoch = torch.tensor([0, 1]), 30
+    total, components = official_objective("uml2024")(output, mask, labels, epoch=epoch)
+
+    one_hot = torch.stack([mask == c for c in range(2)], 1).float()  # (B, C, H, W)
+
+    def log_dice(p):  # SDiceLoss: one Dice per class over batch and pixels, eps 1e-5
+        inter = (p * one_hot).sum((0, 2, 3))
+        dice = (2 * inter + 1e-5) / (p.sum((0, 2, 3)) + one_hot.sum((0, 2, 3)) + 1e-5)
+        return -torch.log(dice).mean()
+
+    def kl_to_flat(alpha):  # KL(Dir(alpha) || Dir(1)) along dim 1, keepdim
+        strength = alpha.sum(1, keepdim=True)
+        k = alpha.shape[1]
+        log_b = torch.lgamma(strength) - torch.lgamma(alpha).sum(1, keepdim=True)
+        log_b_flat = -torch.lgamma(torch.tensor(float(k)))  # sum lgamma(1) - lgamma(K)
+        digammas = (alpha - 1) * (torch.digamma(alpha) - torch.digamma(strength))
+        return digammas.sum(1, keepdim=True) + log_b + log_b_flat
+
+    def evidential(alpha, y):  # sum_k y_k (psi(S) - psi(alpha_k)) + lambda_t KL(alpha~), per item
+        strength = alpha.sum(1, keepdim=True)
+        ce = (y * (torch.digamma(strength) - torch.digamma(alpha))).sum(1, keepdim=True)
+        tilde = (alpha - 1) * (1 - y) + 1
+        return ce + min(1.0, epoch / 50) * kl_to_flat(tilde)
+
+    z = output.seg_logits
+    cross_entropy = -(torch.log_softmax(z, 1) * one_hot).sum(1).mean()
+    seg = log_dice(torch.softmax(z, 1)) + cross_entropy
+    mutual = 0
+    for alpha in [output.pixel_alpha, *extra]:
+        prob = alpha / alpha.sum(1, keepdim=True)
+        mutual = mutual + log_dice(prob) + evidential(alpha, one_hot).mean()
+    class_y = torch.stack([labels == c for c in range(2)], 1).float()
+    cls = evidential(output.class_alpha, class_y).mean()
+    torch.testing.assert_close(torch.tensor(components["seg"]), seg)
+    torch.testing.assert_close(torch.tensor(components["mutual"]), mutual)
+    torch.testing.assert_close(torch.tensor(components["cls"]), cls)
+    torch.testing.assert_close(total, 0.5 * cls + 0.4 * seg + 0.1 * mutual)
     assert official_objective("uml").seg_ce_weight == 0.0
     assert official_objective("uml", seg_ce_weight=0.5).seg_ce_weight == 0.5
     with pytest.raises(ValueError, match="mutual_reduction must be one of"):

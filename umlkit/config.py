@@ -38,7 +38,7 @@ PYTHON_NAMES = {
 #: Part of the cache key: raised whenever an unchanged configuration would give other numbers
 #: or other run files (a new network structure, loss or table), so that no run written by
 #: older code is loaded from the cache.
-TRAINING_REVISION = 5
+TRAINING_REVISION = 6
 
 
 @dataclass

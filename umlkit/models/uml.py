@@ -143,6 +143,11 @@ def pixel_head(in_ch: int, num_classes: int, reduction: int) -> nn.Sequential:
 # ---------------------------------------------------------------------------------------- mixer
 
 
+def _on_vectors(conv: nn.Conv2d, vectors: Tensor) -> Tensor:
+    """A 1x1 convolution applied to channel vectors (B, C_in) -> (B, C_out): ``W v + b``."""
+    return F.linear(vectors, conv.weight.flatten(1), conv.bias)
+
+
 class PolarizedSelfAttention(nn.Module):
     r"""Polarized self-attention, sequential layout, as the official UML code builds it.
 
@@ -162,12 +167,15 @@ class PolarizedSelfAttention(nn.Module):
     The official code applies **no** softmax to the pooled spatial query (Liu et al.'s PSA
     does), and neither does umlkit.
 
-    Implementation: a 1x1 convolution is a linear map of each pixel's channel vector, so it
-    commutes with the pooling next to it: :math:`\sum_j w_j (W_v x_j + b) = W_v \sum_j w_j x_j + b`
-    (weights summing to 1), :math:`\mathrm{GAP}(W_q' X') = W_q'\,\mathrm{GAP}(X')`, and
-    :math:`q^\top (W_v' X' + b) = (W_v'^\top q)^\top X' + q^\top b`. The code applies them to pooled
-    vectors — the same numbers at a fraction of the cost. :math:`W_q` carries no bias: the softmax
-    over the pixels ignores a constant shift.
+    Implementation: every projection is an ``nn.Conv2d`` with a 1x1 kernel, as in the official
+    code, so it has the official parameters and the official initialisation
+    (:func:`official_init`). A 1x1 convolution is a linear map of each pixel's channel vector, so
+    it commutes with the pooling next to it: :math:`\sum_j w_j (W_v x_j + b) = W_v \sum_j w_j x_j
+    + b` (weights summing to 1), :math:`\mathrm{GAP}(W_q' X') = W_q'\,\mathrm{GAP}(X')`, and
+    :math:`q^\top (W_v' X' + b) = (W_v'^\top q)^\top X' + q^\top b`. The forward pass applies
+    their weights to pooled vectors — the same numbers at a fraction of the cost. :math:`W_q`
+    carries no bias (the official one does): the softmax over the pixels ignores a constant
+    shift, so that bias could never change the output and would only receive a zero gradient.
 
     Args:
         channels: C, the channels of the input (at least 2).
@@ -177,11 +185,11 @@ class PolarizedSelfAttention(nn.Module):
         super().__init__()
         half = max(channels // 2, 1)
         self.channel_query = nn.Conv2d(channels, 1, 1, bias=False)
-        self.channel_value = nn.Linear(channels, half)
-        self.channel_up = nn.Linear(half, channels)
+        self.channel_value = nn.Conv2d(channels, half, 1)
+        self.channel_up = nn.Conv2d(half, channels, 1)
         self.channel_norm = nn.LayerNorm(channels)
-        self.spatial_query = nn.Linear(channels, half)
-        self.spatial_value = nn.Linear(channels, half)
+        self.spatial_query = nn.Conv2d(channels, half, 1)
+        self.spatial_value = nn.Conv2d(channels, half, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, channels, height, width = x.shape
@@ -189,11 +197,12 @@ class PolarizedSelfAttention(nn.Module):
         # Channel branch: one attention map over the pixels pools them into a channel vector.
         weights = F.softmax(self.channel_query(x).reshape(batch, 1, height * width), dim=-1)
         pooled = torch.bmm(pixels, weights.transpose(1, 2)).squeeze(-1)  # (B, C)
-        channel_gate = torch.sigmoid(self.channel_norm(self.channel_up(self.channel_value(pooled))))
+        value = _on_vectors(self.channel_value, pooled)  # (B, C/2)
+        channel_gate = torch.sigmoid(self.channel_norm(_on_vectors(self.channel_up, value)))
         gated = x * channel_gate.view(batch, channels, 1, 1)  # X'
         # Spatial branch: one query vector over the channels scores every pixel of X'.
-        query = self.spatial_query(gated.mean(dim=(2, 3)))  # (B, C/2)
-        pixel_weights = query @ self.spatial_value.weight  # (B, C): W_v'^T q, per image
+        query = _on_vectors(self.spatial_query, gated.mean(dim=(2, 3)))  # (B, C/2)
+        pixel_weights = query @ self.spatial_value.weight.flatten(1)  # (B, C): W_v'^T q, per image
         offset = query @ self.spatial_value.bias  # (B,): q^T b
         scores = torch.bmm(pixel_weights.unsqueeze(1), gated.reshape(batch, channels, -1))
         spatial_gate = torch.sigmoid(
@@ -392,16 +401,18 @@ class ClassifierHead(nn.Module):
 
 
 def official_init(module: nn.Module) -> None:
-    """The official initialisation of everything but the encoders.
+    r"""The official initialisation of everything but the encoders (``UMLNet.py``, ``uml_net.py``).
 
-    Kaiming-normal (fan-out, ReLU) convolution weights, zero conv biases, BatchNorm weight 1 and
-    bias 0; linear and layer-norm layers keep PyTorch's defaults.
+    Every ``nn.Conv2d`` weight — the PSA projections included — is drawn Kaiming-normal
+    (fan-out, ReLU): :math:`w \sim \mathcal{N}(0, 2 / (C_{out} k^2))`. Convolution biases keep
+    PyTorch's default, uniform in :math:`\pm 1/\sqrt{C_{in} k^2}`, because the official loop
+    never touches them. BatchNorm weight 1 and bias 0; linear and layer-norm layers keep
+    PyTorch's defaults. The official code runs this loop before it builds its (pretrained)
+    encoders, so they keep their own initialisation; umlkit's encoders likewise.
     """
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
         elif isinstance(layer, nn.BatchNorm2d):
             nn.init.ones_(layer.weight)
             nn.init.zeros_(layer.bias)
