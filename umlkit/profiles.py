@@ -114,6 +114,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # run that trains (docs/fidelity.md). ``umlkit train --profile paper`` reads every ``train``
     # value; the notebooks read width, image size, epochs, batch size, rate and augmentation,
     # and the other values are TrainConfig's defaults (tests/test_paper_profile.py checks it).
+    # Among those defaults, amp: on a GPU the forward pass runs under bf16 autocast (the official
+    # runs are float32; TrainConfig(amp=False) gives float32; docs/fidelity.md, "precision").
     "paper": {
         "data": {"n": 2000, "size": 256, "n_ood": 200},
         "train": {
@@ -123,8 +125,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             # which umlkit cannot download (docs/fidelity.md)
             "width": 32,
             "image_size": 256,  # refuge_preprocess.py: IMAGE_SIZE = 256
-            # the official global batch: DataParallel splits BATCH_SIZE over the GPUs; under
-            # torchrun, batch_size is per process, so give 8 / nproc_per_node (README)
+            # the official global batch: DataParallel splits BATCH_SIZE over the GPUs; umlkit's
+            # batch_size is the global batch too, split over the torchrun processes (README)
             "batch_size": 8,
             "lr": 1e-4,  # LEARNING_RATE; Adam
             "weight_decay": 1e-5,  # WEIGHT_DECAY
