@@ -66,3 +66,54 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     plt.close(fig)
     assert [p.name for p in paths] == ["99_test_line.png", "99_test_line.pdf"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+#: The figures ``make figures`` (the default profile) writes to ``figures/``, by notebook. The smoke
+#: profile writes the same ones to ``build/figures-smoke/`` but the two 08 factor figures, which need
+#: more failures than the smoke data give. Add a figure here when a notebook draws a new one.
+DEFAULT_FIGURES = [
+    "01_data_derm_class_balance",
+    "01_data_derm_factors",
+    "01_data_derm_grid",
+    "02_evidential_primer_evidence",
+    "02_evidential_primer_losses",
+    "02_evidential_primer_simplex",
+    "02_evidential_primer_toy_distance",
+    "02_evidential_primer_toy_maps",
+    "03_training_curves",
+    "03_training_factor_weights",
+    "04_ablations_metrics",
+    "05_reliability_against_truth",
+    "05_reliability_binning_variants",
+    "05_reliability_classifier",
+    "05_reliability_pixels_per_class",
+    "05_reliability_pixels_pooled",
+    "06_uncertainty_maps_error_detection",
+    "06_uncertainty_maps_gallery",
+    "06_uncertainty_maps_ueo",
+    "06_uncertainty_maps_uncertainty_vs_factors",
+    "07_robustness_corruptions",
+    "07_robustness_ood_image",
+    "07_robustness_ood_pixel",
+    "08_failure_cases_confidently_wrong",
+    "08_failure_cases_error_by_flag",
+    "08_failure_cases_error_factors",
+    "08_failure_cases_most_uncertain",
+    "08_failure_cases_risk_coverage",
+    "08_failure_cases_risk_coverage_segmentation",
+    "08_failure_cases_segmentation_failure_by_flag",
+    "08_failure_cases_segmentation_failure_factors",
+    "08_failure_cases_uncertain_but_right",
+    "09_semi_supervised_dice_vs_label_fraction",
+    "09_semi_supervised_trust_fundus",
+    "09_semi_supervised_validation_curves",
+]
+
+
+def test_the_committed_figures_are_exactly_those_the_default_profile_writes():
+    """No stale figure (one a notebook no longer draws) sits beside the current ones."""
+    folder = setup_notebook("99_test", "default").figures_dir
+    expected = {f"{stem}.{ext}" for stem in DEFAULT_FIGURES for ext in ("png", "pdf")}
+    present = {path.name for path in folder.iterdir()} - {"README.md"}
+    assert sorted(present - expected) == [], "figures no default run writes"
+    assert sorted(expected - present) == [], "figures missing: run make figures"
