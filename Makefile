@@ -1,7 +1,8 @@
 # umlkit: two commands do everything.
 #   make figures   create/refresh .venv, run all notebooks (default profile), write figures/
 #   make test      create/refresh .venv with the dev extra, lint, unit tests + nbval (smoke profile)
-#                  + browser tests (JupyterLab and the website in Chromium; skipped without one)
+#                  + browser tests (JupyterLab and the website in Chromium; skipped without one),
+#                  then the numeric modules again under a second set of CPU kernels
 #   make docs      the course website in build/site/ from the executed notebooks of make figures
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.umlkit-installed
 # requirement would otherwise pull a multi-GB CUDA build.
 CPU_TORCH := torch==2.13.0
 
-.PHONY: venv test lint figures smoke-figures docs clean-notebooks bench
+.PHONY: venv test test-cpu-kernels lint figures smoke-figures docs clean-notebooks bench
 
 venv: $(STAMP)
 
@@ -23,7 +24,11 @@ $(STAMP): pyproject.toml
 	  if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: installing torch with CUDA"; \
 	  else echo "no GPU: installing the CPU build $(CPU_TORCH)"; \
 	       $(BIN)/python -m pip install -q $(CPU_TORCH) 2>&1 | grep -v "is ignored" || true; fi; fi
-	@$(BIN)/python -m pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
+	@# uv installs the same requirements as pip, downloading in parallel: about 10 s against
+	@# 80 s for pip on a fresh machine (docs/decisions.md); pip is the fallback.
+	@$(BIN)/python -m pip install -q uv 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/uv pip install --python $(BIN)/python -q -e ".[dev,docs]" 2>/dev/null \
+	  || $(BIN)/python -m pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import umlkit, torch; print('umlkit', umlkit.__version__, '| torch', torch.__version__)"
 	@touch $@
 
@@ -31,8 +36,26 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two worker processes of one torch thread each; tests/conftest.py groups the tests between them.
+PYTEST := UMLKIT_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadgroup
+# PyTorch picks its CPU kernels by ATEN_CPU_CAPABILITY (default, avx2, avx512) and their rounding
+# differs. The numerically sensitive modules run a second time under other kernels than this
+# machine's own (avx2 where it has avx512, default elsewhere), so that a test that holds only
+# with one machine's rounding fails here, not on a student's CPU.
+NUMERIC_TESTS := tests/test_models.py tests/test_models_uml.py tests/test_models_uml2024.py \
+  tests/test_losses.py tests/test_evidential.py $(wildcard tests/test_metrics_*.py) \
+  tests/test_fastpath.py tests/test_train.py
+SECOND_CAPABILITY = $(shell $(BIN)/python -c "import torch; \
+  print('avx2' if torch.backends.cpu.get_cpu_capability() == 'AVX512' else 'default')")
+
 test: lint
-	UMLKIT_PROFILE=smoke $(BIN)/python -m pytest
+	$(PYTEST)
+	ATEN_CPU_CAPABILITY=$(SECOND_CAPABILITY) $(PYTEST) $(NUMERIC_TESTS)
+
+# The whole unit suite (not the notebooks or the browser) under each portable set of kernels.
+test-cpu-kernels: venv
+	ATEN_CPU_CAPABILITY=default $(PYTEST) tests --ignore=tests/browser
+	ATEN_CPU_CAPABILITY=avx2 $(PYTEST) tests --ignore=tests/browser
 
 figures: venv
 	$(BIN)/umlkit figures --profile default

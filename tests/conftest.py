@@ -1,10 +1,50 @@
-"""Session-wide test settings."""
+"""Session-wide test settings, and how ``make test`` shares the work between two processes.
+
+``make test`` runs pytest with ``pytest-xdist`` (``-n 2 --dist loadgroup``): two worker processes,
+each given whole groups of tests. :func:`pytest_collection_modifyitems` forms the groups:
+
+* ``notebooks``: the nbval runs of ``notebooks/*.ipynb`` in their order, then the JupyterLab
+  browser test. They share the smoke profile's data and model cache in the checkout (notebook 04
+  trains what 05-08 and the JupyterLab test read), so they run one after another in one process.
+* every other test module is a group of its own, so a module's fixtures (a tiny trained model, a
+  written dataset) are built once, in one process.
+
+Each worker computes with one torch thread, and the kernels and processes it starts inherit
+``OMP_NUM_THREADS=1``: two workers of one thread use the two cores without oversubscribing them.
+Without xdist (``pytest`` alone) the same order holds and torch keeps its own thread count.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by the notebook kernels and spawned processes
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _group_of(item: pytest.Item) -> str:
+    path = Path(str(item.path))
+    if path.suffix == ".ipynb" or path.name == "test_jupyterlab.py":
+        return "notebooks"
+    return path.relative_to(ROOT).as_posix()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Give every test its xdist group, the ``notebooks`` group first (it takes the longest)."""
+    notebooks = [item for item in items if _group_of(item) == "notebooks"]
+    others = [item for item in items if _group_of(item) != "notebooks"]
+    items[:] = notebooks + others
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group_of(item)))
 
 
 @pytest.fixture(autouse=True, scope="session")

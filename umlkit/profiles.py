@@ -48,7 +48,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "augment": "dihedral",
             "seeds": [0],
         },
-        "compare": {},
+        # the comparing notebooks (04-08) run the same code on images of half the side
+        "compare": {"image_size": 32},
         "semi": {
             "steps": 4,
             "image_size": 32,

@@ -5,7 +5,8 @@ they find: ``$UMLKIT_CHROMIUM``, Playwright's own build if it is installed, or t
 (``apt-get install chromium`` on Debian). Without any, or without the ``playwright`` package, every
 test here is skipped with one line that says why.
 
-The tests run after all others (they reuse the models that notebook 04 caches under nbval) and
+The JupyterLab test runs right after the nbval runs of the notebooks, in the same process (it
+reuses the models that notebook 04 caches; ``tests/conftest.py`` forms that group), and the tests
 share one browser (pytest-playwright's ``browser`` fixture, launched with ``executable_path``).
 """
 
@@ -58,7 +59,8 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason=f"browser tests skipped: {reason}")
         for item in browser_items:
             item.add_marker(skip)
-    # Last, so that the notebooks they open find the models that nbval's run of 04 cached.
+    # After the notebooks, so that those they open find the models that nbval's run of 04
+    # cached (tests/conftest.py then puts the JupyterLab test into the notebooks' group).
     items[:] = [item for item in items if item not in browser_items] + browser_items
 
 
