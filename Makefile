@@ -36,8 +36,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two worker processes of one torch thread each; tests/conftest.py groups the tests between them.
-PYTEST := UMLKIT_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadgroup
+# Two worker processes of one torch thread each, a test module at a time (tests/conftest.py).
+PYTEST := UMLKIT_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadscope
 # PyTorch picks its CPU kernels by ATEN_CPU_CAPABILITY (default, avx2, avx512) and their rounding
 # differs. The numerically sensitive modules run a second time under other kernels than this
 # machine's own (avx2 where it has avx512, default elsewhere), so that a test that holds only

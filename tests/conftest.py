@@ -1,13 +1,10 @@
 """Session-wide test settings, and how ``make test`` shares the work between two processes.
 
-``make test`` runs pytest with ``pytest-xdist`` (``-n 2 --dist loadgroup``): two worker processes,
-each given whole groups of tests. :func:`pytest_collection_modifyitems` forms the groups:
-
-* ``notebooks``: the nbval runs of ``notebooks/*.ipynb`` in their order, then the JupyterLab
-  browser test. They share the smoke profile's data and model cache in the checkout (notebook 04
-  trains what 05-08 and the JupyterLab test read), so they run one after another in one process.
-* every other test module is a group of its own, so a module's fixtures (a tiny trained model, a
-  written dataset) are built once, in one process.
+``make test`` runs pytest with ``pytest-xdist`` (``-n 2 --dist loadscope``): two worker processes,
+each given whole units of work: every test module is one unit, so its fixtures (a tiny trained
+model, a written dataset) are built once, in one process; the notebooks and the JupyterLab test
+are one unit together (``notebooks/conftest.py`` says why). :func:`pytest_collection_modifyitems`
+puts that unit first: it takes the longest, so it starts at once.
 
 Each worker computes with one torch thread, and the kernels and processes it starts inherit
 ``OMP_NUM_THREADS=1``: two workers of one thread use the two cores without oversubscribing them.
@@ -21,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # read by the notebook kernels and spawned processes
     import torch
@@ -30,21 +25,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-def _group_of(item: pytest.Item) -> str:
+def _runs_with_the_notebooks(item: pytest.Item) -> bool:
     path = Path(str(item.path))
-    if path.suffix == ".ipynb" or path.name == "test_jupyterlab.py":
-        return "notebooks"
-    return path.relative_to(ROOT).as_posix()
+    return path.suffix == ".ipynb" or path.name == "test_jupyterlab.py"
 
 
-@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Give every test its xdist group, the ``notebooks`` group first (it takes the longest)."""
-    notebooks = [item for item in items if _group_of(item) == "notebooks"]
-    others = [item for item in items if _group_of(item) != "notebooks"]
-    items[:] = notebooks + others
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group_of(item)))
+    """The notebooks (and the JupyterLab test after them) first, every other test in its order."""
+    items.sort(key=lambda item: not _runs_with_the_notebooks(item))  # a stable sort
 
 
 @pytest.fixture(autouse=True, scope="session")
