@@ -41,7 +41,8 @@ PYTEST := UMLKIT_PROFILE=smoke $(BIN)/python -m pytest -n 2 --dist loadscope
 # PyTorch picks its CPU kernels by ATEN_CPU_CAPABILITY (default, avx2, avx512) and their rounding
 # differs. The numerically sensitive modules run a second time under other kernels than this
 # machine's own (avx2 where it has avx512, default elsewhere), so that a test that holds only
-# with one machine's rounding fails here, not on a student's CPU.
+# with one machine's rounding fails here, not on a student's CPU. Test by test (--dist load):
+# one module's torch.compile test alone takes 30 s, so whole modules would balance badly.
 NUMERIC_TESTS := tests/test_models.py tests/test_models_uml.py tests/test_models_uml2024.py \
   tests/test_losses.py tests/test_evidential.py $(wildcard tests/test_metrics_*.py) \
   tests/test_fastpath.py tests/test_train.py
@@ -50,7 +51,7 @@ SECOND_CAPABILITY = $(shell $(BIN)/python -c "import torch; \
 
 test: lint
 	$(PYTEST)
-	ATEN_CPU_CAPABILITY=$(SECOND_CAPABILITY) $(PYTEST) $(NUMERIC_TESTS)
+	ATEN_CPU_CAPABILITY=$(SECOND_CAPABILITY) $(PYTEST) --dist load $(NUMERIC_TESTS)
 
 # The whole unit suite (not the notebooks or the browser) under each portable set of kernels.
 test-cpu-kernels: venv
