@@ -225,7 +225,7 @@ def _write_record(descriptor: int, folder: Path, what: str, log) -> None:
     record = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": _command(),
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     try:
@@ -236,6 +236,15 @@ def _write_record(descriptor: int, folder: Path, what: str, log) -> None:
         with suppress(OSError):
             (folder / LOCK_FILE).unlink(missing_ok=True)
         raise
+
+
+def _command() -> str:
+    """This process's command line, as short as it is recognisable (``umlkit train ...``)."""
+    if not sys.argv or not sys.argv[0]:
+        return "python"
+    program = Path(sys.argv[0])
+    name = program.parent.name if program.name == "__main__.py" else program.name  # python -m
+    return " ".join([name, *sys.argv[1:]])
 
 
 def _let_go(descriptor: int, folder: Path) -> None:
