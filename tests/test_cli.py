@@ -441,6 +441,12 @@ def test_synth_suggests_its_own_flag(tmp_path, capsys):
         (["-p", "epoch", "3"], "did you mean epochs?"),
         (["-p", "epochs", "abc"], "-p epochs 'abc': 03_training expects int | None"),
         (["--only", "03", "-p", "seeds", "0"], "-p seeds 0: 03_training expects list[int] | None"),
+        (
+            ["--only", "03", "-p", "seeds", "[0.5]"],
+            "-p seeds [0.5]: 03_training expects list[int] | None (its default is None), got the "
+            "element 0.5 (float) where int is expected",
+        ),
+        (["-p", "seeds", "[0.5]"], "where int is expected"),  # every notebook that has seeds
         (["-p", "profile", "paper"], "-p profile: choose the profile with --profile"),
         (["--only", ","], "--only names no notebook"),
         (["--only", ""], "--only names no notebook"),
