@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import umlkit.runs as runs
 from umlkit.checkpoints import CHECKPOINT_BEST, CHECKPOINT_LAST, config_differences, save_checkpoint
 from umlkit.folders import LOCK_FILE
 from umlkit.runs import (
@@ -166,6 +167,20 @@ def test_two_processes_wanting_one_configuration_train_it_once(tmp_path):
     assert second.stdout.read() == "loaded\n" and second.wait(timeout=60) == 0
     assert waited.startswith(f"waiting for process {first.pid} on ")
     assert waited.endswith(f"training the same configuration in {tmp_path / 'key'}\n")
+
+
+def test_a_read_only_cache_is_read_without_a_lock(tmp_path, monkeypatch):
+    _fake_run(tmp_path / "key")
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: False)  # as on a read-only share
+
+    def load(folder, last, best):
+        assert not (folder / LOCK_FILE).exists()
+        return "loaded"
+
+    def train(folder):
+        raise AssertionError("a finished run was trained again")
+
+    assert get_or_train_cached(tmp_path, "key", 2, load, train) == "loaded"
 
 
 def test_a_new_run_that_fails_before_its_first_last_pt_removes_what_it_wrote(tmp_path):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -340,7 +341,8 @@ def get_or_train_cached(
 
     The entry's lock (:func:`umlkit.folders.folder_lock`) is held throughout: a second process
     that wants the same entry meanwhile waits (``log`` says for whom), then loads the run the
-    first one finished, so a configuration is trained once however many notebooks want it.
+    first one finished, so a configuration is trained once however many notebooks want it. An
+    entry this process cannot write (a read-only copy of a cache) is read without the lock.
 
     Args:
         cache_dir: the cache's folder.
@@ -353,7 +355,12 @@ def get_or_train_cached(
     """
     folder = Path(cache_dir) / key
     wait = f"training the same configuration in {folder}"
-    with folder_lock(folder, what="model cache entry", wait=wait, log=log):
+    lock = folder_lock(folder, what="model cache entry", wait=wait, log=log)
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        # A read-only copy of a cache (a lab room's shared models): nothing can change it, so
+        # it is read without a lock; an entry that needs training fails in train(), in one line.
+        lock = nullcontext(folder)
+    with lock:
         try:
             finished = finished_checkpoints(folder, epochs, files)
         except ValueError as problem:
