@@ -124,6 +124,14 @@ def test_the_same_thread_may_take_a_folder_again_and_created_folders_are_removed
     assert [path.name for path in kept.iterdir()] == ["last.pt"]
 
 
+def test_without_fcntl_the_folder_is_only_created_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(folders, "fcntl", None)  # as on Windows
+    with folder_lock(tmp_path / "run"):
+        with folder_lock(tmp_path / "run"):
+            assert (tmp_path / "run" / LOCK_FILE).is_file()
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_file_is_not_a_folder(tmp_path):
     (tmp_path / "run").write_text("")
     with pytest.raises(FileExistsError, match=r"^--output-dir .*run is a file, not a folder$"):

@@ -174,9 +174,15 @@ def folder_lock(
                 break
 
 
-def _take(folder: Path, what: str, wait: str | None, log) -> int:
-    """Open and lock ``<folder>/.lock``, write this process into it; return its descriptor."""
+def _take(folder: Path, what: str, wait: str | None, log) -> int | None:
+    """Open and lock ``<folder>/.lock``, write this process into it; return its descriptor
+    (``None`` where there is no ``fcntl``: then the folder is only created and checked)."""
     path = folder / LOCK_FILE
+    if fcntl is None:
+        with reporting_write_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(_holder_record()) + "\n")
+        return None
     while True:
         with reporting_write_errors(folder):
             folder.mkdir(parents=True, exist_ok=True)
@@ -198,8 +204,6 @@ def _take(folder: Path, what: str, wait: str | None, log) -> int:
 
 def _lock(descriptor: int, folder: Path, what: str, wait: str | None, log) -> None:
     """Lock the open lock file: at once, or (with ``wait``) once its holder lets go."""
-    if fcntl is None:
-        return
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -222,20 +226,24 @@ def _write_record(descriptor: int, folder: Path, what: str, log) -> None:
             f"{what} {folder}: taking over the lock of {_describe(left)}, which ended without "
             "letting go"
         )
-    record = {
+    try:
+        with reporting_write_errors(folder):
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, (json.dumps(_holder_record()) + "\n").encode(), 0)
+    except CannotWriteError:
+        with suppress(OSError):
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+        raise
+
+
+def _holder_record() -> dict:
+    """What the lock file says about the process holding it."""
+    return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": _command(),
         "since": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    try:
-        with reporting_write_errors(folder):
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
-    except CannotWriteError:
-        with suppress(OSError):
-            (folder / LOCK_FILE).unlink(missing_ok=True)
-        raise
 
 
 def _command() -> str:
@@ -247,11 +255,12 @@ def _command() -> str:
     return " ".join([name, *sys.argv[1:]])
 
 
-def _let_go(descriptor: int, folder: Path) -> None:
+def _let_go(descriptor: int | None, folder: Path) -> None:
     """Delete the lock file (while still holding it), then let go of the lock."""
     with suppress(OSError):  # a folder that became read-only: closing still lets go
         (folder / LOCK_FILE).unlink(missing_ok=True)
-    os.close(descriptor)
+    if descriptor is not None:
+        os.close(descriptor)
 
 
 def _is_the_file_at(descriptor: int, path: Path) -> bool:
@@ -284,6 +293,7 @@ def _holder(descriptor: int) -> str:
 
 
 def _describe(record: dict) -> str:
+    """A lock file's record as the messages name its process: pid, host, command, start."""
     command = str(record.get("command", ""))
     command = command if len(command) <= 100 else command[:97] + "..."
     return (
