@@ -12,9 +12,10 @@ A *run folder* holds one training run::
 Both training loops (:func:`umlkit.train.train` and :func:`umlkit.semi.loop.fit_semi`) walk through
 the same life of such a folder, with the functions of this module:
 
-0. **Hold** it (:func:`hold_run_folder`) before anything else, for the whole run: one process
-   writes a run folder at a time (:func:`umlkit.folders.folder_lock`), and a folder that cannot
-   be written is named before any work is done.
+0. **Hold** it (:func:`hold_run_folder`; :func:`umlkit.train.train` does, and the model cache
+   for both loops) before anything else, for the whole run: one process writes a run folder at a
+   time (:func:`umlkit.folders.folder_lock`), and a folder that cannot be written is named
+   before any work is done.
 1. **Claim** it (:func:`claim_run_folder`): a folder that already holds a run is only continued
    with ``resume`` or replaced with ``overwrite``, so no earlier run is lost by accident.
 2. **Check, then prepare** it: a resumed run must have the same configuration
@@ -29,8 +30,9 @@ the same life of such a folder, with the functions of this module:
 On top of run folders sits **a cache keyed by the configuration** (:func:`cache_key`): the run of
 configuration ``c`` lives in ``<cache>/<hash of c>/``; :func:`get_or_train_cached` loads it when it
 is finished (:func:`finished_checkpoints`), resumes it when it was interrupted and trains it when it
-is missing or damaged. It holds the entry's lock meanwhile, so two notebooks (or worker processes)
-that want one configuration train it once: the second waits, then loads the first one's run. The key covers the dataset by a cheap fingerprint of its files
+is missing or damaged; it holds the entry's lock meanwhile, so two notebooks (or worker processes)
+that want one configuration train it once (the second waits, then loads the first one's run).
+The key covers the dataset by a cheap fingerprint of its files
 (:func:`umlkit.checkpoints.dataset_fingerprint`) and the umlkit version, so new data or new code
 retrain instead of returning a stale model, which lets a notebook call "get or train" freely.
 
@@ -318,7 +320,10 @@ def finished_checkpoints(
         path.name for path in (best, *(folder / name for name in files)) if not path.is_file()
     ]
     if missing:
-        raise ValueError(f"{last} is the last epoch of a run but {', '.join(missing)} is missing")
+        verb = "is" if len(missing) == 1 else "are"
+        raise ValueError(
+            f"{last} is the last epoch of a run but {', '.join(missing)} {verb} missing"
+        )
     return last_checkpoint, load_checkpoint(best)
 
 
