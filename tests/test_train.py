@@ -433,7 +433,7 @@ def test_a_run_failing_in_its_first_epoch_removes_what_it_wrote(data_root, tmp_p
     used = tmp_path / "used"
     used.mkdir()
     (used / "notes.txt").write_text("the user's own file")
-    monkeypatch.setattr(train_module, "validate", not_finite)  # after the first training pass
+    monkeypatch.setattr(train_module, "train_one_epoch", not_finite)  # in the first epoch
     for folder in (used, tmp_path / "new"):
         with pytest.raises(ValueError, match="NaN"):
             train(tiny_config(data_root, epochs=1), output_dir=folder, progress=False)
