@@ -1,14 +1,17 @@
 """umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states, data fingerprints."""
 
 import datetime
+import errno
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import umlkit.checkpoints as checkpoints
 from umlkit.checkpoints import (
     CHECKPOINT_LAST,
     atomic_write,
@@ -22,6 +25,7 @@ from umlkit.checkpoints import (
     save_npz_atomic,
     write_table,
 )
+from umlkit.folders import CannotWriteError
 from umlkit.models import build_model
 
 
@@ -49,6 +53,59 @@ def test_atomic_write_replaces_the_file_whole_or_not_at_all(tmp_path):
         atomic_write(path, failing)
     assert path.read_text() == "first"
     assert sorted(p.name for p in path.parent.iterdir()) == ["table.txt"], "a temporary was left"
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        (errno.ENOSPC, "the disk is full (No space left on device)"),
+        (errno.EROFS, "the file system is read-only (Read-only file system)"),
+        (errno.EACCES, "no permission to write there (Permission denied)"),
+    ],
+)
+def test_a_refused_checkpoint_write_is_one_line_and_keeps_the_last_good_one(
+    tmp_path, monkeypatch, code, cause
+):
+    path = tmp_path / CHECKPOINT_LAST
+    save_checkpoint(path, {"epoch": 0})
+
+    def refused(checkpoint, target):
+        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError(code, os.strerror(code), str(target))
+
+    monkeypatch.setattr(checkpoints.torch, "save", refused)
+    with pytest.raises(CannotWriteError) as caught:
+        save_checkpoint(path, {"epoch": 1})
+    monkeypatch.undo()
+    assert str(caught.value) == f"cannot write {path}: {cause}"
+    assert load_checkpoint(path, require=())["epoch"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_LAST], "a temporary was left"
+
+
+def _torch_writer_failure(checkpoint, target):
+    """What torch.save raises when its writer cannot write (a full disk): no errno."""
+    Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+
+def test_torchs_full_disk_error_is_found_out_and_said_in_one_line(tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT_LAST
+    save_checkpoint(path, {"epoch": 0})
+    monkeypatch.setattr(checkpoints.torch, "save", _torch_writer_failure)
+    # the disk has room: torch's error is not taken for a full disk, and passes unchanged
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        save_checkpoint(path, {"epoch": 1})
+
+    def full_disk(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoints.os, "fsync", full_disk)  # the write that asks again fails
+    with pytest.raises(CannotWriteError) as caught:
+        save_checkpoint(path, {"epoch": 1})
+    monkeypatch.undo()
+    assert str(caught.value) == f"cannot write {path}: the disk is full (No space left on device)"
+    assert load_checkpoint(path, require=())["epoch"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_LAST], "a temporary was left"
 
 
 def test_every_atomic_writer_leaves_only_its_file(tmp_path):

@@ -1,13 +1,31 @@
 """The ``umlkit`` console command."""
 
+import errno
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
+import umlkit.checkpoints as checkpoints
+import umlkit.data.synthetic as synthetic
+import umlkit.folders as folders
+from umlkit.checkpoints import load_checkpoint
 from umlkit.cli import build_parser, main
 from umlkit.data.synthetic import MANIFEST_NAME
+from umlkit.folders import LOCK_FILE
+
+#: How the one-line errors say the operating system's refusals.
+CAUSES = {
+    errno.EROFS: "the file system is read-only (Read-only file system)",
+    errno.EACCES: "no permission to write there (Permission denied)",
+}
 
 
 def snapshot(folder):
@@ -113,6 +131,136 @@ def test_train_refuses_a_folder_holding_a_run_and_names_the_flags(derm, run, cap
         "--output-dir\n"
     )
     assert snapshot(run) == before
+
+
+def _umlkit(*args, **options):
+    """``python -m umlkit *args`` as a process, with this checkout importable."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "umlkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **options,
+    )
+
+
+def test_a_second_train_into_a_folder_in_use_is_refused_at_once(derm, tmp_path):
+    folder = tmp_path / "run"
+    first = _umlkit(*train_args(derm, folder), "--epochs", "2", "--seed", "0")
+    lock = folder / LOCK_FILE
+    deadline = time.monotonic() + 60
+    while f'"pid": {first.pid},' not in (lock.read_text() if lock.is_file() else ""):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.01)
+    refusals = []
+    for extra in ([], ["--resume"], ["--overwrite"]):
+        started = time.perf_counter()
+        second = _umlkit(*train_args(derm, folder), "--epochs", "1", "--seed", "1", *extra)
+        out, err = second.communicate(timeout=60)
+        refusals.append((time.perf_counter() - started, second.returncode, err))
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    for seconds, code, err in refusals:
+        assert code == 2 and seconds < 1.0, (seconds, err)
+        assert err.startswith(
+            f"umlkit train: --output-dir {folder} is in use by process {first.pid}"
+        )
+        assert err.endswith("wait for it to finish, or choose another --output-dir\n")
+        assert err.count("\n") == 1
+    # the folder holds the first run alone, consistent
+    assert json.loads((folder / "config.json").read_text())["seed"] == 0
+    assert pd.read_csv(folder / "history.csv")["epoch"].tolist() == [0, 1]
+    last, best = load_checkpoint(folder / "last.pt"), load_checkpoint(folder / "best.pt")
+    assert last["epoch"] == 1 and last["train_config"]["seed"] == 0
+    assert best["train_config"]["seed"] == 0 and best["epoch"] == last["best"]["epoch"]
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        ["best.pt", "config.json", "history.csv", "last.pt", "steps.csv"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        (errno.ENOSPC, "the disk is full (No space left on device)"),
+        (errno.EROFS, "the file system is read-only (Read-only file system)"),
+        (errno.EACCES, "no permission to write there (Permission denied)"),
+    ],
+)
+def test_train_ends_a_refused_write_in_one_line_keeping_the_last_checkpoint(
+    derm, tmp_path, monkeypatch, capsys, code, cause
+):
+    folder = tmp_path / "run"
+    save, calls = checkpoints.torch.save, []
+
+    def refused_after_the_first_epoch(checkpoint, target):
+        calls.append(target)
+        if len(calls) <= 2:  # epoch 0: best.pt and last.pt
+            return save(checkpoint, target)
+        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(checkpoints.torch, "save", refused_after_the_first_epoch)
+    assert main([*train_args(derm, folder), "--epochs", "2"]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err  # the progress bar, then the error
+    assert "Traceback" not in err
+    message = err.splitlines()[-1]
+    assert message.startswith(f"umlkit train: cannot write {folder}/")
+    assert message.endswith(f".pt: {cause}")
+    # the epoch-0 checkpoint is kept whole, no temporary is left, and --resume goes on from it
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 0
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        ["best.pt", "config.json", "history.csv", "last.pt", "steps.csv"]
+    )
+    assert main([*train_args(derm, folder), "--epochs", "2", "--resume"]) == 0
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_train_names_an_output_folder_it_cannot_write_before_the_data_load(
+    derm, tmp_path, monkeypatch, capsys, code
+):
+    def refused(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(args[0]))
+
+    monkeypatch.setattr(folders.os, "open", refused)  # the lock file: the first write
+    assert main([*train_args(tmp_path / "nowhere", tmp_path / "run"), "--epochs", "1"]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    # the data (a folder that does not exist) were not looked at: the folder came first
+    assert err == f"umlkit train: cannot write {tmp_path / 'run'}: {CAUSES[code]}\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(
+    getattr(os, "geteuid", lambda: -1)() == 0, reason="root writes into a chmod 0o555 folder anyway"
+)
+def test_train_names_a_read_only_output_folder(derm, tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        assert main([*train_args(derm, parent / "run"), "--epochs", "1"]) == 2
+    finally:
+        parent.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err == f"umlkit train: cannot write {parent / 'run'}: {CAUSES[errno.EACCES]}\n"
+
+
+def test_synth_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(synthetic, "_save_pair", full_disk)
+    assert main(["synth", str(tmp_path / "derm"), "--n", "8", "--size", "16"]) == 2
+    err = capsys.readouterr().err  # the progress bar, then the error
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"umlkit synth: cannot write {tmp_path / 'derm'}: the disk is full (No space left on "
+        "device)"
+    )
 
 
 def test_train_overwrite_replaces_the_run_and_says_so(derm, run, tmp_path, capsys):
@@ -293,6 +441,12 @@ def test_synth_suggests_its_own_flag(tmp_path, capsys):
         (["-p", "epoch", "3"], "did you mean epochs?"),
         (["-p", "epochs", "abc"], "-p epochs 'abc': 03_training expects int | None"),
         (["--only", "03", "-p", "seeds", "0"], "-p seeds 0: 03_training expects list[int] | None"),
+        (
+            ["--only", "03", "-p", "seeds", "[0.5]"],
+            "-p seeds [0.5]: 03_training expects list[int] | None (its default is None), got the "
+            "element 0.5 (float) where int is expected",
+        ),
+        (["-p", "seeds", "[0.5]"], "where int is expected"),  # every notebook that has seeds
         (["-p", "profile", "paper"], "-p profile: choose the profile with --profile"),
         (["--only", ","], "--only names no notebook"),
         (["--only", ""], "--only names no notebook"),

@@ -689,6 +689,31 @@ def test_folder_seeded_stratified_split(folder_root):
         load_dataset("folder", folder_root, "val")
 
 
+#: The start of an AppleDouble file (macOS's attributes of a file, ``._<name>``): no image.
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+
+
+def test_macos_own_files_are_ignored_like_ds_store(folder_root, isic_root, refuge_root):
+    expected = {
+        "folder": load_dataset("folder", folder_root, "train").ids,
+        "isic2017": load_dataset("isic2017", isic_root, "train").ids,
+        "refuge": load_dataset("refuge", refuge_root, "val").ids,
+    }
+    for root in (folder_root, isic_root, refuge_root):
+        for path in [p for p in root.rglob("*") if p.is_file()]:
+            (path.parent / f"._{path.name}").write_bytes(APPLE_DOUBLE)
+        for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert (folder_root / "images" / "._img00.png").is_file()
+    assert (refuge_root / "REFUGE-Validation400-GT" / "._Fovea_locations.xlsx").is_file()
+    found = {
+        "folder": load_dataset("folder", folder_root, "train").ids,
+        "isic2017": load_dataset("isic2017", isic_root, "train").ids,
+        "refuge": load_dataset("refuge", refuge_root, "val").ids,
+    }
+    assert found == expected
+
+
 def test_folder_with_split_folders_and_class_indices(tmp_path):
     for split, ids in (("train", ["a", "b"]), ("val", ["c"]), ("test", ["d"])):
         base = tmp_path / split

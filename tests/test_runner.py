@@ -202,6 +202,52 @@ def test_overrides_of_the_right_type_pass(tmp_path):
     check_overrides([path], {"epochs": None, "kinds": None})
 
 
+ELEMENTS = """\
+seeds: list[int] | None = None
+severities: dict[str, list[float]] | None = None
+sizes: tuple[int, ...] = (32, 64)
+names: list = []
+"""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"seeds": [0.5]},
+            "-p seeds [0.5]: 03_train expects list[int] | None (its default is None), got the "
+            "element 0.5 (float) where int is expected",
+        ),
+        ({"seeds": [1, True]}, "got the element True (bool) where int is expected"),
+        ({"severities": {"blur": [1, "x"]}}, "got the element 'x' (str) where float is expected"),
+        ({"severities": {3: [1.0]}}, "got the element 3 (int) where str is expected"),
+        ({"severities": {"blur": 2.0}}, "got the element 2.0 (float) where list[float] is"),
+        ({"sizes": [32, "64"]}, "got the element '64' (str) where int is expected"),
+    ],
+)
+def test_the_elements_of_list_and_dict_overrides_are_checked(tmp_path, overrides, message):
+    path = tmp_path / "03_train.ipynb"
+    _notebook(path, parameters=ELEMENTS)
+    with pytest.raises(ValueError) as caught:
+        check_overrides([path], overrides)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_elements_of_the_right_type_pass(tmp_path):
+    path = tmp_path / "03_train.ipynb"
+    _notebook(path, parameters=ELEMENTS)
+    check_overrides(
+        [path],
+        {
+            "seeds": [0, 1],
+            "severities": {"blur": [1, 2.5]},  # an int where a float is expected
+            "sizes": [16],
+            "names": [1, "a", None],  # a list without element type takes any elements
+        },
+    )
+    check_overrides([path], {"seeds": [], "severities": None})
+
+
 def test_an_override_must_fit_every_notebook_that_declares_it(tmp_path):
     first, second = tmp_path / "01_a.ipynb", tmp_path / "02_b.ipynb"
     _notebook(first, parameters="seed = 0\n")

@@ -1,8 +1,15 @@
 """umlkit.runs: claiming and preparing a run folder, resuming checks, the cache key, the cache."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from umlkit.checkpoints import CHECKPOINT_BEST, CHECKPOINT_LAST, config_differences
+import umlkit.runs as runs
+from umlkit.checkpoints import CHECKPOINT_BEST, CHECKPOINT_LAST, config_differences, save_checkpoint
+from umlkit.folders import LOCK_FILE
 from umlkit.runs import (
     HISTORY_FILE,
     cache_key,
@@ -10,9 +17,11 @@ from umlkit.runs import (
     claim_run_folder,
     finished_checkpoints,
     get_or_train_cached,
+    hold_run_folder,
     prepare_run_folder,
     resume_progress,
     save_run_state,
+    undone_if_it_fails_early,
 )
 
 NAMES = {"output_dir": "output_dir", "resume": "resume=True", "overwrite": "overwrite=True"}
@@ -83,7 +92,126 @@ def test_the_cache_trains_a_missing_run_and_loads_a_finished_one(tmp_path):
         HISTORY_FILE,
     }
     assert finished_checkpoints(tmp_path / "key", epochs=3) is None  # interrupted: resume it
-    assert finished_checkpoints(tmp_path / "key", 2, files=("steps.csv",)) is None
+    with pytest.raises(ValueError, match=r"key/last.pt is the last epoch of a run but steps.csv"):
+        finished_checkpoints(tmp_path / "key", 2, files=("steps.csv",))
+
+
+def _fake_run(folder, epochs=2):
+    """Write the files of a finished run of ``epochs`` epochs into ``folder``."""
+    for epoch in range(epochs):
+        last = {"model_config": {}, "model_state": {}, "epoch": epoch}
+        save_run_state(folder, last, {**last, "score": 0.5}, {HISTORY_FILE: [{"epoch": epoch}]})
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda entry: (entry / HISTORY_FILE).unlink(), "but history.csv is missing"),
+        (lambda entry: (entry / CHECKPOINT_BEST).unlink(), "but best.pt is missing"),
+        (lambda entry: (entry / CHECKPOINT_LAST).write_bytes(b""), "last.pt is empty (0 bytes)"),
+    ],
+)
+def test_a_damaged_cache_entry_is_said_in_one_line_and_trained_again(tmp_path, damage, problem):
+    entry = tmp_path / "key"
+    _fake_run(entry)
+    (entry / "notes.txt").write_text("not a run file")
+    damage(entry)
+    notes, trained = [], []
+
+    def train(folder):
+        trained.append(sorted(path.name for path in folder.iterdir()))
+        _fake_run(folder)
+        return "trained"
+
+    def load(folder, last, best):
+        return "loaded"
+
+    assert get_or_train_cached(tmp_path, "key", 2, load, train, log=notes.append) == "trained"
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert notes[0].startswith(f"model cache entry {entry} is damaged (")
+    assert problem in notes[0] and notes[0].endswith("): training it again")
+    # trained from the start: the damaged run's files are gone, the others are kept
+    assert trained == [[".lock", "notes.txt"]]
+    assert get_or_train_cached(tmp_path, "key", 2, load, train, log=notes.append) == "loaded"
+    assert len(notes) == 1 and len(trained) == 1
+
+
+#: A process that wants entry "key" of the cache in argv[1]; it trains until its stdin closes.
+CACHE_USER = """
+import sys
+from pathlib import Path
+from umlkit.runs import HISTORY_FILE, get_or_train_cached, save_run_state
+
+def train(folder):
+    print("training", flush=True)
+    sys.stdin.read()
+    last = {"model_config": {}, "model_state": {}, "epoch": 0}
+    save_run_state(folder, last, {**last, "score": 0.5}, {HISTORY_FILE: [{"epoch": 0}]})
+    return "trained"
+
+print(get_or_train_cached(Path(sys.argv[1]), "key", 1, lambda *a: "loaded", train), flush=True)
+"""
+
+
+def test_two_processes_wanting_one_configuration_train_it_once(tmp_path):
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", CACHE_USER, str(tmp_path)]
+    options = {"stdout": subprocess.PIPE, "env": env, "text": True}
+    first = subprocess.Popen(command, stdin=subprocess.PIPE, **options)
+    assert first.stdout.readline() == "training\n"  # it holds the entry and trains
+    second = subprocess.Popen(command, stdin=subprocess.DEVNULL, **options)
+    waited = second.stdout.readline()
+    first.stdin.close()  # the first finishes its training only now
+    assert first.stdout.read() == "trained\n" and first.wait(timeout=60) == 0
+    assert second.stdout.read() == "loaded\n" and second.wait(timeout=60) == 0
+    assert waited.startswith(f"waiting for process {first.pid} on ")
+    assert waited.endswith(f"training the same configuration in {tmp_path / 'key'}\n")
+
+
+def test_a_read_only_cache_is_read_without_a_lock(tmp_path, monkeypatch):
+    _fake_run(tmp_path / "key")
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: False)  # as on a read-only share
+
+    def load(folder, last, best):
+        assert not (folder / LOCK_FILE).exists()
+        return "loaded"
+
+    def train(folder):
+        raise AssertionError("a finished run was trained again")
+
+    assert get_or_train_cached(tmp_path, "key", 2, load, train) == "loaded"
+
+
+def test_a_new_run_that_fails_before_its_first_last_pt_removes_what_it_wrote(tmp_path):
+    run_files = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, "config.json")
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    with pytest.raises(KeyboardInterrupt):
+        with undone_if_it_fails_early(tmp_path, run_files):
+            (tmp_path / "config.json").write_text("{}")
+            save_checkpoint(tmp_path / CHECKPOINT_BEST, {"epoch": 0})
+            raise KeyboardInterrupt  # e.g. Ctrl-C in the first epoch
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+    # after the first last.pt the run can be resumed: nothing is removed
+    with pytest.raises(RuntimeError):
+        with undone_if_it_fails_early(tmp_path, run_files):
+            _fake_run(tmp_path, epochs=1)
+            raise RuntimeError("a failure in the second epoch")
+    assert (tmp_path / CHECKPOINT_LAST).is_file() and (tmp_path / HISTORY_FILE).is_file()
+    # a resumed run (None) removes nothing either
+    (tmp_path / CHECKPOINT_LAST).unlink()
+    with pytest.raises(RuntimeError):
+        with undone_if_it_fails_early(None, run_files):
+            raise RuntimeError("a failure")
+    assert (tmp_path / CHECKPOINT_BEST).is_file()
+
+
+def test_a_run_folder_is_held_for_the_run_and_not_without_a_folder(tmp_path):
+    with hold_run_folder(tmp_path / "run", "output_dir"):
+        assert (tmp_path / "run" / LOCK_FILE).is_file()
+    assert not (tmp_path / "run").exists()
+    with hold_run_folder(None, "output_dir") as held:
+        assert held is None
 
 
 def test_resume_progress_reads_and_checks_how_far_a_run_got():

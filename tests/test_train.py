@@ -6,6 +6,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 
 import umlkit.train as train_module
 from umlkit.data import make_synthetic
+from umlkit.folders import FolderInUseError
 from umlkit.models import build_model
 from umlkit.train import (
     CHECKPOINT_BEST,
@@ -421,6 +424,75 @@ def test_a_failed_start_creates_no_folder(data_root, tmp_path, changes, options,
         config = failing_config(data_root, changes)
         train(config, output_dir=tmp_path / "new", progress=False, **options)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_run_failing_in_its_first_epoch_removes_what_it_wrote(data_root, tmp_path, monkeypatch):
+    def not_finite(*args, **kwargs):
+        raise ValueError("evidence contains NaN or inf")
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("the user's own file")
+    monkeypatch.setattr(train_module, "train_one_epoch", not_finite)  # in the first epoch
+    for folder in (used, tmp_path / "new"):
+        with pytest.raises(ValueError, match="NaN"):
+            train(tiny_config(data_root, epochs=1), output_dir=folder, progress=False)
+    assert [path.name for path in used.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    result = train(tiny_config(data_root, epochs=1), output_dir=used, progress=False)
+    assert len(result.history) == 1 and (used / CHECKPOINT_LAST).is_file()
+
+
+#: A process that holds the folder argv[1] (as a training run does) until its stdin closes.
+HOLDER = """
+import sys
+from umlkit.folders import folder_lock
+
+with folder_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_folder_another_process_writes_is_refused_at_once(data_root, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert holder.stdout.readline() == "held\n"
+    _no_data_loading(monkeypatch)
+    try:
+        for options in ({}, {"resume": True}, {"overwrite": True}):
+            with pytest.raises(FolderInUseError) as caught:
+                train(tiny_config(data_root), output_dir=folder, progress=False, **options)
+            assert str(caught.value).startswith(
+                f"output_dir {folder} is in use by process {holder.pid} on "
+            )
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not folder.exists()  # the holder created it and left it empty
+
+
+def test_a_damaged_cache_entry_is_trained_again(data_root, tmp_path, capsys):
+    config = tiny_config(data_root, epochs=1)
+    first = get_or_train(config, cache_dir=tmp_path, progress=False)
+    (first.output_dir / "history.csv").unlink()
+    capsys.readouterr()
+    second = get_or_train(config, cache_dir=tmp_path, progress=False)
+    assert capsys.readouterr().out == (
+        f"model cache entry {first.output_dir} is damaged ({first.output_dir / CHECKPOINT_LAST} "
+        "is the last epoch of a run but history.csv is missing): training it again\n"
+    )
+    assert not second.from_cache and len(second.history) == 1
+    assert get_or_train(config, cache_dir=tmp_path, progress=False).from_cache
 
 
 class StopAfterFirstEpoch(Exception):

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from umlkit.folders import as_write_error, reporting_write_errors
 from umlkit.models import ModelConfig, model_from_config
 from umlkit.runtime import pick_device
 
@@ -64,6 +65,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     not write into each other's temporary. If ``write`` fails the temporary is removed and
     ``path`` is left as it was. The folder is created if missing.
 
+    A full disk, a missing permission or a read-only file system is raised as one
+    :class:`~umlkit.folders.CannotWriteError` line naming ``path``. ``torch.save`` hides that
+    error: its own writer raises a ``RuntimeError`` ("... inline_container.cc ... unexpected
+    pos ..."), so when ``write`` raises one, the temporary is written to once more, by Python,
+    and the operating system's answer (no space left, ...) is the cause; a write that then
+    succeeds was not stopped by the system, and the ``RuntimeError`` is raised as it was.
+
     >>> atomic_write(Path("table.csv"), lambda target: frame.to_csv(target, index=False))
 
     Args:
@@ -74,15 +82,36 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with reporting_write_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
+        refusal = _refusal_behind(error, temporary)
         temporary.unlink(missing_ok=True)
+        if refusal is not None:
+            raise as_write_error(refusal, path) from None
         raise
     return path
+
+
+def _refusal_behind(error: BaseException, temporary: Path) -> OSError | None:
+    """The operating system's write error (:data:`~umlkit.folders.WRITE_ERRORS`) behind
+    ``error``, a failed write of ``temporary``; ``None`` when it is another error."""
+    if isinstance(error, OSError):
+        return error if as_write_error(error) is not None else None
+    if not isinstance(error, RuntimeError):
+        return None
+    try:  # torch's writer lost the errno: ask the operating system again
+        with temporary.open("ab") as stream:
+            stream.write(bytes(1 << 20))
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as refusal:
+        return refusal if as_write_error(refusal) is not None else None
+    return None
 
 
 def write_table(path: str | Path, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Path:

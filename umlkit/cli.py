@@ -13,6 +13,11 @@ Every command checks its arguments before it writes or computes anything heavy:
   replaces it (and says so); it checks ``--device``, ``--image-size`` against the network's
   downsampling factor, the data and, when resuming, the checkpoint and its data before it
   writes anything, so a start that fails leaves the folder as it was.
+* ``train`` holds ``--output-dir`` for its whole life: a second ``train`` (``--resume`` and
+  ``--overwrite`` included) into a folder in use is refused at once, naming the process that
+  holds it. The folder is created and written before the data are read, so a folder that
+  cannot be written is named first; a full disk, a missing permission or a read-only file
+  system, then or later (``synth`` too), ends in one line naming the path and the cause.
 * ``train --profile NAME`` takes every training setting from the profile's ``train`` settings
   (``paper``: the official configuration of ``--dataset``); a flag given on the command line
   wins, and a profile setting that is no training setting is refused by name.
@@ -30,9 +35,10 @@ import argparse
 import os
 import re
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
-from umlkit import distributed
+from umlkit.folders import CannotWriteError, FolderInUseError, as_write_error, folder_lock
 from umlkit.profiles import PROFILES
 
 #: How ``train``'s messages name its arguments on the command line (see umlkit.train.train).
@@ -210,6 +216,19 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    # The folder is held before torch is imported, so that a second command into a folder in
+    # use is refused at once; train() holds it again (this process has it already). Under
+    # torchrun, train() takes it in the first process.
+    launched = "WORLD_SIZE" in os.environ
+    lock = (
+        nullcontext() if launched else folder_lock(args.output_dir, what="--output-dir", log=print)
+    )
+    with lock:
+        _train_in_held_folder(args)
+
+
+def _train_in_held_folder(args: argparse.Namespace) -> None:
+    from umlkit import distributed
     from umlkit.train import train
 
     result = train(
@@ -461,10 +480,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
-        print(f"umlkit {args.command}: {_for_the_command_line(str(exc))}", file=sys.stderr)
+    except (ValueError, OSError, FolderInUseError) as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        print(f"umlkit {args.command}: {_for_the_command_line(message)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _user_error(error: Exception) -> str | None:
+    """The one line ``main`` prints for an error the user can fix; ``None`` for any other
+    ``OSError`` (a bug, shown with its traceback). The operating system's write errors (a full
+    disk, no permission, a read-only file system) are among those a user can fix."""
+    expected = (FileNotFoundError, FileExistsError, NotADirectoryError, CannotWriteError)
+    if isinstance(error, OSError) and not isinstance(error, expected):
+        error = as_write_error(error)
+        if error is None:
+            return None
+    return str(error)
 
 
 if __name__ == "__main__":

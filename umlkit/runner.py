@@ -28,7 +28,7 @@ import ast
 import difflib
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,8 @@ class NotebookParameter:
     default: str  # the default as written in the cell
     types: tuple[type, ...] | None  # the value types it accepts; None: any
     type_text: str  # the type as the messages show it, e.g. "int | None"
+    # the annotation, whose subscripts (list[int]) type the elements; None: not annotated
+    annotation: ast.expr | None = field(default=None, compare=False, repr=False)
 
 
 def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
@@ -136,8 +138,9 @@ def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
 
     Each top-level assignment ``name = default`` or ``name: annotation = default`` is one
     parameter. Its type is the annotation's (``int``, ``float``, ``str``, ``bool``, ``list``,
-    ``dict``, ``None`` and their unions with ``|``; ``list[int]`` counts as ``list``), else the
-    type of a literal default other than ``None``; otherwise any value is accepted.
+    ``dict``, ``None`` and their unions with ``|``; ``list[int]`` is a ``list`` whose elements
+    :func:`check_overrides` checks too), else the type of a literal default other than
+    ``None``; otherwise any value is accepted.
 
     Raises:
         ValueError: the cell is not valid Python.
@@ -176,7 +179,9 @@ def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
             types, text = _annotation_types(annotation), ast.unparse(annotation)
         else:
             types, text = _default_types(node.value)
-        parameters[target.id] = NotebookParameter(target.id, ast.unparse(node.value), types, text)
+        parameters[target.id] = NotebookParameter(
+            target.id, ast.unparse(node.value), types, text, annotation
+        )
     return parameters
 
 
@@ -213,12 +218,48 @@ def _fits(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+def _misfit_element(value: Any, annotation: ast.expr | None) -> tuple[Any, str] | None:
+    """The first element of ``value`` (a list or dict, at any depth) that does not fit the
+    subscripts of ``annotation`` (``list[int]``, ``dict[str, list[float]]``), and the type it
+    should have; ``None`` when every element fits or the annotation says nothing about them."""
+    members = []
+    stack = [annotation]
+    while stack:  # the members of a union a | b | c
+        node = stack.pop()
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            stack += [node.right, node.left]
+        elif node is not None:
+            members.append(node)
+    for member in members:
+        types = _annotation_types(member)
+        if types is None or not _fits(value, types):
+            continue
+        if not isinstance(member, ast.Subscript) or not isinstance(value, list | dict):
+            return None
+        items = member.slice.elts if isinstance(member.slice, ast.Tuple) else [member.slice]
+        if isinstance(value, dict):
+            pairs = list(zip(items, (value.keys(), value.values()), strict=False))
+        else:  # list[X], tuple[X, ...]: one type for every element
+            pairs = [(items[0], value)]
+        for item, elements in pairs:
+            item_types = _annotation_types(item)
+            for element in elements:
+                if item_types is not None and not _fits(element, item_types):
+                    return element, ast.unparse(item)
+                inner = _misfit_element(element, item)
+                if inner is not None:
+                    return inner
+        return None
+    return None
+
+
 def check_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None) -> None:
     """Check ``-p`` overrides against the ``parameters`` cells of the notebooks that will run.
 
     Every name must be a parameter of at least one of ``notebooks`` (``profile`` is chosen with
     ``--profile``), and its value must have the type every notebook declaring it expects
-    (:func:`notebook_parameters`).
+    (:func:`notebook_parameters`), down to the elements of a list or dict (``-p seeds
+    '[0.5]'`` is refused where ``seeds: list[int] | None``).
 
     Raises:
         ValueError: the first override that fails, naming it, the notebook and the problem.
@@ -244,6 +285,14 @@ def check_overrides(notebooks: Sequence[Path], overrides: dict[str, Any] | None)
                 raise ValueError(
                     f"-p {name} {value!r}: {path.stem} expects {parameter.type_text} (its "
                     f"default is {parameter.default}), got {type(value).__name__}"
+                )
+            misfit = _misfit_element(value, parameter.annotation)
+            if misfit is not None:
+                element, expected = misfit
+                raise ValueError(
+                    f"-p {name} {value!r}: {path.stem} expects {parameter.type_text} (its "
+                    f"default is {parameter.default}), got the element {element!r} "
+                    f"({type(element).__name__}) where {expected} is expected"
                 )
 
 

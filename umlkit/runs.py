@@ -12,19 +12,27 @@ A *run folder* holds one training run::
 Both training loops (:func:`umlkit.train.train` and :func:`umlkit.semi.loop.fit_semi`) walk through
 the same life of such a folder, with the functions of this module:
 
+0. **Hold** it (:func:`hold_run_folder`; :func:`umlkit.train.train` does, and the model cache
+   for both loops) before anything else, for the whole run: one process writes a run folder at a
+   time (:func:`umlkit.folders.folder_lock`), and a folder that cannot be written is named
+   before any work is done.
 1. **Claim** it (:func:`claim_run_folder`): a folder that already holds a run is only continued
    with ``resume`` or replaced with ``overwrite``, so no earlier run is lost by accident.
 2. **Check, then prepare** it: a resumed run must have the same configuration
    (:func:`check_resume_configuration`) and data (:func:`umlkit.checkpoints.check_same_data`);
    only when every check has passed are old files removed (:func:`prepare_run_folder`).
 3. **Save** every epoch (:func:`save_run_state`): ``best.pt`` before ``last.pt``, then the tables.
+   A new run that fails before its first ``last.pt`` removes what it wrote
+   (:func:`undone_if_it_fails_early`), so starting it again needs no ``resume``.
 4. **Resume** from ``last.pt``: how far the run got (:func:`resume_progress`) and its best weights
    (:func:`best_state_of`).
 
 On top of run folders sits **a cache keyed by the configuration** (:func:`cache_key`): the run of
 configuration ``c`` lives in ``<cache>/<hash of c>/``; :func:`get_or_train_cached` loads it when it
 is finished (:func:`finished_checkpoints`), resumes it when it was interrupted and trains it when it
-is missing. The key covers the dataset by a cheap fingerprint of its files
+is missing or damaged; it holds the entry's lock meanwhile, so two notebooks (or worker processes)
+that want one configuration train it once (the second waits, then loads the first one's run).
+The key covers the dataset by a cheap fingerprint of its files
 (:func:`umlkit.checkpoints.dataset_fingerprint`) and the umlkit version, so new data or new code
 retrain instead of returning a stale model, which lets a notebook call "get or train" freely.
 
@@ -36,13 +44,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 import umlkit
+from umlkit import distributed
 from umlkit.checkpoints import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -53,6 +64,7 @@ from umlkit.checkpoints import (
     save_checkpoint,
     write_table,
 )
+from umlkit.folders import folder_lock
 
 HISTORY_FILE = "history.csv"
 STEPS_FILE = "steps.csv"
@@ -62,6 +74,23 @@ Result = TypeVar("Result")
 
 
 # ------------------------------------------------------------------------- a run's lifecycle
+def hold_run_folder(
+    output_dir: Path | None, what: str, log: Callable[[str], None] | None = None
+) -> AbstractContextManager:
+    """The lock of ``output_dir`` for a whole run (:func:`umlkit.folders.folder_lock`).
+
+    Use it as ``with hold_run_folder(output_dir, "output_dir"):`` around everything the run
+    does: a second run into the folder is refused at once (``FolderInUseError`` naming the
+    process), and a folder that cannot be created or written is one ``CannotWriteError`` line.
+    No lock without a folder, nor in the processes of a torchrun launch other than the first,
+    which never write it.
+    """
+    launch = distributed.launch_environment()
+    if output_dir is None or (launch is not None and launch.rank != 0):
+        return nullcontext(output_dir)
+    return folder_lock(output_dir, what=what, log=log)
+
+
 def claim_run_folder(
     output_dir: Path | None,
     run_files: Sequence[str],
@@ -152,6 +181,28 @@ def save_run_state(
     save_checkpoint(output_dir / CHECKPOINT_LAST, last)
     for name, rows in (tables or {}).items():
         write_table(output_dir / name, rows)
+
+
+@contextmanager
+def undone_if_it_fails_early(output_dir: Path | None, run_files: Sequence[str]) -> Iterator[None]:
+    """Remove the ``run_files`` a new run wrote when it fails before its first ``last.pt``.
+
+    Wrap a new run's epochs in it once :func:`prepare_run_folder` has emptied the folder of run
+    files, so that every run file there is this run's. Until ``last.pt`` exists there is nothing
+    to resume: a failure in the first epoch (an unreadable image, a loss that is not finite,
+    Ctrl-C) would leave ``config.json`` (and maybe ``best.pt``) behind, and starting again would
+    be refused as "already holds a run". Those files are removed; the user's own files stay.
+    Once ``last.pt`` exists, nothing is removed: ``resume`` continues from there. ``None`` (no
+    folder, a resumed run) undoes nothing, nor does a torchrun process other than the first.
+    """
+    try:
+        yield
+    except BaseException:
+        written = output_dir is not None and distributed.is_main_process()
+        if written and not (output_dir / CHECKPOINT_LAST).exists():
+            for name in run_files:
+                (output_dir / name).unlink(missing_ok=True)
+        raise
 
 
 def check_resume_configuration(
@@ -251,17 +302,28 @@ def finished_checkpoints(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``(last, best)`` checkpoints of a finished run in ``folder``, else ``None``.
 
-    A run is finished when ``last.pt``, ``best.pt`` and every one of ``files`` exist and
-    ``last.pt`` is the checkpoint of epoch ``epochs - 1`` (epochs count from 0). An
-    interrupted run (an earlier last epoch) is not finished: the caller resumes it.
+    A run is finished when ``last.pt`` is the checkpoint of epoch ``epochs - 1`` (epochs count
+    from 0). Without a ``last.pt``, or with an earlier last epoch (an interrupted run), it is
+    not: the caller trains or resumes it.
+
+    Raises:
+        ValueError: the run is damaged: ``last.pt`` or ``best.pt`` cannot be read, or a finished
+            run lacks ``best.pt`` or one of ``files``; one line naming the file.
     """
     last, best = folder / CHECKPOINT_LAST, folder / CHECKPOINT_BEST
-    needed = [last, best, *(folder / name for name in files)]
-    if not all(path.is_file() for path in needed):
+    if not last.is_file():
         return None
-    last_checkpoint = load_checkpoint(last)
+    last_checkpoint = load_checkpoint(last, require=("epoch",))
     if int(last_checkpoint["epoch"]) != epochs - 1:
         return None
+    missing = [
+        path.name for path in (best, *(folder / name for name in files)) if not path.is_file()
+    ]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ValueError(
+            f"{last} is the last epoch of a run but {', '.join(missing)} {verb} missing"
+        )
     return last_checkpoint, load_checkpoint(best)
 
 
@@ -272,12 +334,20 @@ def get_or_train_cached(
     load_finished: Callable[[Path, dict[str, Any], dict[str, Any]], Result],
     train: Callable[[Path], Result],
     files: Iterable[str] = (HISTORY_FILE,),
+    log: Callable[[str], None] = print,
 ) -> Result:
     """The cache lookup behind ``get_or_train`` and ``get_or_train_semi``.
 
     The run of a configuration lives in ``cache_dir / key``. If that folder holds a finished run
     (:func:`finished_checkpoints`), ``load_finished(folder, last, best)`` builds the result from
     it; otherwise ``train(folder)`` trains, and is expected to resume an interrupted run there.
+    A damaged run (a file deleted or unreadable) is said in one line to ``log`` and trained
+    again from the start.
+
+    The entry's lock (:func:`umlkit.folders.folder_lock`) is held throughout: a second process
+    that wants the same entry meanwhile waits (``log`` says for whom), then loads the run the
+    first one finished, so a configuration is trained once however many notebooks want it. An
+    entry this process cannot write (a read-only copy of a cache) is read without the lock.
 
     Args:
         cache_dir: the cache's folder.
@@ -286,9 +356,26 @@ def get_or_train_cached(
         load_finished: builds the loop's result from a finished run.
         train: trains (or resumes) the run in the folder it is given.
         files: the tables a finished run must have besides its checkpoints.
+        log: receives the notes (waiting, a damaged entry trained again).
     """
     folder = Path(cache_dir) / key
-    finished = finished_checkpoints(folder, epochs, files)
-    if finished is not None:
-        return load_finished(folder, *finished)
-    return train(folder)
+    wait = f"training the same configuration in {folder}"
+    lock = folder_lock(folder, what="model cache entry", wait=wait, log=log)
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        # A read-only copy of a cache (a lab room's shared models): nothing can change it, so
+        # it is read without a lock; an entry that needs training fails in train(), in one line.
+        lock = nullcontext(folder)
+    with lock:
+        try:
+            finished = finished_checkpoints(folder, epochs, files)
+        except ValueError as problem:
+            # Trained again rather than refused: an entry is rebuilt from its configuration and
+            # data alone, so starting over costs only time, while a refusal would leave a
+            # student to find and delete a hashed folder by hand.
+            log(f"model cache entry {folder} is damaged ({problem}): training it again")
+            for name in (CHECKPOINT_LAST, CHECKPOINT_BEST, CONFIG_FILE, *files):
+                (folder / name).unlink(missing_ok=True)
+            finished = None
+        if finished is not None:
+            return load_finished(folder, *finished)
+        return train(folder)

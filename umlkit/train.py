@@ -26,10 +26,11 @@
    :func:`data_record`), ``best.pt`` when the score improves, ``history.csv`` and
    ``steps.csv``, each written atomically (:mod:`umlkit.checkpoints`).
 
-Nothing is written before every argument has been checked: the device, the image size against
-the network's downsampling factor, the data, the output folder (a folder that holds a run is only
-continued with ``resume=True`` or replaced with ``overwrite=True``) and, when resuming, the
-checkpoint and its data. A start that fails leaves the output folder as it was.
+The output folder is held first, for the whole run: a second run into it is refused at once. Nothing
+is written before every argument has been checked: the device, the image size against the network's
+downsampling factor, the data, the output folder (one that holds a run is only continued with
+``resume=True`` or replaced with ``overwrite=True``) and, when resuming, the checkpoint and its
+data. A start that fails, even in its first epoch, leaves the folder as it was.
 
 On CPU the same configuration gives the same numbers run after run (same thread count), and an
 interrupted run resumed with ``resume=True`` reproduces the uninterrupted run exactly.
@@ -96,9 +97,11 @@ from umlkit.runs import (
     check_resume_configuration,
     claim_run_folder,
     get_or_train_cached,
+    hold_run_folder,
     prepare_run_folder,
     resume_progress,
     save_run_state,
+    undone_if_it_fails_early,
 )
 from umlkit.runtime import pick_device, project_root, seed_everything
 
@@ -220,18 +223,23 @@ def train(
         FileExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is
             set, or it is a file.
         FileNotFoundError: the dataset folder does not exist.
+        FolderInUseError: another process is writing ``output_dir`` (the message names it).
+        CannotWriteError: ``output_dir`` cannot be written: disk full, no permission, read-only.
     """
     names = {**PYTHON_NAMES, **(argument_names or {})}
     output_dir = None if output_dir is None else Path(output_dir)
-    device, found = _check_start(config, output_dir, resume, overwrite, names)
-    joined = distributed.launch_environment() is not None and not distributed.is_distributed()
-    env = distributed.init(device)  # None unless launched by torchrun
-    start = {"found": found, "env": env, "device": device if env is None else env.device}
-    try:
-        return _train(config, output_dir, start, resume, overwrite, names, progress, callback, log)
-    finally:
-        if joined:
-            distributed.shutdown()
+    with hold_run_folder(output_dir, names["output_dir"], log):  # before anything else
+        device, found = _check_start(config, output_dir, resume, overwrite, names)
+        joined = distributed.launch_environment() is not None and not distributed.is_distributed()
+        env = distributed.init(device)  # None unless launched by torchrun
+        start = {"found": found, "env": env, "device": device if env is None else env.device}
+        try:
+            return _train(
+                config, output_dir, start, resume, overwrite, names, progress, callback, log
+            )
+        finally:
+            if joined:
+                distributed.shutdown()
 
 
 def _train(config, output_dir, start, resume, overwrite, names, progress, callback, log):
@@ -262,7 +270,8 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
         write_json(output_dir / CONFIG_FILE, config.to_dict())
     run = {"config": config, "model": model, "optimizer": optimizer, "device": device}
     run["trained"] = trained
-    _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
+    with undone_if_it_fails_early(None if resuming else output_dir, RUN_FILES):
+        _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     return TrainResult(

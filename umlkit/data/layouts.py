@@ -83,6 +83,16 @@ FOLDER_LAYOUT = {"images": "images", "masks": "masks", "labels": "labels.csv"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+def is_macos_metadata(path: Path) -> bool:
+    """Whether ``path`` is a file macOS keeps beside the real ones, which the loaders skip.
+
+    ``.DS_Store`` (a folder's view settings), and AppleDouble files: ``._ISIC_0000000.jpg``
+    holds the attributes of ``ISIC_0000000.jpg`` where the file system (a USB stick, a network
+    share) or an archive (zip, tar) cannot. The latter carry the image's suffix but are no image.
+    """
+    return path.name == ".DS_Store" or path.name.startswith("._")
+
+
 def find_folder(root: Path, names: tuple[str, ...], max_depth: int = 2) -> Path | None:
     """The first folder named one of ``names`` in ``root`` or up to ``max_depth`` levels below.
 

@@ -175,9 +175,15 @@ def _image_files(
     folder: Path, recursive: bool = False, suffixes: Sequence[str] = layouts.IMAGE_SUFFIXES
 ) -> dict[str, list[Path]]:
     """The files in ``folder`` (and below it with ``recursive``) whose suffix is one of
-    ``suffixes`` (any case), grouped by stem (the item id): ``{id: [path, ...]}``, sorted."""
+    ``suffixes`` (any case), grouped by stem (the item id): ``{id: [path, ...]}``, sorted.
+    macOS's own files (``._<id>.png``, :func:`~umlkit.data.layouts.is_macos_metadata`) are
+    left out."""
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in pattern if p.suffix.lower() in suffixes and p.is_file())
+    files = sorted(
+        p
+        for p in pattern
+        if p.suffix.lower() in suffixes and p.is_file() and not layouts.is_macos_metadata(p)
+    )
     found: dict[str, list[Path]] = {}
     for path in files:
         found.setdefault(path.stem, []).append(path)
@@ -335,7 +341,7 @@ def _refuge_spreadsheet_labels(folders: Sequence[Path]) -> tuple[dict[str, list]
     used = []
     for folder in folders:
         for path in sorted(folder.rglob("*.xlsx")):
-            if path.name.startswith("~$"):  # Excel's lock files
+            if path.name.startswith("~$") or layouts.is_macos_metadata(path):  # not tables
                 continue
             try:
                 table = pd.read_excel(path)

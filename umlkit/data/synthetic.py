@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 
 from umlkit.data import layouts
 from umlkit.data.scenes import FAMILIES
+from umlkit.folders import reporting_write_errors
 
 MANIFEST_NAME = "umlkit_synthetic.json"
 METADATA_NAME = "umlkit_metadata.csv"
@@ -211,6 +212,8 @@ def make_synthetic(
     Raises:
         ValueError: a bad ``kind``, ``n``, ``size``, ``seed`` or ``splits``.
         FileExistsError: ``root`` holds something else (see above); the message says what.
+        umlkit.folders.CannotWriteError: ``root`` cannot be written (a full disk, no
+            permission, a read-only file system); one line naming ``root`` and the cause.
     """
     splits = _check_arguments(kind, n, size, seed, splits)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -228,34 +231,36 @@ def make_synthetic(
     if _check_root(root, params, overwrite):
         return root
 
-    table = synthetic_metadata(kind, n, seed, splits)
-    factor_columns = [
-        c for c in table.columns if c not in ("id", "index", "split", "image", "mask")
-    ]
-    records = table.to_dict("records")
-    bar = tqdm(total=len(records), desc=f"synthetic {kind}", disable=not progress)
-    chunks = [records[start : start + 250] for start in range(0, len(records), 250)]
-    if workers == 1 or len(chunks) == 1:
-        for chunk in chunks:
-            _write_images(root, kind, size, seed, chunk, factor_columns)
-            bar.update(len(chunk))
-    else:
-        # "spawn": forking a process that already runs torch threads can deadlock.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            jobs = [
-                pool.submit(_write_images, root, kind, size, seed, chunk, factor_columns)
-                for chunk in chunks
-            ]
-            for job in as_completed(jobs):
-                bar.update(job.result())
-    bar.close()
+    # a full disk, a missing permission, a read-only file system: one line naming root
+    with reporting_write_errors(root):
+        table = synthetic_metadata(kind, n, seed, splits)
+        factor_columns = [
+            c for c in table.columns if c not in ("id", "index", "split", "image", "mask")
+        ]
+        records = table.to_dict("records")
+        chunks = [records[start : start + 250] for start in range(0, len(records), 250)]
+        # closed on an error too, so that the error's line starts on a line of its own
+        with tqdm(total=len(records), desc=f"synthetic {kind}", disable=not progress) as bar:
+            if workers == 1 or len(chunks) == 1:
+                for chunk in chunks:
+                    _write_images(root, kind, size, seed, chunk, factor_columns)
+                    bar.update(len(chunk))
+            else:
+                # "spawn": forking a process that already runs torch threads can deadlock.
+                with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                    jobs = [
+                        pool.submit(_write_images, root, kind, size, seed, chunk, factor_columns)
+                        for chunk in chunks
+                    ]
+                    for job in as_completed(jobs):
+                        bar.update(job.result())
 
-    written = [*table["image"], *table["mask"]]
-    written += _write_label_tables(root, table, kind)
-    table.to_csv(root / METADATA_NAME, index=False)
-    written.append(METADATA_NAME)
-    manifest = {**params, "files": sorted([*written, MANIFEST_NAME])}
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+        written = [*table["image"], *table["mask"]]
+        written += _write_label_tables(root, table, kind)
+        table.to_csv(root / METADATA_NAME, index=False)
+        written.append(METADATA_NAME)
+        manifest = {**params, "files": sorted([*written, MANIFEST_NAME])}
+        (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     return root
 
 
