@@ -1,7 +1,6 @@
-"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states, data fingerprints."""
+"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states."""
 
 import datetime
-import os
 import random
 
 import numpy as np
@@ -12,7 +11,6 @@ import torch
 from umlkit.checkpoints import (
     CHECKPOINT_LAST,
     atomic_write,
-    dataset_fingerprint,
     load_checkpoint,
     load_model,
     load_module_state,
@@ -125,16 +123,3 @@ def test_rng_states_restore_every_generator():
     torch.testing.assert_close(again[0], drawn[0], rtol=0, atol=0)
     np.testing.assert_array_equal(again[1], drawn[1])
     assert again[2] == drawn[2]
-
-
-def test_dataset_fingerprint_sees_sizes_and_with_mtimes_rewrites(tmp_path):
-    (tmp_path / "a.txt").write_text("abc")
-    plain, timed = dataset_fingerprint(tmp_path), dataset_fingerprint(tmp_path, mtimes=True)
-    stat = (tmp_path / "a.txt").stat()
-    (tmp_path / "a.txt").write_text("xyz")  # same size, rewritten
-
-    os.utime(tmp_path / "a.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert dataset_fingerprint(tmp_path) == plain
-    assert dataset_fingerprint(tmp_path, mtimes=True) != timed
-    (tmp_path / "b.txt").write_text("")
-    assert dataset_fingerprint(tmp_path) != plain

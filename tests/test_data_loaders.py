@@ -6,7 +6,9 @@ need a broken dataset damage them.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -279,6 +281,26 @@ def test_array_store_is_keyed_by_the_files_and_the_size(isic_root, tmp_path):
     # the new copy replaced the stale one of the same split and size; the 8-px copy stays
     new = set(store.glob("isic2017-train-*.npz"))
     assert len(new) == 2 and len(new - old) == 1 and len(old - new) == 1
+
+
+def test_array_store_sees_an_image_edited_in_place_with_its_time_put_back(folder_root, tmp_path):
+    options = {"size": 16, "cache": tmp_path / "arrays", "split_fractions": (0.6, 0.2, 0.2)}
+    image_id = load_dataset("folder", folder_root, "train", **{**options, "cache": False}).ids[0]
+    # An uncompressed BMP keeps its size whatever its pixels: only the content changes.
+    (folder_root / "images" / f"{image_id}.png").unlink()
+    image = folder_root / "images" / f"{image_id}.bmp"
+    write_rgb(image, 0, shape=(16, 16))
+    index = load_dataset("folder", folder_root, "train", **options).ids.index(image_id)
+    before = load_dataset("folder", folder_root, "train", **options)[index]["image"]
+    stat = image.stat()
+    time.sleep(0.05)  # file times come from a coarse clock (a few ms): let it tick
+    write_rgb(image, 1, shape=(16, 16))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image.stat().st_size == stat.st_size
+    after = load_dataset("folder", folder_root, "train", **options)[index]["image"]
+    assert not torch.equal(after, before)  # decoded again, not the stale stored copy
+    fresh = load_dataset("folder", folder_root, "train", size=16, split_fractions=(0.6, 0.2, 0.2))
+    assert torch.equal(after, fresh[index]["image"])
 
 
 def test_array_store_rewrites_a_damaged_file_and_skips_native_size(isic_root, tmp_path):

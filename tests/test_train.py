@@ -196,7 +196,7 @@ def test_checkpoints_record_what_the_model_was_trained_on(data_root, finished_ru
         assert record["class_names"] == ["not melanoma", "melanoma"]
         assert record["seg_class_names"] == ["background", "lesion"]
         assert record["image_size"] == 32 and record["dataset"] == "isic2017"
-        assert record["fingerprint"] == dataset_fingerprint(data_root, mtimes=True)
+        assert record["fingerprint"] == dataset_fingerprint(data_root)
         assert record["files"] == sum(1 for path in Path(data_root).rglob("*") if path.is_file())
 
 
@@ -295,6 +295,38 @@ def test_cache_key_follows_the_configuration_but_not_the_device(data_root):
     assert config_hash(config) != config_hash(
         tiny_config(data_root, model_options={"navigator": False})
     )
+
+
+def swap_labels_in_place(table: Path) -> None:
+    """Swap every melanoma label of an ISIC table (1.0 <-> 0.0): the same size, and the
+    modification time put back, as the issue that found the stale cache describes."""
+    stat = table.stat()
+    rows = table.read_text().splitlines()
+    swapped = [rows[0]] + [
+        ",".join([image_id, {"1.0": "0.0", "0.0": "1.0"}[label], *rest])
+        for image_id, label, *rest in (row.split(",") for row in rows[1:])
+    ]
+    table.write_text("\n".join(swapped) + "\n")
+    assert table.stat().st_size == stat.st_size and table.read_text() != "\n".join(rows) + "\n"
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_cache_key_sees_swapped_labels_and_an_image_edited_in_place(data_root, tmp_path):
+    data = shutil.copytree(data_root, tmp_path / Path(data_root).name)
+    config = tiny_config(str(data))
+    first = config_hash(config)
+    assert config_hash(tiny_config(data_root)) == first  # a copy of the folder is the same data
+    swap_labels_in_place(data / "ISIC-2017_Training_Part3_GroundTruth.csv")
+    swapped = config_hash(config)
+    assert swapped != first
+    image = next(data.rglob("*.jpg"))
+    stat = image.stat()
+    content = bytearray(image.read_bytes())
+    content[-3] ^= 0x01  # one bit of the image data, near the end of the JPEG
+    image.write_bytes(bytes(content))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image.stat().st_size == stat.st_size
+    assert config_hash(config) not in (first, swapped)
 
 
 def test_array_cache_stores_both_splits_and_changes_no_number(data_root, tmp_path):
@@ -454,8 +486,7 @@ def test_resume_refuses_data_that_changed_under_the_same_path(data_root, tmp_pat
     data = shutil.copytree(data_root, tmp_path / "data")
     run = _interrupted_run(tiny_config(str(data), epochs=2), tmp_path / "run")
     before = snapshot(run)
-    image = next(data.rglob("*.jpg"))
-    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    swap_labels_in_place(data / "ISIC-2017_Training_Part3_GroundTruth.csv")
     with pytest.raises(ValueError) as caught:
         train(tiny_config(str(data), epochs=2), output_dir=run, resume=True, progress=False)
     message = str(caught.value)

@@ -37,8 +37,10 @@ PYTHON_NAMES = {
 }
 #: Part of the cache key: raised whenever an unchanged configuration would give other numbers
 #: or other run files (a new network structure, loss or table), so that no run written by
-#: older code is loaded from the cache.
-TRAINING_REVISION = 6
+#: older code is loaded from the cache. 7: the data enter the key by the content of their files
+#: (:func:`umlkit.checkpoints.dataset_fingerprint`), no longer by names and sizes alone, so the
+#: same data give another key.
+TRAINING_REVISION = 7
 
 
 @dataclass

@@ -24,9 +24,10 @@ the same life of such a folder, with the functions of this module:
 On top of run folders sits **a cache keyed by the configuration** (:func:`cache_key`): the run of
 configuration ``c`` lives in ``<cache>/<hash of c>/``; :func:`get_or_train_cached` loads it when it
 is finished (:func:`finished_checkpoints`), resumes it when it was interrupted and trains it when it
-is missing. The key covers the dataset by a cheap fingerprint of its files
-(:func:`umlkit.checkpoints.dataset_fingerprint`) and the umlkit version, so new data or new code
-retrain instead of returning a stale model, which lets a notebook call "get or train" freely.
+is missing. The key covers the dataset by a fingerprint of the content of its files
+(:func:`umlkit.checkpoints.dataset_fingerprint`: a relabelled table or an image edited in place
+is new data) and the umlkit version, so new data or new code retrain instead of returning a stale
+model, which lets a notebook call "get or train" freely.
 
 The files themselves are written and read by :mod:`umlkit.checkpoints` (atomically, with one-line
 errors).
@@ -235,8 +236,9 @@ def cache_key(values: Mapping[str, Any], data_root: str | Path | None) -> str:
 
     ``values`` are the configuration fields that change the result (each loop leaves out the
     rest, such as the device) plus the loop's revision number. The dataset enters by its
-    fingerprint (:func:`dataset_fingerprint`) and folder name, not its absolute path, so a moved
-    checkout finds its cache; the version makes a new umlkit retrain.
+    fingerprint (:func:`dataset_fingerprint`: the names, sizes and contents of its files) and
+    folder name, not its absolute path, so a moved checkout finds its cache; the version makes a
+    new umlkit retrain.
     """
     values = dict(values)
     if data_root is not None and Path(data_root).is_dir():
