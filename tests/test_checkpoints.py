@@ -115,6 +115,18 @@ def test_weights_that_do_not_fit_are_one_line(model_checkpoint):
         load_module_state(build_model("unet", width=4), {**state, "bogus": torch.zeros(1)})
 
 
+def test_a_checkpoint_of_a_diverged_run_is_refused_naming_the_tensor(model_checkpoint):
+    checkpoint = load_checkpoint(model_checkpoint)
+    checkpoint["model_state"]["encoder.stages.0.1.running_var"][0] = float("inf")
+    save_checkpoint(model_checkpoint, checkpoint)
+    with pytest.raises(ValueError) as caught:
+        load_model(model_checkpoint)
+    assert str(caught.value) == (
+        f"checkpoint {model_checkpoint}: its weight encoder.stages.0.1.running_var holds inf: "
+        "the run that wrote it diverged; train again with a lower learning rate"
+    )
+
+
 def test_rng_states_restore_every_generator():
     states = rng_states("cpu")
     drawn = (torch.rand(3), np.random.rand(3), random.random())

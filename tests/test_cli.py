@@ -5,7 +5,9 @@ import os
 import shutil
 
 import pytest
+import torch
 
+from umlkit.checkpoints import load_checkpoint, save_checkpoint
 from umlkit.cli import build_parser, main
 from umlkit.data.synthetic import MANIFEST_NAME
 
@@ -257,6 +259,31 @@ def test_evaluate_a_damaged_checkpoint_is_one_line(derm, tmp_path, capsys, conte
     err = capsys.readouterr().err
     assert err.startswith(f"umlkit evaluate: checkpoint {checkpoint} {problem}")
     assert err.count("\n") == 1
+
+
+def test_train_that_diverges_is_one_line_and_leaves_no_broken_checkpoint(derm, tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert main([*train_args(derm, folder), "--lr", "1000", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    message = err.splitlines()[-1]  # the lines before it are the progress bar's
+    assert message.startswith("umlkit train: training diverged at epoch ")
+    assert "(learning rate " in message and "; lower --lr and start again" in message
+    assert "Traceback" not in err
+    for path in folder.glob("*.pt"):  # an epoch before the divergence may have been saved
+        state = load_checkpoint(path)["model_state"]
+        assert all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def test_evaluate_refuses_a_checkpoint_holding_inf_naming_the_tensor(derm, run, tmp_path, capsys):
+    checkpoint = load_checkpoint(run / "best.pt")
+    name = next(key for key in checkpoint["model_state"] if key.endswith("running_var"))
+    checkpoint["model_state"][name][0] = float("inf")
+    path = save_checkpoint(tmp_path / "best.pt", checkpoint)
+    assert main(["evaluate", str(path), "--data-root", str(derm), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit evaluate: checkpoint {path}: its weight {name} holds inf: the run that wrote it "
+        "diverged; train again with a lower learning rate\n"
+    )
 
 
 def test_evaluate_checks_the_device_first(run, tmp_path, capsys):

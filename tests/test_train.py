@@ -15,6 +15,7 @@ import torch
 
 import umlkit.train as train_module
 from umlkit.data import make_synthetic
+from umlkit.divergence import TrainingDiverged
 from umlkit.models import build_model
 from umlkit.train import (
     CHECKPOINT_BEST,
@@ -327,6 +328,59 @@ def test_cache_key_sees_swapped_labels_and_an_image_edited_in_place(data_root, t
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert image.stat().st_size == stat.st_size
     assert config_hash(config) not in (first, swapped)
+
+
+def all_finite(checkpoint) -> bool:
+    return all(
+        bool(torch.isfinite(value).all())
+        for value in checkpoint["model_state"].values()
+        if value.is_floating_point()
+    )
+
+
+def test_a_loss_term_below_its_minimum_stops_the_run_before_any_checkpoint(
+    data_root, tmp_path, monkeypatch
+):
+    official = train_module.official_objective
+
+    def with_a_negative_mutual_term(model, **settings):
+        objective = official(model, **settings)
+
+        def call(output, mask, label, epoch):
+            loss, components = objective(output, mask, label, epoch)
+            return loss, {**components, "mutual": -207087.0}  # what the issue saw at lr 1000
+
+        return call
+
+    monkeypatch.setattr(train_module, "official_objective", with_a_negative_mutual_term)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as caught:
+        train(tiny_config(data_root, epochs=2), output_dir=run, progress=False)
+    assert str(caught.value) == (
+        "training diverged at epoch 0, step 1 of 2 (learning rate 0.001): the loss term mutual "
+        "is -207087, below its minimum 0; lower TrainConfig.lr and start again"
+    )
+    assert not (run / CHECKPOINT_LAST).exists() and not (run / CHECKPOINT_BEST).exists()
+
+
+def test_overflowing_weights_stop_the_run_and_keep_the_last_good_epoch(
+    data_root, tmp_path, monkeypatch
+):
+    schedule = train_module.learning_rate  # the rate jumps to inf when the second epoch begins
+    monkeypatch.setattr(
+        train_module, "learning_rate", lambda config, t: schedule(config, t) if t < 1 else math.inf
+    )
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as caught:
+        train(tiny_config(data_root, epochs=3), output_dir=run, progress=False)
+    message = str(caught.value)
+    # the first step at inf breaks the weights; the second names one of them
+    assert message.startswith("training diverged at epoch 1, step 2 of 2 (learning rate inf): ")
+    assert " holds " in message and "lower TrainConfig.lr" in message and "\n" not in message
+    for name in (CHECKPOINT_LAST, CHECKPOINT_BEST):
+        checkpoint = load_checkpoint(run / name)
+        assert checkpoint["epoch"] == 0 and all_finite(checkpoint)
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
 
 
 def test_array_cache_stores_both_splits_and_changes_no_number(data_root, tmp_path):

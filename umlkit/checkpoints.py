@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from umlkit.divergence import first_nonfinite
 from umlkit.fingerprints import dataset_fingerprint as dataset_fingerprint
 from umlkit.fingerprints import fingerprint_files
 from umlkit.models import ModelConfig, model_from_config
@@ -207,9 +208,16 @@ def load_module_state(module: nn.Module, state: Any, path: str | Path | None = N
 
     Raises:
         ValueError: weights missing from ``state``, unexpected ones, or shapes that do not fit
-            (the message counts them and names the first; it names ``path`` when given).
+            (the message counts them and names the first; it names ``path`` when given); or a
+            weight that holds NaN or inf (a diverged run's; the message names it).
     """
     where = "checkpoint" if path is None else f"checkpoint {path}"
+    broken = first_nonfinite(state) if isinstance(state, Mapping) else None
+    if broken is not None:
+        raise ValueError(
+            f"{where}: its weight {broken[0]} holds {broken[1]}: the run that wrote it diverged; "
+            "train again with a lower learning rate"
+        )
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except (RuntimeError, TypeError, AttributeError, KeyError) as error:

@@ -13,6 +13,10 @@ Every command checks its arguments before it writes or computes anything heavy:
   replaces it (and says so); it checks ``--device``, ``--image-size`` against the network's
   downsampling factor, the data and, when resuming, the checkpoint and its data before it
   writes anything, so a start that fails leaves the folder as it was.
+* ``train`` stops a run that diverges (a loss term NaN, inf or below 0, a weight NaN or inf) with
+  one line naming the epoch, step and learning rate and suggesting a lower ``--lr``; no
+  checkpoint of the broken epoch is written, and ``evaluate`` refuses a checkpoint holding NaN or
+  inf, naming the tensor.
 * ``train --profile NAME`` takes every training setting from the profile's ``train`` settings
   (``paper``: the official configuration of ``--dataset``); a flag given on the command line
   wins, and a profile setting that is no training setting is refused by name.
@@ -43,6 +47,7 @@ TRAIN_FLAGS = {
     "data_root": "--data-root",
     "image_size": "--image-size",
     "device": "--device",
+    "lr": "--lr",
 }
 #: Python-only suggestions of library messages and what the command line says instead.
 _COMMAND_LINE_WORDING = (

@@ -20,6 +20,7 @@ from torch import nn
 
 from umlkit.checkpoints import state_copy
 from umlkit.data.augment import AUGMENTATIONS
+from umlkit.models import ModelConfig
 from umlkit.runs import cache_key
 
 #: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of
@@ -34,6 +35,7 @@ PYTHON_NAMES = {
     "data_root": "TrainConfig.data_root",
     "image_size": "TrainConfig.image_size",
     "device": "TrainConfig.device",
+    "lr": "TrainConfig.lr",
 }
 #: Part of the cache key: raised whenever an unchanged configuration would give other numbers
 #: or other run files (a new network structure, loss or table), so that no run written by
@@ -147,6 +149,13 @@ def check_image_size(size: int, depth: int, name: str = "image_size") -> None:
             f"image {depth - 1} times, so sides must be multiples of 2**(depth-1) = {factor} "
             f"(e.g. {nearest})"
         )
+
+
+def model_depth(config: TrainConfig) -> int | None:
+    """The encoder depth ``config`` builds (None: an invalid one, left to build_model's error)."""
+    depth = config.model_options.get("depth", ModelConfig.depth)
+    valid = isinstance(depth, int) and not isinstance(depth, bool) and depth >= 2
+    return depth if valid else None
 
 
 def config_hash(config: TrainConfig) -> str:
