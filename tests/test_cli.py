@@ -4,8 +4,10 @@ import hashlib
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from umlkit.checkpoints import load_checkpoint, save_checkpoint
 from umlkit.cli import build_parser, main
@@ -290,6 +292,63 @@ def test_evaluate_checks_the_device_first(run, tmp_path, capsys):
     args = ["evaluate", str(run / "best.pt"), "--data-root", str(tmp_path), "--device", "tpu"]
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("umlkit evaluate: --device 'tpu' is not a device")
+
+
+# ------------------------------------------------------------------------------ folder classes
+def folder_dataset(root, labels):
+    """A ``folder`` dataset without split folders: 8x8 images, empty masks and ``labels``."""
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for k, image_id in enumerate(labels):
+        pixels = np.full((8, 8, 3), 10 * k, dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{image_id}.png")
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / "masks" / f"{image_id}.png")
+    rows = "".join(f"{image_id},{label}\n" for image_id, label in labels.items())
+    (root / "labels.csv").write_text("id,label\n" + rows)
+    return root
+
+
+#: 10 images of class 0 and 10 of class 1: 7 / 1 / 2 of each in the train / val / test splits.
+BINARY = {f"a{k:02d}": k % 2 for k in range(20)}
+
+
+def test_train_refuses_a_label_typo_in_a_binary_folder_dataset(tmp_path, capsys):
+    data = folder_dataset(tmp_path / "data", {**BINARY, "a03": 2})  # a03 is on line 5
+    args = [*train_args(data, tmp_path / "run"), "--dataset", "folder"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit train: {data / 'labels.csv'}: class 2 has 1 training image (line 5), but with "
+        "the number of classes inferred from the labels (the largest + 1 = 3) every class needs "
+        "at least two: correct the label, or state the classes with --num-classes or a "
+        f"classes.txt in {data}\n"
+    )
+    assert main([*args, "--num-classes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"umlkit train: folder train split in {data}: 1 problem(s):")
+    assert (
+        f"{data / 'labels.csv'}: line 5: label 2 of id a03 is not one of the classes 0..1 "
+        "(--num-classes=2)" in err
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_num_classes_is_only_for_folder_datasets(derm, tmp_path, capsys):
+    assert main([*train_args(derm, tmp_path / "run"), "--num-classes", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "umlkit train: --num-classes is for folder datasets; dataset 'isic2017' has its own "
+        "classes\n"
+    )
+
+
+def test_evaluate_reads_a_folder_dataset_with_the_classes_the_model_was_trained_on(
+    tmp_path, capsys
+):
+    data = folder_dataset(tmp_path / "data", BINARY)
+    run = tmp_path / "run"
+    train = [*train_args(data, run), "--dataset", "folder", "--epochs", "1"]
+    assert main([*train, "--num-classes", "3"]) == 0  # a class that has no image yet
+    assert main(["evaluate", str(run / "best.pt"), "--data-root", str(data)]) == 0
+    assert "image size 32 (the checkpoint's); dataset folder" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------- synth

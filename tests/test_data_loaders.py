@@ -721,21 +721,24 @@ def test_folder_with_split_folders_and_class_indices(tmp_path):
         pd.DataFrame({"id": ids, "label": [labels[i] for i in ids]}).to_csv(
             base / "labels.csv", index=False
         )
-    data = load_dataset("folder", tmp_path, "train", num_seg_classes=3, grayscale=True)
+    options = {"num_seg_classes": 3, "num_classes": 3}
+    data = load_dataset("folder", tmp_path, "train", grayscale=True, **options)
     assert data.ids == ["a", "b"] and data.labels.tolist() == [0, 2]
     assert data.num_classes == 3 and data.num_seg_classes == 3
     assert data[0]["image"].shape == (1, 8, 8)
     assert torch.equal(data[0]["mask"], torch.from_numpy(np.arange(64).reshape(8, 8) % 3).long())
-    assert load_dataset("folder", tmp_path, "val", num_seg_classes=3).num_classes == 3
+    assert load_dataset("folder", tmp_path, "val", **options).num_classes == 3
     with pytest.raises(
         ValueError, match=r"holds the value\(s\) \[2\], expected only \[0, 1, 255\]"
     ):
-        load_dataset("folder", tmp_path, "train")[0]
+        load_dataset("folder", tmp_path, "train", num_classes=3)[0]
 
 
 def write_train_folder(root: Path, images: dict[str, Image.Image]) -> Path:
     """A ``folder`` dataset with only a train split: the given images (file name = key), an
-    all-background mask each and label 0 for every id."""
+    all-background mask each, label 0 for every id, and a ``classes.txt`` naming two classes
+    (stated: with the number inferred, a class without two images would be refused)."""
+    (root / "classes.txt").write_text("benign\nmalignant\n")
     base = root / "train"
     (base / "images").mkdir(parents=True)
     for name, image in images.items():

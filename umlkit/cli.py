@@ -53,6 +53,7 @@ TRAIN_FLAGS = {
 _COMMAND_LINE_WORDING = (
     (re.compile(r"pass overwrite=True\b"), "pass --overwrite"),
     (re.compile(r",? or pass on_error=['\"]skip['\"][^\n]*"), "."),
+    (re.compile(r"\bnum_classes\b"), "--num-classes"),
 )
 
 
@@ -209,6 +210,7 @@ def _train_config(args: argparse.Namespace):
         **values,
         model_options=options,
         data_root=str(args.data_root),
+        num_classes=args.num_classes,
         device=args.device,
         compile=args.compile,
     )
@@ -263,6 +265,11 @@ def _stored_or_given(given, stored, flag: str, default, what: str) -> tuple:
     return default, f"the default: the checkpoint does not record it; {flag} sets it"
 
 
+def _folder(kind: str, trained: dict) -> bool:
+    """Whether ``evaluate`` reads a folder dataset whose classes the checkpoint records."""
+    return kind == "folder" and isinstance(trained.get("class_names"), list)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from umlkit.checkpoints import check_checkpoint_data, load_checkpoint, model_from_checkpoint
     from umlkit.data import load_dataset
@@ -287,7 +294,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     )
     check_image_size(int(size), model.config.depth, "--image-size")
     print(f"image size {size} ({size_source}); dataset {kind} ({kind_source})")
-    dataset = load_dataset(kind, args.data_root, split=args.split, size=int(size))
+    # a folder dataset's classes: as many as the model was trained on (names from the checkpoint)
+    stated = {"num_classes": len(trained["class_names"])} if _folder(kind, trained) else {}
+    dataset = load_dataset(kind, args.data_root, split=args.split, size=int(size), **stated)
     check_checkpoint_data(checkpoint, dataset, args.checkpoint)
     result = evaluate(model, dataset, device=device, progress=True, keep_maps=0)
     for name, value in result.summary.items():
@@ -364,6 +373,13 @@ def _add_train(sub) -> None:
     cmd = sub.add_parser("train", help="train a model")
     cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
     cmd.add_argument("--dataset", default=None, help="isic2017 (default), refuge, ispy1, folder")
+    cmd.add_argument(
+        "--num-classes",
+        type=_positive_int,
+        default=None,
+        help="--dataset folder: the number of image classes (default: the lines of the folder's "
+        "classes.txt, else the largest label + 1, each class needing two training images)",
+    )
     cmd.add_argument(
         "--image-size",
         type=_positive_int,

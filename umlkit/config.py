@@ -54,6 +54,7 @@ class TrainConfig:
     width: int = 16  # channels of the first encoder level
     dataset: str = "isic2017"  # loader kind for umlkit.data.load_dataset
     data_root: str | None = None  # the dataset folder (required)
+    num_classes: int | None = None  # folder datasets' classes (None: classes.txt, or inferred)
     image_size: int = 64  # images and masks are resized to image_size x image_size
     epochs: int = 12  # passes over the training split
     batch_size: int = 16  # images per optimisation step
@@ -95,6 +96,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.num_classes is not None and self.dataset != "folder":
+            raise ValueError(
+                f"num_classes is for folder datasets; dataset {self.dataset!r} has its own classes"
+            )
 
     @property
     def kl_anneal_epochs(self) -> int:

@@ -136,6 +136,8 @@ def _load_splits(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES):
 
     root = _data_root(config, names)
     options = {"size": config.image_size}
+    if config.num_classes is not None:  # folder datasets only (checked by TrainConfig)
+        options["num_classes"] = config.num_classes
     if config.array_cache is not None:
         options["cache"] = Path(config.array_cache)
     return (
