@@ -50,13 +50,23 @@ def first_nonfinite(tensors: Mapping[str, torch.Tensor]) -> tuple[str, str] | No
     Integer tensors (such as batch norm's ``num_batches_tracked``) cannot hold either and are
     skipped.
     """
-    for name, tensor in tensors.items():
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-            continue
-        if bool(torch.isfinite(tensor).all()):
-            continue
-        nan, inf = bool(torch.isnan(tensor).any()), bool(torch.isinf(tensor).any())
-        return name, " and ".join(word for word, found in (("NaN", nan), ("inf", inf)) if found)
+    floats = {
+        name: tensor.detach()
+        for name, tensor in tensors.items()
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+    }
+    if not floats:
+        return None
+    # A sum is NaN or inf when a value is, so one sum per tensor, read back at once, screens them
+    # all in one pass (and, on a GPU, one synchronisation); the tensors it flags are looked at
+    # value by value, since a sum of huge finite values can overflow too.
+    device = next(iter(floats.values())).device
+    sums = torch.stack([tensor.sum().to(device) for tensor in floats.values()]).cpu()
+    for index in torch.nonzero(~torch.isfinite(sums)).flatten().tolist():
+        name = list(floats)[index]
+        nan, inf = bool(floats[name].isnan().any()), bool(floats[name].isinf().any())
+        if nan or inf:
+            return name, " and ".join(word for word, found in (("NaN", nan), ("inf", inf)) if found)
     return None
 
 
