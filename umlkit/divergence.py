@@ -11,14 +11,14 @@ the broken numbers. :func:`umlkit.train.train` therefore checks, as it goes:
   divergence because a divergence is never negative, the log-Dice because the soft Dice is at
   most 1, the cross-entropy because a probability is at most 1. A term that is ``NaN``, ``inf``
   or below 0 has been computed from numbers that are no longer meaningful.
-* **when a step fails**, e.g. because the network's evidence holds NaN (:func:`check_failed_step`):
-  the broken weight is named rather than the symptom.
+* **when a step or a validation fails**, e.g. because the network's evidence holds NaN
+  (:func:`check_failed_step`): the broken weight is named rather than the symptom.
 * **every logged step and the last step of each epoch, the weights and the batch-norm
   statistics** (:func:`check_weights`): one pass over the model's tensors, so it is done every
   ``log_every`` steps rather than at every step. The last step of an epoch is checked before the
   epoch is validated, selected as the best or saved, so no checkpoint holds a broken number.
 
-Either check raises :class:`TrainingDiverged`: one line naming the epoch, the step, the learning
+Each check raises :class:`TrainingDiverged`: one line naming the epoch, the step, the learning
 rate and the term or tensor, and what to do (lower the learning rate).
 """
 
