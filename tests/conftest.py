@@ -36,16 +36,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _array_cache_in_a_temporary_folder(tmp_path_factory):
-    """Decoded splits of the tests' fixture datasets go to a temporary folder, not the checkout's
-    ``data/cache/arrays`` (an environment variable, so spawned worker processes see it too)."""
-    previous = os.environ.get("UMLKIT_ARRAY_CACHE")
-    os.environ["UMLKIT_ARRAY_CACHE"] = str(tmp_path_factory.mktemp("arrays"))
+def _caches_in_a_temporary_folder(tmp_path_factory):
+    """Decoded splits and file digests of the tests' fixture datasets go to temporary folders,
+    not the checkout's ``data/cache/arrays`` and ``data/cache/fingerprints`` (environment
+    variables, so spawned worker processes and commands see them too)."""
+    names = {"UMLKIT_ARRAY_CACHE": "arrays", "UMLKIT_FINGERPRINT_CACHE": "fingerprints"}
+    previous = {name: os.environ.get(name) for name in names}
+    for name, folder in names.items():
+        os.environ[name] = str(tmp_path_factory.mktemp(folder))
     yield
-    if previous is None:
-        os.environ.pop("UMLKIT_ARRAY_CACHE", None)
-    else:
-        os.environ["UMLKIT_ARRAY_CACHE"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

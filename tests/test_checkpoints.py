@@ -1,4 +1,4 @@
-"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states, data fingerprints."""
+"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states."""
 
 import datetime
 import errno
@@ -15,7 +15,6 @@ import umlkit.checkpoints as checkpoints
 from umlkit.checkpoints import (
     CHECKPOINT_LAST,
     atomic_write,
-    dataset_fingerprint,
     load_checkpoint,
     load_model,
     load_module_state,
@@ -174,6 +173,18 @@ def test_weights_that_do_not_fit_are_one_line(model_checkpoint):
         load_module_state(build_model("unet", width=4), {**state, "bogus": torch.zeros(1)})
 
 
+def test_a_checkpoint_of_a_diverged_run_is_refused_naming_the_tensor(model_checkpoint):
+    checkpoint = load_checkpoint(model_checkpoint)
+    checkpoint["model_state"]["encoder.stages.0.1.running_var"][0] = float("inf")
+    save_checkpoint(model_checkpoint, checkpoint)
+    with pytest.raises(ValueError) as caught:
+        load_model(model_checkpoint)
+    assert str(caught.value) == (
+        f"checkpoint {model_checkpoint}: its weight encoder.stages.0.1.running_var holds inf: "
+        "the run that wrote it diverged; train again with a lower learning rate"
+    )
+
+
 def test_rng_states_restore_every_generator():
     states = rng_states("cpu")
     drawn = (torch.rand(3), np.random.rand(3), random.random())
@@ -182,16 +193,3 @@ def test_rng_states_restore_every_generator():
     torch.testing.assert_close(again[0], drawn[0], rtol=0, atol=0)
     np.testing.assert_array_equal(again[1], drawn[1])
     assert again[2] == drawn[2]
-
-
-def test_dataset_fingerprint_sees_sizes_and_with_mtimes_rewrites(tmp_path):
-    (tmp_path / "a.txt").write_text("abc")
-    plain, timed = dataset_fingerprint(tmp_path), dataset_fingerprint(tmp_path, mtimes=True)
-    stat = (tmp_path / "a.txt").stat()
-    (tmp_path / "a.txt").write_text("xyz")  # same size, rewritten
-
-    os.utime(tmp_path / "a.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert dataset_fingerprint(tmp_path) == plain
-    assert dataset_fingerprint(tmp_path, mtimes=True) != timed
-    (tmp_path / "b.txt").write_text("")
-    assert dataset_fingerprint(tmp_path) != plain

@@ -10,13 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
 import umlkit.checkpoints as checkpoints
 import umlkit.data.synthetic as synthetic
 import umlkit.folders as folders
-from umlkit.checkpoints import load_checkpoint
+from umlkit.checkpoints import load_checkpoint, save_checkpoint
 from umlkit.cli import build_parser, main
 from umlkit.data.synthetic import MANIFEST_NAME
 from umlkit.folders import LOCK_FILE
@@ -407,10 +410,92 @@ def test_evaluate_a_damaged_checkpoint_is_one_line(derm, tmp_path, capsys, conte
     assert err.count("\n") == 1
 
 
+def test_train_that_diverges_is_one_line_and_leaves_no_broken_checkpoint(derm, tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert main([*train_args(derm, folder), "--lr", "1000", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    message = err.splitlines()[-1]  # the lines before it are the progress bar's
+    assert message.startswith("umlkit train: training diverged at epoch ")
+    assert "(learning rate " in message and "; lower --lr and start again" in message
+    assert "Traceback" not in err
+    for path in folder.glob("*.pt"):  # an epoch before the divergence may have been saved
+        state = load_checkpoint(path)["model_state"]
+        assert all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def test_evaluate_refuses_a_checkpoint_holding_inf_naming_the_tensor(derm, run, tmp_path, capsys):
+    checkpoint = load_checkpoint(run / "best.pt")
+    name = next(key for key in checkpoint["model_state"] if key.endswith("running_var"))
+    checkpoint["model_state"][name][0] = float("inf")
+    path = save_checkpoint(tmp_path / "best.pt", checkpoint)
+    assert main(["evaluate", str(path), "--data-root", str(derm), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit evaluate: checkpoint {path}: its weight {name} holds inf: the run that wrote it "
+        "diverged; train again with a lower learning rate\n"
+    )
+
+
 def test_evaluate_checks_the_device_first(run, tmp_path, capsys):
     args = ["evaluate", str(run / "best.pt"), "--data-root", str(tmp_path), "--device", "tpu"]
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("umlkit evaluate: --device 'tpu' is not a device")
+
+
+# ------------------------------------------------------------------------------ folder classes
+def folder_dataset(root, labels):
+    """A ``folder`` dataset without split folders: 8x8 images, empty masks and ``labels``."""
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for k, image_id in enumerate(labels):
+        pixels = np.full((8, 8, 3), 10 * k, dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{image_id}.png")
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / "masks" / f"{image_id}.png")
+    rows = "".join(f"{image_id},{label}\n" for image_id, label in labels.items())
+    (root / "labels.csv").write_text("id,label\n" + rows)
+    return root
+
+
+#: 10 images of class 0 and 10 of class 1: 7 / 1 / 2 of each in the train / val / test splits.
+BINARY = {f"a{k:02d}": k % 2 for k in range(20)}
+
+
+def test_train_refuses_a_label_typo_in_a_binary_folder_dataset(tmp_path, capsys):
+    data = folder_dataset(tmp_path / "data", {**BINARY, "a03": 2})  # a03 is on line 5
+    args = [*train_args(data, tmp_path / "run"), "--dataset", "folder"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit train: {data / 'labels.csv'}: class 2 has 1 training image (line 5), but with "
+        "the number of classes inferred from the labels (the largest + 1 = 3) every class needs "
+        "at least two: correct the label, or state the classes with --num-classes or a "
+        f"classes.txt in {data}\n"
+    )
+    assert main([*args, "--num-classes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"umlkit train: folder train split in {data}: 1 problem(s):")
+    assert (
+        f"{data / 'labels.csv'}: line 5: label 2 of id a03 is not one of the classes 0..1 "
+        "(--num-classes=2)" in err
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_num_classes_is_only_for_folder_datasets(derm, tmp_path, capsys):
+    assert main([*train_args(derm, tmp_path / "run"), "--num-classes", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "umlkit train: --num-classes is for folder datasets; dataset 'isic2017' has its own "
+        "classes\n"
+    )
+
+
+def test_evaluate_reads_a_folder_dataset_with_the_classes_the_model_was_trained_on(
+    tmp_path, capsys
+):
+    data = folder_dataset(tmp_path / "data", BINARY)
+    run = tmp_path / "run"
+    train = [*train_args(data, run), "--dataset", "folder", "--epochs", "1"]
+    assert main([*train, "--num-classes", "3"]) == 0  # a class that has no image yet
+    assert main(["evaluate", str(run / "best.pt"), "--data-root", str(data)]) == 0
+    assert "image size 32 (the checkpoint's); dataset folder" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------- synth

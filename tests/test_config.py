@@ -2,7 +2,7 @@
 
 import pytest
 
-from umlkit.config import TrainConfig, check_image_size, size_factor
+from umlkit.config import TrainConfig, check_image_size, model_depth, size_factor
 
 
 @pytest.mark.parametrize(
@@ -14,6 +14,7 @@ from umlkit.config import TrainConfig, check_image_size, size_factor
         ({"lr": 0.0}, "need lr > 0"),
         ({"constant_fraction": 1.5}, "constant_fraction must lie in"),
         ({"anneal_epochs": 0}, "anneal_epochs must be positive"),
+        ({"num_classes": 3}, "num_classes is for folder datasets; dataset 'isic2017' has its own"),
     ],
 )
 def test_bad_train_configurations_are_rejected(changes, match):
@@ -29,6 +30,13 @@ def test_check_image_size_follows_the_depth():
 
 def test_size_factor_is_two_to_the_halvings():
     assert [size_factor(depth) for depth in (2, 3, 4)] == [2, 4, 8]
+
+
+def test_model_depth_is_the_option_or_the_default_and_none_when_invalid():
+    assert model_depth(TrainConfig()) == 4
+    assert model_depth(TrainConfig(model_options={"depth": 3})) == 3
+    assert model_depth(TrainConfig(model_options={"depth": True})) is None
+    assert TrainConfig(dataset="folder", num_classes=3).num_classes == 3
 
 
 def test_a_configuration_survives_its_dict():

@@ -6,7 +6,9 @@ need a broken dataset damage them.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -279,6 +281,26 @@ def test_array_store_is_keyed_by_the_files_and_the_size(isic_root, tmp_path):
     # the new copy replaced the stale one of the same split and size; the 8-px copy stays
     new = set(store.glob("isic2017-train-*.npz"))
     assert len(new) == 2 and len(new - old) == 1 and len(old - new) == 1
+
+
+def test_array_store_sees_an_image_edited_in_place_with_its_time_put_back(folder_root, tmp_path):
+    options = {"size": 16, "cache": tmp_path / "arrays", "split_fractions": (0.6, 0.2, 0.2)}
+    image_id = load_dataset("folder", folder_root, "train", **{**options, "cache": False}).ids[0]
+    # An uncompressed BMP keeps its size whatever its pixels: only the content changes.
+    (folder_root / "images" / f"{image_id}.png").unlink()
+    image = folder_root / "images" / f"{image_id}.bmp"
+    write_rgb(image, 0, shape=(16, 16))
+    index = load_dataset("folder", folder_root, "train", **options).ids.index(image_id)
+    before = load_dataset("folder", folder_root, "train", **options)[index]["image"]
+    stat = image.stat()
+    time.sleep(0.05)  # file times come from a coarse clock (a few ms): let it tick
+    write_rgb(image, 1, shape=(16, 16))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image.stat().st_size == stat.st_size
+    after = load_dataset("folder", folder_root, "train", **options)[index]["image"]
+    assert not torch.equal(after, before)  # decoded again, not the stale stored copy
+    fresh = load_dataset("folder", folder_root, "train", size=16, split_fractions=(0.6, 0.2, 0.2))
+    assert torch.equal(after, fresh[index]["image"])
 
 
 def test_array_store_rewrites_a_damaged_file_and_skips_native_size(isic_root, tmp_path):
@@ -724,21 +746,24 @@ def test_folder_with_split_folders_and_class_indices(tmp_path):
         pd.DataFrame({"id": ids, "label": [labels[i] for i in ids]}).to_csv(
             base / "labels.csv", index=False
         )
-    data = load_dataset("folder", tmp_path, "train", num_seg_classes=3, grayscale=True)
+    options = {"num_seg_classes": 3, "num_classes": 3}
+    data = load_dataset("folder", tmp_path, "train", grayscale=True, **options)
     assert data.ids == ["a", "b"] and data.labels.tolist() == [0, 2]
     assert data.num_classes == 3 and data.num_seg_classes == 3
     assert data[0]["image"].shape == (1, 8, 8)
     assert torch.equal(data[0]["mask"], torch.from_numpy(np.arange(64).reshape(8, 8) % 3).long())
-    assert load_dataset("folder", tmp_path, "val", num_seg_classes=3).num_classes == 3
+    assert load_dataset("folder", tmp_path, "val", **options).num_classes == 3
     with pytest.raises(
         ValueError, match=r"holds the value\(s\) \[2\], expected only \[0, 1, 255\]"
     ):
-        load_dataset("folder", tmp_path, "train")[0]
+        load_dataset("folder", tmp_path, "train", num_classes=3)[0]
 
 
 def write_train_folder(root: Path, images: dict[str, Image.Image]) -> Path:
     """A ``folder`` dataset with only a train split: the given images (file name = key), an
-    all-background mask each and label 0 for every id."""
+    all-background mask each, label 0 for every id, and a ``classes.txt`` naming two classes
+    (stated: with the number inferred, a class without two images would be refused)."""
+    (root / "classes.txt").write_text("benign\nmalignant\n")
     base = root / "train"
     (base / "images").mkdir(parents=True)
     for name, image in images.items():

@@ -17,6 +17,7 @@ import torch
 
 import umlkit.train as train_module
 from umlkit.data import make_synthetic
+from umlkit.divergence import TrainingDiverged
 from umlkit.folders import FolderInUseError
 from umlkit.models import build_model
 from umlkit.train import (
@@ -199,7 +200,7 @@ def test_checkpoints_record_what_the_model_was_trained_on(data_root, finished_ru
         assert record["class_names"] == ["not melanoma", "melanoma"]
         assert record["seg_class_names"] == ["background", "lesion"]
         assert record["image_size"] == 32 and record["dataset"] == "isic2017"
-        assert record["fingerprint"] == dataset_fingerprint(data_root, mtimes=True)
+        assert record["fingerprint"] == dataset_fingerprint(data_root)
         assert record["files"] == sum(1 for path in Path(data_root).rglob("*") if path.is_file())
 
 
@@ -298,6 +299,91 @@ def test_cache_key_follows_the_configuration_but_not_the_device(data_root):
     assert config_hash(config) != config_hash(
         tiny_config(data_root, model_options={"navigator": False})
     )
+
+
+def swap_labels_in_place(table: Path) -> None:
+    """Swap every melanoma label of an ISIC table (1.0 <-> 0.0): the same size, and the
+    modification time put back, as the issue that found the stale cache describes."""
+    stat = table.stat()
+    rows = table.read_text().splitlines()
+    swapped = [rows[0]] + [
+        ",".join([image_id, {"1.0": "0.0", "0.0": "1.0"}[label], *rest])
+        for image_id, label, *rest in (row.split(",") for row in rows[1:])
+    ]
+    table.write_text("\n".join(swapped) + "\n")
+    assert table.stat().st_size == stat.st_size and table.read_text() != "\n".join(rows) + "\n"
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_cache_key_sees_swapped_labels_and_an_image_edited_in_place(data_root, tmp_path):
+    data = shutil.copytree(data_root, tmp_path / Path(data_root).name)
+    config = tiny_config(str(data))
+    first = config_hash(config)
+    assert config_hash(tiny_config(data_root)) == first  # a copy of the folder is the same data
+    swap_labels_in_place(data / "ISIC-2017_Training_Part3_GroundTruth.csv")
+    swapped = config_hash(config)
+    assert swapped != first
+    image = next(data.rglob("*.jpg"))
+    stat = image.stat()
+    content = bytearray(image.read_bytes())
+    content[-3] ^= 0x01  # one bit of the image data, near the end of the JPEG
+    image.write_bytes(bytes(content))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image.stat().st_size == stat.st_size
+    assert config_hash(config) not in (first, swapped)
+
+
+def all_finite(checkpoint) -> bool:
+    return all(
+        bool(torch.isfinite(value).all())
+        for value in checkpoint["model_state"].values()
+        if value.is_floating_point()
+    )
+
+
+def test_a_loss_term_below_its_minimum_stops_the_run_before_any_checkpoint(
+    data_root, tmp_path, monkeypatch
+):
+    official = train_module.official_objective
+
+    def with_a_negative_mutual_term(model, **settings):
+        objective = official(model, **settings)
+
+        def call(output, mask, label, epoch):
+            loss, components = objective(output, mask, label, epoch)
+            return loss, {**components, "mutual": -207087.0}  # what the issue saw at lr 1000
+
+        return call
+
+    monkeypatch.setattr(train_module, "official_objective", with_a_negative_mutual_term)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as caught:
+        train(tiny_config(data_root, epochs=2), output_dir=run, progress=False)
+    assert str(caught.value) == (
+        "training diverged at epoch 0, step 1 of 2 (learning rate 0.001): the loss term mutual "
+        "is -207087, below its minimum 0; lower TrainConfig.lr and start again"
+    )
+    assert not (run / CHECKPOINT_LAST).exists() and not (run / CHECKPOINT_BEST).exists()
+
+
+def test_overflowing_weights_stop_the_run_and_keep_the_last_good_epoch(
+    data_root, tmp_path, monkeypatch
+):
+    schedule = train_module.learning_rate  # the rate jumps to inf when the second epoch begins
+    monkeypatch.setattr(
+        train_module, "learning_rate", lambda config, t: schedule(config, t) if t < 1 else math.inf
+    )
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as caught:
+        train(tiny_config(data_root, epochs=3), output_dir=run, progress=False)
+    message = str(caught.value)
+    # the first step at inf breaks the weights; the second names one of them
+    assert message.startswith("training diverged at epoch 1, step 2 of 2 (learning rate inf): ")
+    assert " holds " in message and "lower TrainConfig.lr" in message and "\n" not in message
+    for name in (CHECKPOINT_LAST, CHECKPOINT_BEST):
+        checkpoint = load_checkpoint(run / name)
+        assert checkpoint["epoch"] == 0 and all_finite(checkpoint)
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
 
 
 def test_array_cache_stores_both_splits_and_changes_no_number(data_root, tmp_path):
@@ -526,8 +612,7 @@ def test_resume_refuses_data_that_changed_under_the_same_path(data_root, tmp_pat
     data = shutil.copytree(data_root, tmp_path / "data")
     run = _interrupted_run(tiny_config(str(data), epochs=2), tmp_path / "run")
     before = snapshot(run)
-    image = next(data.rglob("*.jpg"))
-    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    swap_labels_in_place(data / "ISIC-2017_Training_Part3_GroundTruth.csv")
     with pytest.raises(ValueError) as caught:
         train(tiny_config(str(data), epochs=2), output_dir=run, resume=True, progress=False)
     message = str(caught.value)

@@ -17,14 +17,14 @@ files of a run are laid out in its folder, and the model cache built on them, li
   (:func:`rng_states`) next to the weights and optimizer, so that a resumed run draws the same
   numbers the uninterrupted run would have drawn.
 * **Data identity**: a checkpoint records the data it was trained on (:func:`data_record`): its
-  classes, and a cheap fingerprint of its files (:func:`dataset_fingerprint`, no file is read).
+  classes, and a fingerprint of the content of its files (:func:`dataset_fingerprint`; each
+  file's digest is cached, so an unchanged dataset is not read again).
   Resuming refuses other data (:func:`check_same_data`), evaluation other classes
   (:func:`check_checkpoint_data`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -39,6 +39,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from umlkit.divergence import first_nonfinite
+from umlkit.fingerprints import dataset_fingerprint as dataset_fingerprint
+from umlkit.fingerprints import fingerprint_files
 from umlkit.folders import as_write_error, reporting_write_errors
 from umlkit.models import ModelConfig, model_from_config
 from umlkit.runtime import pick_device
@@ -234,9 +237,16 @@ def load_module_state(module: nn.Module, state: Any, path: str | Path | None = N
 
     Raises:
         ValueError: weights missing from ``state``, unexpected ones, or shapes that do not fit
-            (the message counts them and names the first; it names ``path`` when given).
+            (the message counts them and names the first; it names ``path`` when given); or a
+            weight that holds NaN or inf (a diverged run's; the message names it).
     """
     where = "checkpoint" if path is None else f"checkpoint {path}"
+    broken = first_nonfinite(state) if isinstance(state, Mapping) else None
+    if broken is not None:
+        raise ValueError(
+            f"{where}: its weight {broken[0]} holds {broken[1]}: the run that wrote it diverged; "
+            "train again with a lower learning rate"
+        )
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except (RuntimeError, TypeError, AttributeError, KeyError) as error:
@@ -418,33 +428,6 @@ def restore_optimizer_and_rng(
 
 
 # ------------------------------------------------------------------------------ data identity
-def fingerprint_files(root: str | Path, mtimes: bool = False) -> tuple[str, int]:
-    """:func:`dataset_fingerprint` of ``root`` and the number of files it covers."""
-    root = Path(root)
-    entries = []
-    for path in root.rglob("*"):
-        if path.is_file():
-            stat = path.stat()
-            entry = [path.relative_to(root).as_posix(), stat.st_size]
-            if mtimes:
-                entry.append(stat.st_mtime_ns)
-            entries.append(entry)
-    entries.sort()
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16], len(entries)
-
-
-def dataset_fingerprint(root: str | Path, mtimes: bool = False) -> str:
-    """A hash of the relative paths and sizes (and with ``mtimes``, modification times) of every
-    file under ``root``.
-
-    Cheap (no file is read) and independent of the path ``root`` is reached by. Without
-    ``mtimes`` it tells a regenerated or different dataset from the one a cached model was
-    trained on (the model cache's key, which a copied dataset still matches); with ``mtimes`` it
-    also catches a file rewritten in place with the same size (what a checkpoint records).
-    """
-    return fingerprint_files(root, mtimes)[0]
-
-
 def data_record(config: Any, train_set) -> dict[str, Any]:
     """What a checkpoint records of the data its model was trained on.
 
@@ -452,11 +435,11 @@ def data_record(config: Any, train_set) -> dict[str, Any]:
 
     ``dataset`` (the loader kind), ``class_names`` and ``seg_class_names`` (the image and pixel
     classes, in label order), ``image_size``, and ``fingerprint`` / ``files``: a hash of the
-    relative names, sizes and modification times of every file under ``data_root``, and how
-    many there are (:func:`dataset_fingerprint`). Resuming compares the
-    fingerprint, so the same folder is accepted by any path; evaluation compares the classes.
+    relative names, sizes and contents of every file under ``data_root``, and how many there
+    are (:func:`dataset_fingerprint`). Resuming compares the fingerprint, so the same files are
+    accepted by any path; evaluation compares the classes.
     """
-    fingerprint, files = fingerprint_files(config.data_root, mtimes=True)
+    fingerprint, files = fingerprint_files(config.data_root)
     return {
         "dataset": config.dataset,
         "class_names": [str(name) for name in train_set.class_names],
@@ -491,7 +474,7 @@ def check_same_data(
     record = checkpoint.get("data")
     if isinstance(record, dict) and "fingerprint" in record:
         if record["fingerprint"] != fingerprint:
-            now = fingerprint_files(data_root, mtimes=True)[1]
+            now = fingerprint_files(data_root)[1]
             raise ValueError(
                 f"cannot resume from {path}: the data in {data_root} are not the run's "
                 f"({now} files now, {record.get('files', '?')} when it started; files were added, "

@@ -18,6 +18,10 @@ Every command checks its arguments before it writes or computes anything heavy:
   holds it. The folder is created and written before the data are read, so a folder that
   cannot be written is named first; a full disk, a missing permission or a read-only file
   system, then or later (``synth`` too), ends in one line naming the path and the cause.
+* ``train`` stops a run that diverges (a loss term NaN, inf or below 0, a weight NaN or inf) with
+  one line naming the epoch, step and learning rate and suggesting a lower ``--lr``; no
+  checkpoint of the broken epoch is written, and ``evaluate`` refuses a checkpoint holding NaN or
+  inf, naming the tensor.
 * ``train --profile NAME`` takes every training setting from the profile's ``train`` settings
   (``paper``: the official configuration of ``--dataset``); a flag given on the command line
   wins, and a profile setting that is no training setting is refused by name.
@@ -49,11 +53,13 @@ TRAIN_FLAGS = {
     "data_root": "--data-root",
     "image_size": "--image-size",
     "device": "--device",
+    "lr": "--lr",
 }
 #: Python-only suggestions of library messages and what the command line says instead.
 _COMMAND_LINE_WORDING = (
     (re.compile(r"pass overwrite=True\b"), "pass --overwrite"),
     (re.compile(r",? or pass on_error=['\"]skip['\"][^\n]*"), "."),
+    (re.compile(r"\bnum_classes\b"), "--num-classes"),
 )
 
 
@@ -210,6 +216,7 @@ def _train_config(args: argparse.Namespace):
         **values,
         model_options=options,
         data_root=str(args.data_root),
+        num_classes=args.num_classes,
         device=args.device,
         compile=args.compile,
     )
@@ -277,6 +284,11 @@ def _stored_or_given(given, stored, flag: str, default, what: str) -> tuple:
     return default, f"the default: the checkpoint does not record it; {flag} sets it"
 
 
+def _folder(kind: str, trained: dict) -> bool:
+    """Whether ``evaluate`` reads a folder dataset whose classes the checkpoint records."""
+    return kind == "folder" and isinstance(trained.get("class_names"), list)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from umlkit.checkpoints import check_checkpoint_data, load_checkpoint, model_from_checkpoint
     from umlkit.data import load_dataset
@@ -301,7 +313,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     )
     check_image_size(int(size), model.config.depth, "--image-size")
     print(f"image size {size} ({size_source}); dataset {kind} ({kind_source})")
-    dataset = load_dataset(kind, args.data_root, split=args.split, size=int(size))
+    # a folder dataset's classes: as many as the model was trained on (names from the checkpoint)
+    stated = {"num_classes": len(trained["class_names"])} if _folder(kind, trained) else {}
+    dataset = load_dataset(kind, args.data_root, split=args.split, size=int(size), **stated)
     check_checkpoint_data(checkpoint, dataset, args.checkpoint)
     result = evaluate(model, dataset, device=device, progress=True, keep_maps=0)
     for name, value in result.summary.items():
@@ -378,6 +392,13 @@ def _add_train(sub) -> None:
     cmd = sub.add_parser("train", help="train a model")
     cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
     cmd.add_argument("--dataset", default=None, help="isic2017 (default), refuge, ispy1, folder")
+    cmd.add_argument(
+        "--num-classes",
+        type=_positive_int,
+        default=None,
+        help="--dataset folder: the number of image classes (default: the lines of the folder's "
+        "classes.txt, else the largest label + 1, each class needing two training images)",
+    )
     cmd.add_argument(
         "--image-size",
         type=_positive_int,

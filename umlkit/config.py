@@ -9,6 +9,7 @@ returns a :class:`TrainResult`; :mod:`umlkit.train` re-exports both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch import nn
 
 from umlkit.checkpoints import state_copy
 from umlkit.data.augment import AUGMENTATIONS
+from umlkit.models import ModelConfig
 from umlkit.runs import cache_key
 
 #: Fields of :class:`TrainConfig` that do not change the trained weights; they are left out of
@@ -34,11 +36,14 @@ PYTHON_NAMES = {
     "data_root": "TrainConfig.data_root",
     "image_size": "TrainConfig.image_size",
     "device": "TrainConfig.device",
+    "lr": "TrainConfig.lr",
 }
 #: Part of the cache key: raised whenever an unchanged configuration would give other numbers
 #: or other run files (a new network structure, loss or table), so that no run written by
-#: older code is loaded from the cache.
-TRAINING_REVISION = 6
+#: older code is loaded from the cache. 7: the data enter the key by the content of their files
+#: (:func:`umlkit.checkpoints.dataset_fingerprint`), no longer by names and sizes alone, so the
+#: same data give another key.
+TRAINING_REVISION = 7
 
 
 @dataclass
@@ -50,6 +55,7 @@ class TrainConfig:
     width: int = 16  # channels of the first encoder level
     dataset: str = "isic2017"  # loader kind for umlkit.data.load_dataset
     data_root: str | None = None  # the dataset folder (required)
+    num_classes: int | None = None  # folder datasets' classes (None: classes.txt, or inferred)
     image_size: int = 64  # images and masks are resized to image_size x image_size
     epochs: int = 12  # passes over the training split
     batch_size: int = 16  # images per optimisation step
@@ -91,6 +97,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.num_classes is not None and self.dataset != "folder":
+            raise ValueError(
+                f"num_classes is for folder datasets; dataset {self.dataset!r} has its own classes"
+            )
 
     @property
     def kl_anneal_epochs(self) -> int:
@@ -147,6 +157,13 @@ def check_image_size(size: int, depth: int, name: str = "image_size") -> None:
         )
 
 
+def model_depth(config: TrainConfig) -> int | None:
+    """The encoder depth ``config`` builds (None: an invalid one, left to build_model's error)."""
+    depth = config.model_options.get("depth", ModelConfig.depth)
+    valid = isinstance(depth, int) and not isinstance(depth, bool) and depth >= 2
+    return depth if valid else None
+
+
 def config_hash(config: TrainConfig) -> str:
     """The cache key of a configuration: its fields (less :data:`NOT_HASHED`), the dataset's
     fingerprint, the umlkit version and :data:`TRAINING_REVISION`, hashed to 16 hex digits
@@ -178,3 +195,29 @@ class TrainingState:
             self.best_state = state_copy(model)
             return True
         return False
+
+
+def load_splits(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES):
+    """The training and validation splits of ``config``'s dataset, at its image size."""
+    from umlkit.data import load_dataset
+
+    root = data_root(config, names)
+    options = {"size": config.image_size}
+    if config.num_classes is not None:  # folder datasets only (checked by TrainConfig)
+        options["num_classes"] = config.num_classes
+    if config.array_cache is not None:
+        options["cache"] = Path(config.array_cache)
+    return (
+        load_dataset(config.dataset, root, split="train", **options),
+        load_dataset(config.dataset, root, split="val", **options),
+    )
+
+
+def data_root(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES) -> Path:
+    """``config.data_root`` as a path, checked to be a folder."""
+    if config.data_root is None:
+        raise ValueError(f"{names['data_root']} is not set: point it at a dataset folder")
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} not found ({names['data_root']})")
+    return root

@@ -179,6 +179,20 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def check_global_batch(batch_size: int) -> None:
+    """In data-parallel training, the global batch must split evenly over the processes.
+
+    Raises:
+        ValueError: ``batch_size`` is not a multiple of :func:`world_size`.
+    """
+    world = world_size()
+    if world > 1 and batch_size % world:
+        raise ValueError(
+            f"batch_size {batch_size} is the global batch of the {world} processes "
+            f"and must be a multiple of {world}"
+        )
+
+
 def is_main_process() -> bool:
     """True on rank 0, and in a single process: the one that writes files and shows progress."""
     return rank() == 0

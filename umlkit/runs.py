@@ -32,9 +32,10 @@ configuration ``c`` lives in ``<cache>/<hash of c>/``; :func:`get_or_train_cache
 is finished (:func:`finished_checkpoints`), resumes it when it was interrupted and trains it when it
 is missing or damaged; it holds the entry's lock meanwhile, so two notebooks (or worker processes)
 that want one configuration train it once (the second waits, then loads the first one's run).
-The key covers the dataset by a cheap fingerprint of its files
-(:func:`umlkit.checkpoints.dataset_fingerprint`) and the umlkit version, so new data or new code
-retrain instead of returning a stale model, which lets a notebook call "get or train" freely.
+The key covers the dataset by a fingerprint of the content of its files
+(:func:`umlkit.checkpoints.dataset_fingerprint`: a relabelled table or an image edited in place
+is new data) and the umlkit version, so new data or new code retrain instead of returning a stale
+model, which lets a notebook call "get or train" freely.
 
 The files themselves are written and read by :mod:`umlkit.checkpoints` (atomically, with one-line
 errors).
@@ -286,8 +287,9 @@ def cache_key(values: Mapping[str, Any], data_root: str | Path | None) -> str:
 
     ``values`` are the configuration fields that change the result (each loop leaves out the
     rest, such as the device) plus the loop's revision number. The dataset enters by its
-    fingerprint (:func:`dataset_fingerprint`) and folder name, not its absolute path, so a moved
-    checkout finds its cache; the version makes a new umlkit retrain.
+    fingerprint (:func:`dataset_fingerprint`: the names, sizes and contents of its files) and
+    folder name, not its absolute path, so a moved checkout finds its cache; the version makes a
+    new umlkit retrain.
     """
     values = dict(values)
     if data_root is not None and Path(data_root).is_dir():

@@ -16,7 +16,9 @@
    (constant for the first ``constant_fraction`` of the epochs, then poly(0.9) decay floored at
    ``min_lr``, the UML reference schedule stretched to ``epochs``), then forward (bf16 autocast on
    CUDA), :func:`umlkit.losses.official_objective` in float32, backward, Adam step. Every
-   ``log_every`` steps the mean loss terms go into the per-step table.
+   ``log_every`` steps the mean loss terms go into the per-step table. A run that diverges stops
+   with one line naming the step (:mod:`umlkit.divergence`): a loss term that is NaN, inf or
+   below 0, or a weight that is NaN or inf, is never validated, selected or saved.
 3. :func:`validate`: :func:`umlkit.evaluate.evaluate` on the ``val`` split: accuracy, Dice, ECE,
    AUC. **Model selection** keeps the epoch with the best validation score ``(accuracy + Dice)
    / 2`` (the mean of those the model has: a U-Net is selected on Dice, a classifier on
@@ -83,11 +85,14 @@ from umlkit.config import TrainingState as TrainingState
 from umlkit.config import TrainResult as TrainResult
 from umlkit.config import check_image_size as check_image_size
 from umlkit.config import config_hash as config_hash
+from umlkit.config import load_splits as _load_splits
+from umlkit.config import model_depth
 from umlkit.config import size_factor as size_factor
 from umlkit.data.augment import augment_batch
+from umlkit.divergence import check_failed_step, check_loss_terms, check_weights, place
 from umlkit.evaluate import summary_over_ranks
 from umlkit.losses import official_objective
-from umlkit.models import ModelConfig, build_model
+from umlkit.models import build_model
 from umlkit.optim import learning_rate, make_optimizer
 from umlkit.runs import (
     CONFIG_FILE,
@@ -130,36 +135,6 @@ def selection_score(metrics: dict[str, float]) -> float:
 
 
 # ------------------------------------------------------------------------------ building blocks
-def _load_splits(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES):
-    from umlkit.data import load_dataset
-
-    root = _data_root(config, names)
-    options = {"size": config.image_size}
-    if config.array_cache is not None:
-        options["cache"] = Path(config.array_cache)
-    return (
-        load_dataset(config.dataset, root, split="train", **options),
-        load_dataset(config.dataset, root, split="val", **options),
-    )
-
-
-def _data_root(config: TrainConfig, names: Mapping[str, str] = PYTHON_NAMES) -> Path:
-    """``config.data_root`` as a path, checked to be a folder."""
-    if config.data_root is None:
-        raise ValueError(f"{names['data_root']} is not set: point it at a dataset folder")
-    root = Path(config.data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {root} not found ({names['data_root']})")
-    return root
-
-
-def _model_depth(config: TrainConfig) -> int | None:
-    """The encoder depth ``config`` builds (None: an invalid one, left to build_model's error)."""
-    depth = config.model_options.get("depth", ModelConfig.depth)
-    valid = isinstance(depth, int) and not isinstance(depth, bool) and depth >= 2
-    return depth if valid else None
-
-
 def _build_model(config: TrainConfig, train_set) -> nn.Module:
     return build_model(
         config.model,
@@ -225,6 +200,8 @@ def train(
         FileNotFoundError: the dataset folder does not exist.
         FolderInUseError: another process is writing ``output_dir`` (the message names it).
         CannotWriteError: ``output_dir`` cannot be written: disk full, no permission, read-only.
+        TrainingDiverged: a ``ValueError`` naming the step where the run diverged
+            (:mod:`umlkit.divergence`); the folder keeps the last good epoch's checkpoints.
     """
     names = {**PYTHON_NAMES, **(argument_names or {})}
     output_dir = None if output_dir is None else Path(output_dir)
@@ -246,7 +223,7 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
     """:func:`train` once the checks that need no data have passed: load the data, build the
     model (wrapped for data-parallel training under torchrun), resume, run the epochs."""
     device, found = start["device"], start["found"]
-    _check_world(config)
+    distributed.check_global_batch(config.batch_size)
     train_set, val_set = _load_splits(config, names)
     data = None if output_dir is None else data_record(config, train_set)
     seed_everything(config.seed)
@@ -269,7 +246,7 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
             log(note)
         write_json(output_dir / CONFIG_FILE, config.to_dict())
     run = {"config": config, "model": model, "optimizer": optimizer, "device": device}
-    run["trained"] = trained
+    run["trained"], run["lr_name"] = trained, names["lr"]
     with undone_if_it_fails_early(None if resuming else output_dir, RUN_FILES):
         _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
     if state.best_state is not None:
@@ -285,23 +262,13 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
     )
 
 
-def _check_world(config: TrainConfig) -> None:
-    """In data-parallel training, the global batch must split evenly over the processes."""
-    world = distributed.world_size()
-    if world > 1 and config.batch_size % world:
-        raise ValueError(
-            f"batch_size {config.batch_size} is the global batch of the {world} processes "
-            f"and must be a multiple of {world}"
-        )
-
-
 def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, list[str]]:
     """The checks that need no data: the arguments, the device, the image size, the folder.
 
     Returns the device and the run files already in ``output_dir``.
     """
     device = pick_device(config.device, what=names["device"])
-    depth = _model_depth(config)
+    depth = model_depth(config)
     if depth is not None:
         check_image_size(config.image_size, depth, names["image_size"])
     return device, claim_run_folder(output_dir, RUN_FILES, resume, overwrite, names)
@@ -331,8 +298,15 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
                 epoch,
                 run["device"],
                 bar,
+                run["lr_name"],
             )
-            metrics = validate(model, val_set, config, run["device"])
+            try:  # finite weights can still overflow with batch norm's running statistics
+                metrics = validate(model, val_set, config, run["device"])
+            except ValueError as error:
+                last_lr = learning_rate(config, epoch + (steps - 1) / steps)
+                where = place(epoch, steps, steps, last_lr, validation=True)
+                check_failed_step(model, error, where, run["lr_name"])
+                raise
             row = {"epoch": epoch, "lr": learning_rate(config, epoch), **sums}
             row.update({f"val_{k}": metrics[k] for k in VAL_METRICS})
             row["val_score"] = selection_score(metrics)
@@ -418,8 +392,12 @@ def train_one_epoch(
     epoch: int,
     device: str,
     bar=None,
+    lr_name: str = PYTHON_NAMES["lr"],
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
     """One pass over ``loader``: set the learning rate, forward, loss, backward, Adam step.
+
+    A diverged step raises :class:`~umlkit.divergence.TrainingDiverged` (see
+    :mod:`umlkit.divergence`); its message names the learning rate as ``lr_name``.
 
     Returns:
         The epoch's mean loss terms (``loss``, ``loss_cls``, ...), and the per-step rows: one
@@ -442,20 +420,27 @@ def train_one_epoch(
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        with torch.autocast(
-            device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp
-        ):
-            output = model(images)
-        loss, components = objective(output.float(), masks, labels, epoch)
+        where = place(epoch, step + 1, steps, lr)
+        try:
+            with torch.autocast(
+                device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp
+            ):
+                output = model(images)
+            loss, components = objective(output.float(), masks, labels, epoch)
+        except ValueError as error:  # e.g. "evidence contains NaN or inf": say why, and where
+            check_failed_step(model, error, where, lr_name)
+            raise
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         components = distributed.mean_over_ranks(components)  # the global batch's loss terms
+        check_loss_terms(components, where, lr_name)
         for name, value in components.items():
             key = "loss" if name == "total" else f"loss_{name}"
             totals[key] = totals.get(key, 0.0) + value
             window[key] = window.get(key, 0.0) + value
         if (step + 1) % config.log_every == 0 or step + 1 == steps:
+            check_weights(model, where, lr_name)  # the last step's before validation or saving
             rows.append(_step_row(epoch, step, steps, lr, window, config.log_every))
             window = {}
         if bar is not None:

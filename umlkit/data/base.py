@@ -360,9 +360,11 @@ def array_cache_key(dataset: SegmentationClassificationDataset) -> str:
     """The key of a split's stored copy: 16 hex digits of a hash of everything its items depend on.
 
     That is the dataset kind, its folder (resolved), the split, the output size, the stored-split
-    format version, and every item's id, label, file paths, sizes and modification times — so
-    rewriting, adding or removing a file, or relabelling an image, makes the next load decode the
-    split again instead of reading a stale copy.
+    format version, and every item's id, label, file paths, sizes, modification times and change
+    times — so rewriting, adding or removing a file, or relabelling an image, makes the next load
+    decode the split again instead of reading a stale copy. The change time (ctime) is set by
+    the system on every write and no program can set it back, so a file edited in place whose
+    size and modification time were restored (``os.utime``, ``cp -p``) is still seen as new.
     """
     files = []
     for record in dataset._records:
@@ -370,7 +372,7 @@ def array_cache_key(dataset: SegmentationClassificationDataset) -> str:
         for path in (record.image, record.mask):
             if path is not None and Path(path).is_file():
                 stat = Path(path).stat()
-                stats.append([str(path), stat.st_size, stat.st_mtime_ns])
+                stats.append([str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns])
         files.append([record.id, record.label, stats, repr(sorted(record.extra.items()))])
     values = {
         "version": ARRAY_CACHE_VERSION,

@@ -180,8 +180,10 @@ def preprocess_case(image_path: Path, mask_path: Path, n_slices: int = 10) -> di
 
 def _cache_key(case: str, image: Path, mask: Path, n_slices: int) -> str:
     def describe(path: Path) -> list:
+        # the change time too: a volume edited in place with its modification time put back
+        # (os.utime, cp -p) still has a new one, so it is preprocessed again
         stat = path.stat()
-        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
     blob = json.dumps(
         [PREPROCESS_VERSION, case, n_slices, describe(image), describe(mask)], sort_keys=True

@@ -18,7 +18,11 @@ The synthetic kinds are accepted as aliases: ``derm`` and ``ood`` read as ``isic
 **folder** layout: ``images/<id>.<png|jpg|...>`` (one file per id), ``masks/<id>.png`` (class indices, or 0/255 for
 a binary mask) and ``labels.csv`` with columns ``id,label``. With ``train/``, ``val/`` and
 ``test/`` subfolders (each in that layout) those are the splits; otherwise a seeded split
-stratified by label (fractions ``split_fractions``, default 0.7 / 0.1 / 0.2).
+stratified by label (fractions ``split_fractions``, default 0.7 / 0.1 / 0.2). The number of image
+classes is stated by ``num_classes`` or by an optional ``classes.txt`` in the dataset folder (one
+class name per line, the first naming label 0), and a label outside it is refused; without
+either it is inferred from the labels, and a class with fewer than two training images is
+refused as a likely typo (:mod:`umlkit.data.classes`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from umlkit.data.base import (
     parse_size,
     stratified_split,
 )
+from umlkit.data.classes import check_labels_in_range, folder_classes
 from umlkit.data.images import read_image, read_mask
 
 KINDS = ("isic2017", "refuge", "ispy1", "folder")
@@ -93,7 +98,8 @@ def load_dataset(
             :class:`~umlkit.data.corruptions.Corruption`).
         **options: per kind: ``ispy1``: ``n_slices`` (10), ``cache_dir``, ``split_fractions``
             ((0.8, 0.1, 0.1)), ``progress``; ``folder``: ``split_fractions`` ((0.7, 0.1, 0.2)),
-            ``num_seg_classes`` (2), ``num_classes`` (max label + 1), ``grayscale`` (False).
+            ``num_seg_classes`` (2), ``num_classes`` (default: the lines of the folder's
+            ``classes.txt``, else the largest label + 1), ``grayscale`` (False).
 
     Returns:
         A :class:`~umlkit.data.base.SegmentationClassificationDataset` with ``.ids``,
@@ -438,16 +444,18 @@ def _load_refuge(root: Path, split: str, **common) -> SegmentationClassification
 
 
 # ------------------------------------------------------------------------------------------ folder
-def _folder_num_classes(table: pd.DataFrame, split_dirs: list[Path], base: Path) -> int:
-    """The number of classes of a folder dataset: one more than the largest label (at least 2),
-    from every split's labels, so that all splits agree on it."""
-    tables = [table] + [
-        _read_csv(d / layouts.FOLDER_LAYOUT["labels"], ("id", "label"))
-        for d in split_dirs
-        if d != base and (d / layouts.FOLDER_LAYOUT["labels"]).is_file()
-    ]
-    found = [_class_label(v, "") for t in tables for v in t["label"]]
-    return max(max((v for v in found if isinstance(v, int)), default=1) + 1, 2)
+def _folder_labels(
+    table: pd.DataFrame, paths: dict[str, Path], split_dirs: list[Path], base: Path
+) -> dict[Path, list[int | str]]:
+    """Every split's label table -> its labels (class indices, or the problem of a label that is
+    none): this split's ``table`` and the other splits' files, so that all splits agree on the
+    number of classes (:func:`umlkit.data.classes.folder_classes`)."""
+    tables = {paths["labels"]: table}
+    for folder in split_dirs:
+        path = folder / layouts.FOLDER_LAYOUT["labels"]
+        if folder != base and path.is_file():
+            tables[path] = _read_csv(path, ("id", "label"))
+    return {path: [_class_label(v, str(path)) for v in t["label"]] for path, t in tables.items()}
 
 
 def _folder_paths(root: Path, split: str) -> tuple[list[Path], Path, dict[str, Path]]:
@@ -506,17 +514,6 @@ def _records_of_split(
     return [r for r in records if r.id in chosen or r.label is None]
 
 
-def _check_labels_below(records: list[Record], num_classes: int) -> None:
-    """Report every record whose label is not a class index below ``num_classes``."""
-    for record in records:
-        if record.label is not None and record.label >= num_classes:
-            record.problems.append(
-                DatasetItemError(
-                    record.image, f"label {record.label} is not below num_classes={num_classes}"
-                )
-            )
-
-
 def _folder_mask_values(num_seg_classes: int) -> dict[int, int]:
     """Stored mask value -> pixel class: each class by its index, and 255 as the foreground of a
     two-class mask (the usual black-and-white mask)."""
@@ -541,18 +538,24 @@ def _load_folder(
         raise ValueError(f"num_seg_classes must be an integer in [2, 255], got {num_seg_classes!r}")
     split_dirs, base, paths = _folder_paths(root, split)
     records, table = _folder_records(paths)
-    if num_classes is None:
-        num_classes = _folder_num_classes(table, split_dirs, base)
+    train_table = (
+        root / "train" / layouts.FOLDER_LAYOUT["labels"] if split_dirs else paths["labels"]
+    )
+    labels = _folder_labels(table, paths, split_dirs, base)
+    classes = folder_classes(
+        root, num_classes, labels, train_table if train_table in labels else None
+    )
+    lines = {image_id: index + 2 for index, image_id in enumerate(table["id"])}  # header: line 1
+    check_labels_in_range(records, paths["labels"], lines, classes)  # before a split: in every one
     if not split_dirs:
         records = _records_of_split(records, split, split_fractions, seed)
-    _check_labels_below(records, num_classes)
     return SegmentationClassificationDataset(
         kind="folder",
         root=root,
         split=split,
         records=records,
         read=ImageMaskReader(_folder_mask_values(num_seg_classes), grayscale=grayscale),
-        class_names=tuple(str(c) for c in range(num_classes)),
+        class_names=classes.names,
         seg_class_names=("background", "foreground")
         if num_seg_classes == 2
         else tuple(f"class {c}" for c in range(num_seg_classes)),

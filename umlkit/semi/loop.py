@@ -82,8 +82,9 @@ from umlkit.semi.sampler import PartiallyLabeled, TwoStreamBatchSampler, split_l
 #: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
 NOT_HASHED = ("device", "num_workers", "array_cache")
 #: Part of the cache key: raised whenever an unchanged configuration's numbers change, so that
-#: no run of older loop code is loaded from the cache.
-SEMI_REVISION = 3
+#: no run of older loop code is loaded from the cache. 4: the data enter the key by the content
+#: of their files, no longer by names and sizes alone (the same data give another key).
+SEMI_REVISION = 4
 #: What a ``last.pt`` must hold for :func:`fit_semi` to resume from it.
 RESUME_KEYS = (
     "semi_config",
@@ -453,11 +454,12 @@ def _save_epoch(output_dir: Path, run: dict[str, Any], state: dict, best_state) 
 
 
 def _data_fingerprint(config: SemiConfig) -> str | None:
-    """The fingerprint of ``config.data_root`` (names, sizes, modification times of its files),
-    or ``None`` when the data were passed in memory without a folder."""
+    """The fingerprint of ``config.data_root`` (names, sizes and contents of its files:
+    :func:`~umlkit.checkpoints.dataset_fingerprint`), or ``None`` when the data were passed in
+    memory without a folder."""
     if config.data_root is None or not Path(config.data_root).is_dir():
         return None
-    return dataset_fingerprint(config.data_root, mtimes=True)
+    return dataset_fingerprint(config.data_root)
 
 
 def _resume(output_dir: Path, config: SemiConfig, run: dict[str, Any]):
