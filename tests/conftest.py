@@ -52,6 +52,48 @@ def _caches_in_a_temporary_folder(tmp_path_factory):
             os.environ[name] = value
 
 
+#: A process that holds the folder argv[1] (as a training run does) until its stdin closes.
+_FOLDER_HOLDER = """
+import sys
+from umlkit.folders import folder_lock
+
+with folder_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def start_folder_holder():
+    """A function that starts a process holding a folder's lock and returns it once it holds it
+    (``tests/test_folders.py``, ``tests/test_train.py``); closing its stdin lets go. Processes
+    still running after the test are stopped."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    started = []
+
+    def start(folder):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _FOLDER_HOLDER, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        started.append(holder)
+        assert holder.stdout.readline() == "held\n"
+        return holder
+
+    yield start
+    for holder in started:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+
+
 @pytest.fixture
 def plot_theme():
     """umlkit's plotting theme for the test, and no figure left open after it (``tests/test_plots_*``)."""

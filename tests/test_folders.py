@@ -2,10 +2,7 @@
 
 import errno
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,34 +16,7 @@ from umlkit.folders import (
     reporting_write_errors,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 needs_fcntl = pytest.mark.skipif(folders.fcntl is None, reason="no fcntl here: no lock is taken")
-#: A process that holds a folder until its standard input is closed.
-HOLDER = """
-import sys
-from umlkit.folders import folder_lock
-
-with folder_lock(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
-def start_holder(folder):
-    """Start a process that holds ``folder``; return it once it holds it."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(folder)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    assert holder.stdout.readline() == "held\n"
-    return holder
 
 
 def let_go(holder):
@@ -55,9 +25,9 @@ def let_go(holder):
 
 
 @needs_fcntl
-def test_a_folder_in_use_is_refused_at_once_naming_the_process(tmp_path):
+def test_a_folder_in_use_is_refused_at_once_naming_the_process(tmp_path, start_folder_holder):
     folder = tmp_path / "run"
-    holder = start_holder(folder)
+    holder = start_folder_holder(folder)
     try:
         started = time.perf_counter()
         with pytest.raises(FolderInUseError) as caught:
@@ -77,9 +47,11 @@ def test_a_folder_in_use_is_refused_at_once_naming_the_process(tmp_path):
 
 
 @needs_fcntl
-def test_waiting_for_the_folder_says_for_whom_and_takes_it_when_let_go(tmp_path):
+def test_waiting_for_the_folder_says_for_whom_and_takes_it_when_let_go(
+    tmp_path, start_folder_holder
+):
     folder = tmp_path / "entry"
-    holder = start_holder(folder)
+    holder = start_folder_holder(folder)
     notes = []
 
     def note(line):
@@ -95,9 +67,11 @@ def test_waiting_for_the_folder_says_for_whom_and_takes_it_when_let_go(tmp_path)
 
 
 @needs_fcntl
-def test_a_lock_file_left_by_a_killed_process_is_taken_over_and_named(tmp_path):
+def test_a_lock_file_left_by_a_killed_process_is_taken_over_and_named(
+    tmp_path, start_folder_holder
+):
     folder = tmp_path / "run"
-    holder = start_holder(folder)
+    holder = start_folder_holder(folder)
     holder.kill()  # no chance to let go or to delete its lock file
     holder.wait(timeout=30)
     assert (folder / LOCK_FILE).is_file()

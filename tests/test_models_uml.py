@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transcription import Weights, batch_norm, randomize_norms
 
 from umlkit.config import TrainConfig
 from umlkit.losses import official_objective
@@ -109,48 +110,8 @@ def test_navigator_is_the_official_concat_module():
 
 # ------------------------------------------------------------------ decoders, heads, dropout
 # The official layers below are written with torch.nn.functional alone. umlkit's modules serve only
-# as containers of the weights (handed out in the order they were registered, see _Weights); none
+# as containers of the weights (handed out in the order they were registered: transcription.Weights); none
 # of their forward methods is called to build an expected value.
-
-
-class _Weights:
-    """The Conv2d and BatchNorm2d layers of a module, handed out one by one in registration order."""
-
-    def __init__(self, module):
-        self.convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-        self.norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
-
-    def conv(self):
-        return self.convs.pop(0)
-
-    def norm(self):
-        return self.norms.pop(0)
-
-    def assert_used_up(self):
-        """Every layer of the module took part in the computation written out by hand."""
-        assert not self.convs and not self.norms, (self.convs, self.norms)
-
-
-def _randomize_norms(module, seed=0):
-    """Random BatchNorm affine weights and running statistics, so that every norm shows in eval."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for norm in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
-            n = norm.num_features
-            norm.weight.copy_(0.5 + torch.rand(n, generator=generator))
-            norm.bias.copy_(0.2 * torch.randn(n, generator=generator))
-            norm.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
-            norm.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-    return module
-
-
-def _bn(norm, x, training):
-    """BatchNorm2d: batch statistics in training, running statistics in evaluation."""
-    if training:
-        return F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
-    return F.batch_norm(
-        x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
-    )
 
 
 def _official_double_conv(weights, x, training=False, p=0.1, drops=None):
@@ -161,7 +122,9 @@ def _official_double_conv(weights, x, training=False, p=0.1, drops=None):
     for _ in range(2):
         conv = weights.conv()
         assert conv.bias is not None  # nn.Conv2d's default bias
-        x = F.relu(_bn(weights.norm(), F.conv2d(x, conv.weight, conv.bias, padding=1), training))
+        x = F.relu(
+            batch_norm(weights.norm(), F.conv2d(x, conv.weight, conv.bias, padding=1), training)
+        )
         dropped = F.dropout2d(x, p, training)
         if drops is not None:
             drops.append(
@@ -180,8 +143,8 @@ def _official_unet_up(weights, x, skip, training=False, drops=None):
 def test_up_step_follows_the_2023_order():
     torch.manual_seed(0)
     x, skip = torch.randn(B, 8, 3, 3), torch.randn(B, 4, 6, 6)
-    step = _randomize_norms(UpConcat(8, 4, dropout=0.1)).eval()
-    weights = _Weights(step)
+    step = randomize_norms(UpConcat(8, 4, dropout=0.1)).eval()
+    weights = Weights(step)
     expected = _official_unet_up(weights, x, skip)  # (B, 4 + 4, 6, 6): the skip comes first
     weights.assert_used_up()
     torch.testing.assert_close(step(x, skip), expected)
@@ -191,9 +154,9 @@ def test_mutual_decoder_ends_in_a_two_layer_evidential_head():
     """modules.py ``TrustedMutualFeatureDecoder``: UNet_Up steps, 1x1 in -> in/4 -> C, softplus."""
     torch.manual_seed(0)
     decoder = MutualDecoder([4, 8, 16], num_seg_classes=C, evidence="softplus", dropout=0.1)
-    decoder = _randomize_norms(decoder).eval()
+    decoder = randomize_norms(decoder).eval()
     mutual = [torch.randn(B, 4, 8, 8), torch.randn(B, 8, 4, 4), torch.randn(B, 16, 2, 2)]
-    weights = _Weights(decoder)
+    weights = Weights(decoder)
     x = _official_unet_up(weights, mutual[2], mutual[1])  # (B, 8 + 8, 4, 4)
     x = _official_unet_up(weights, x, mutual[0])  # (B, 4 + 4, 8, 8)
     hidden, out = weights.conv(), weights.conv()
@@ -218,19 +181,19 @@ def _official_cls_head(weights, feature):
         feature = F.conv2d(
             feature, depthwise.weight, padding=2, dilation=2, groups=feature.shape[1]
         )
-        feature = F.relu(_bn(weights.norm(), F.conv2d(feature, pointwise.weight), False))
+        feature = F.relu(batch_norm(weights.norm(), F.conv2d(feature, pointwise.weight), False))
         widths.append(feature.shape[1])
     return feature, widths
 
 
 def test_instructor_and_classifier_head_read_both_bottom_features():
     torch.manual_seed(0)
-    instructor = _randomize_norms(UncertaintyInstructor(4, 8, dropout=0.1, dropout_each=True), 1)
+    instructor = randomize_norms(UncertaintyInstructor(4, 8, dropout=0.1, dropout_each=True), 1)
     head = ClassifierHead(16, 8, num_classes=2, head="evidential", evidence="softplus")
-    head, instructor = _randomize_norms(head, 2).eval(), instructor.eval()
+    head, instructor = randomize_norms(head, 2).eval(), instructor.eval()
     feature, eta = torch.randn(B, 16, 3, 3), torch.randn(B, 4, 3, 3)
     # UncertaintyInstructorForCls: cls_head, conv_reliable (DoubleConv), F + F * eta, pool, linear
-    head_weights, instructor_weights = _Weights(head), _Weights(instructor)
+    head_weights, instructor_weights = Weights(head), Weights(instructor)
     f, widths = _official_cls_head(head_weights, feature)
     assert widths == [8, 4, 4, 8]
     f = f + f * _official_double_conv(instructor_weights, eta)  # no gate on eta
@@ -298,7 +261,7 @@ def test_dropout2d_of_0_1_follows_every_double_conv_layer_and_the_navigator_embe
     got = step(x, skip)
     torch.manual_seed(1)
     drops = []
-    expected = _official_unet_up(_Weights(step), x, skip, training=True, drops=drops)
+    expected = _official_unet_up(Weights(step), x, skip, training=True, drops=drops)
     torch.testing.assert_close(got, expected)
     assert len(drops) == 2 and all(bool(d.any()) for d in drops)  # channels were dropped
 
@@ -308,10 +271,10 @@ def test_dropout2d_of_0_1_follows_every_double_conv_layer_and_the_navigator_embe
     torch.manual_seed(2)
     got, _ = navigator(feature, side, evidence, uncertainty)
     torch.manual_seed(2)
-    weights = _Weights(navigator)
+    weights = Weights(navigator)
     embed_conv, norm, fuse = weights.conv(), weights.norm(), weights.conv()
     reliable = (side + evidence) * torch.exp(-uncertainty)
-    embedded = F.relu(_bn(norm, F.conv2d(reliable, embed_conv.weight), True))
+    embedded = F.relu(batch_norm(norm, F.conv2d(reliable, embed_conv.weight), True))
     dropped = F.dropout2d(embedded, 0.1, True)
     assert bool(((dropped.flatten(2).amax(-1) == 0) & (embedded.flatten(2).amax(-1) > 0)).any())
     expected = F.conv2d(torch.cat([feature, dropped], 1), fuse.weight)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transcription import Weights, batch_norm, randomize_norms
 
 from umlkit.models import build_model
 from umlkit.models.uml2024 import AttentionGateNavigator, UpConv
@@ -16,49 +17,14 @@ from umlkit.models.uml2024 import AttentionGateNavigator, UpConv
 B, C = 2, 3
 
 
-class _Weights:
-    """The Conv2d and BatchNorm2d layers of a module, handed out one by one in registration order."""
-
-    def __init__(self, module):
-        self.convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-        self.norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
-
-    def conv(self):
-        return self.convs.pop(0)
-
-    def norm(self):
-        return self.norms.pop(0)
-
-    def assert_used_up(self):
-        assert not self.convs and not self.norms, (self.convs, self.norms)
-
-
-def _randomize_norms(module, seed=0):
-    """Random BatchNorm affine weights and running statistics, so that every norm shows in eval."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for norm in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
-            n = norm.num_features
-            norm.weight.copy_(0.5 + torch.rand(n, generator=generator))
-            norm.bias.copy_(0.2 * torch.randn(n, generator=generator))
-            norm.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
-            norm.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-    return module
-
-
-def _bn(norm, x, training):
-    if training:
-        return F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
-    stats = (norm.running_mean, norm.running_var)
-    return F.batch_norm(x, *stats, norm.weight, norm.bias, False, 0.0, norm.eps)
-
-
 def _official_double_conv2d(weights, x, training=False, drops=None):
     """modules.py ``DoubleConv2d``: 3x3 conv (bias) -> BN -> ReLU, twice, then one Dropout2d(0.1)."""
     for _ in range(2):
         conv = weights.conv()
         assert conv.bias is not None
-        x = F.relu(_bn(weights.norm(), F.conv2d(x, conv.weight, conv.bias, padding=1), training))
+        x = F.relu(
+            batch_norm(weights.norm(), F.conv2d(x, conv.weight, conv.bias, padding=1), training)
+        )
     dropped = F.dropout2d(x, 0.1, training)
     if drops is not None:
         drops.append((dropped.flatten(2).abs().amax(-1) == 0) & (x.flatten(2).abs().amax(-1) > 0))
@@ -77,11 +43,11 @@ def _official_up_conv2d(weights, x, skip, training=False, drops=None):
 def test_up_step_follows_the_2024_order(training):
     torch.manual_seed(0)
     x, skip = torch.randn(4, 32, 3, 3), torch.randn(4, 16, 6, 6)
-    step = _randomize_norms(UpConv(32, 16, dropout=0.1)).train(training)
+    step = randomize_norms(UpConv(32, 16, dropout=0.1)).train(training)
     torch.manual_seed(1)  # training: the same channel masks for umlkit's and the written-out step
     got = step(x, skip)
     torch.manual_seed(1)
-    weights, drops = _Weights(step), []
+    weights, drops = Weights(step), []
     expected = _official_up_conv2d(weights, x, skip, training, drops)
     weights.assert_used_up()
     torch.testing.assert_close(got, expected)
@@ -91,7 +57,7 @@ def test_up_step_follows_the_2024_order(training):
 
 def test_attention_gate_is_fed_the_full_resolution_mutual_feature():
     torch.manual_seed(0)
-    gate = _randomize_norms(AttentionGateNavigator(channels=8)).eval()
+    gate = randomize_norms(AttentionGateNavigator(channels=8)).eval()
     x = torch.randn(B, 8, 4, 4)
     mutual, uncertainty = torch.randn(B, 2, 16, 16), torch.rand(B, 1, 16, 16)
     # modules.py UncertaintyNavigator with the inputs UNSegDecoder gives it: the full-resolution
@@ -100,15 +66,15 @@ def test_attention_gate_is_fed_the_full_resolution_mutual_feature():
     m = F.interpolate(mutual, size=(4, 4), mode="bilinear", align_corners=True).repeat(1, 4, 1, 1)
     u = F.interpolate(uncertainty, size=(4, 4), mode="bilinear", align_corners=True)
     screened = x * torch.exp(-u)
-    weights = _Weights(gate)
+    weights = Weights(gate)
     w_x, norm_x, w_m, norm_m = weights.conv(), weights.norm(), weights.conv(), weights.norm()
     w_psi, norm_psi = weights.conv(), weights.norm()
     weights.assert_used_up()
     inner = F.relu(
-        _bn(norm_x, F.conv2d(screened, w_x.weight, w_x.bias), False)
-        + _bn(norm_m, F.conv2d(m, w_m.weight, w_m.bias), False)
+        batch_norm(norm_x, F.conv2d(screened, w_x.weight, w_x.bias), False)
+        + batch_norm(norm_m, F.conv2d(m, w_m.weight, w_m.bias), False)
     )
-    psi = torch.sigmoid(_bn(norm_psi, F.conv2d(inner, w_psi.weight, w_psi.bias), False))
+    psi = torch.sigmoid(batch_norm(norm_psi, F.conv2d(inner, w_psi.weight, w_psi.bias), False))
     out, got_psi = gate(x, mutual, uncertainty)
     torch.testing.assert_close(got_psi, psi)
     torch.testing.assert_close(out, screened * psi)
@@ -118,7 +84,7 @@ def test_2024_mutual_levels_and_single_output():
     """uml_net.py / modules.py ``MutualFeatureDecoder`` by hand, level by level, and the wiring of
     the segmentation output, the gates' inputs and eta."""
     torch.manual_seed(0)
-    model = _randomize_norms(build_model("uml2024", num_seg_classes=C, width=4)).eval()
+    model = randomize_norms(build_model("uml2024", num_seg_classes=C, width=4)).eval()
     seen = {}
 
     def keep(name):
@@ -138,7 +104,7 @@ def test_2024_mutual_levels_and_single_output():
     mutual = [seen[f"mixer{index}"][0][1] for index in range(4)]  # widths 4, 8, 16, 32
 
     # conv_adj_channel2..4: bare 1x1 convolutions of levels 2..4 (umlkit keeps each width)
-    adjust = _Weights(model.mutual_adjust)
+    adjust = Weights(model.mutual_adjust)
     adjusted = [mutual[0]]
     for feature in mutual[1:]:
         conv = adjust.conv()
@@ -146,13 +112,13 @@ def test_2024_mutual_levels_and_single_output():
         adjusted.append(F.conv2d(feature, conv.weight))
     adjust.assert_used_up()
     # up_conv4, up_conv3, up_conv2 from the bottom level; mut_info_list holds every level
-    steps = _Weights(model.mutual_steps)
+    steps = Weights(model.mutual_steps)
     levels = [adjusted[3]]
     for skip in (adjusted[2], adjusted[1], adjusted[0]):
         levels.append(_official_up_conv2d(steps, levels[-1], skip))
     steps.assert_used_up()
     # out_conv4..1: BasicConv2d(c, c/2) -> BasicConv2d(c/2, C), softplus, alpha = E + 1, u = C/S
-    heads = _Weights(model.mutual_heads)
+    heads = Weights(model.mutual_heads)
     pairs = {}
     for _ in range(4):
         hidden, last = heads.conv(), heads.conv()
@@ -178,7 +144,7 @@ def test_2024_mutual_levels_and_single_output():
     # UNSegDecoder: every gate gets the full-resolution mutual feature (mut_info_list[0]) and
     # uncertainty; its skip is the segmentation feature, 1x1-adjusted above level 1
     seg = seen["seg"][0][1]
-    seg_adjust = _Weights(model.seg_adjust)
+    seg_adjust = Weights(model.seg_adjust)
     skips = [seg[0], *(F.conv2d(f, seg_adjust.conv().weight) for f in seg[1:3])]
     assert len(seen["gates"]) == 3
     for (args, _), skip in zip(seen["gates"], skips, strict=True):

@@ -6,8 +6,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -530,29 +528,11 @@ def test_a_run_failing_in_its_first_epoch_removes_what_it_wrote(data_root, tmp_p
     assert len(result.history) == 1 and (used / CHECKPOINT_LAST).is_file()
 
 
-#: A process that holds the folder argv[1] (as a training run does) until its stdin closes.
-HOLDER = """
-import sys
-from umlkit.folders import folder_lock
-
-with folder_lock(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
-def test_a_folder_another_process_writes_is_refused_at_once(data_root, tmp_path, monkeypatch):
+def test_a_folder_another_process_writes_is_refused_at_once(
+    data_root, tmp_path, monkeypatch, start_folder_holder
+):
     folder = tmp_path / "run"
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(folder)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    assert holder.stdout.readline() == "held\n"
+    holder = start_folder_holder(folder)
     _no_data_loading(monkeypatch)
     try:
         for options in ({}, {"resume": True}, {"overwrite": True}):
