@@ -4,10 +4,12 @@ The notebooks' ``parameters`` cells default to ``profile = None``, which reads `
 the kernels nbval starts inherit this process's environment.
 
 Under pytest-xdist (``make test``: ``-n 2 --dist loadscope``) :func:`pytest_xdist_make_scheduler`
-keeps every notebook, and the JupyterLab browser test that opens two of them, in one unit of work:
-they run in one process, in order. A notebook's cells must share one kernel, and the notebooks share
-the smoke profile's data and model cache in the checkout (notebook 04 trains the models that 05-08
-and the JupyterLab test read). Every other test module is a unit of its own (``loadscope``).
+keeps the notebooks that share the smoke profile's derm data and model cache in the checkout, and
+the JupyterLab browser test that opens 06, in one unit of work: they run in one process, in order
+(01 writes the data 03-08 read, 04 trains the models that 05-08 and the JupyterLab test read).
+00 (reads the notebooks), 02 (toy data in memory) and 09 (its own fundus data and cache) share
+nothing with them, so each is a unit of its own, like every test module. A notebook's cells always
+stay together: they share one kernel.
 """
 
 import os
@@ -17,10 +19,16 @@ os.environ.setdefault("UMLKIT_PROFILE", "smoke")
 NOTEBOOKS_GROUP = "notebooks"
 
 
+#: Notebooks that read or write nothing the others share (see the module docstring).
+ON_THEIR_OWN = ("00_overview.ipynb", "02_evidential_primer.ipynb", "09_semi_supervised.ipynb")
+
+
 def work_unit(nodeid: str, default: str) -> str:
-    """The unit of work of a test id under xdist: ``notebooks`` or ``default`` (its module)."""
+    """The unit of work of a test id under xdist: ``notebooks`` or ``default`` (its file)."""
     path = nodeid.split("::", 1)[0]
-    if path.endswith(".ipynb") or path.endswith("browser/test_jupyterlab.py"):
+    if path.endswith("browser/test_jupyterlab.py"):
+        return NOTEBOOKS_GROUP
+    if path.endswith(".ipynb") and not path.endswith(ON_THEIR_OWN):
         return NOTEBOOKS_GROUP
     return default
 
@@ -38,3 +46,14 @@ def pytest_xdist_make_scheduler(config, log):
             return work_unit(nodeid, super()._split_scope(nodeid))
 
     return NotebooksInOneProcess(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The ``notebooks`` unit first (it takes the longest, so it starts at once), its JupyterLab
+    test after its notebooks, every other test in its order (a stable sort)."""
+
+    def place(item):
+        in_unit = work_unit(item.nodeid, "") == NOTEBOOKS_GROUP
+        return (not in_unit, in_unit and item.path.suffix != ".ipynb")
+
+    items.sort(key=place)

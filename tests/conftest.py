@@ -2,9 +2,9 @@
 
 ``make test`` runs pytest with ``pytest-xdist`` (``-n 2 --dist loadscope``): two worker processes,
 each given whole units of work: every test module is one unit, so its fixtures (a tiny trained
-model, a written dataset) are built once, in one process; the notebooks and the JupyterLab test
-are one unit together (``notebooks/conftest.py`` says why). :func:`pytest_collection_modifyitems`
-puts that unit first: it takes the longest, so it starts at once.
+model, a written dataset) are built once, in one process; the notebooks that share the smoke
+data and model cache, and the JupyterLab test, are one unit together, put first because it takes
+the longest (``notebooks/conftest.py``).
 
 Each worker computes with one torch thread, and the kernels and processes it starts inherit
 ``OMP_NUM_THREADS=1``: two workers of one thread use the two cores without oversubscribing them.
@@ -23,16 +23,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
-
-
-def _runs_with_the_notebooks(item: pytest.Item) -> bool:
-    path = Path(str(item.path))
-    return path.suffix == ".ipynb" or path.name == "test_jupyterlab.py"
-
-
-def pytest_collection_modifyitems(config, items):
-    """The notebooks (and the JupyterLab test after them) first, every other test in its order."""
-    items.sort(key=lambda item: not _runs_with_the_notebooks(item))  # a stable sort
 
 
 @pytest.fixture(autouse=True, scope="session")

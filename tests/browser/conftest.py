@@ -59,9 +59,8 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason=f"browser tests skipped: {reason}")
         for item in browser_items:
             item.add_marker(skip)
-    # After the notebooks, so that those they open find the models that nbval's run of 04
-    # cached (tests/conftest.py then puts the JupyterLab test into the notebooks' group).
-    items[:] = [item for item in items if item not in browser_items] + browser_items
+    # notebooks/conftest.py runs the JupyterLab test right after the notebooks, so that those
+    # it opens find the models that nbval's run of 04 cached.
 
 
 @pytest.fixture(scope="session")
