@@ -18,7 +18,7 @@ def test_risk_coverage():
     fig = plots.risk_coverage({"UML (AURC 0.05)": (coverage, coverage / 5)})
     ax = fig.axes[0]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), coverage / 5)
-    assert ax.get_legend().get_texts()[0].get_text() == "UML (AURC 0.05)"
+    assert fig.legends[0].get_texts()[0].get_text() == "UML (AURC 0.05)"  # below the axes
     with pytest.raises(ValueError, match="at least one curve"):
         plots.risk_coverage({})
 

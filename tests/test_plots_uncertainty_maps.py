@@ -79,10 +79,10 @@ def test_ueo_curve_marks_the_maximum():
         }
     )
     fig = plots.ueo_curve(frame)
-    ax = fig.axes[0]
-    annotations = [child.get_text() for child in ax.texts]
-    assert "1.00 @ 0.30" in annotations
-    assert "0.50 @ 1.00" in annotations
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels == ["UML: max 1.00 at t = 0.30", "softmax: max 0.50 at t = 1.00"]
+    marked = [tuple(points.get_offsets()[0]) for points in fig.axes[0].collections]
+    assert marked == [pytest.approx((0.3, 1.0)), pytest.approx((1.0, 0.5))]
     with pytest.raises(ValueError, match="ueo"):
         plots.ueo_curve(frame.drop(columns="ueo"))
 
@@ -93,7 +93,7 @@ def test_error_detection_curves():
     uncertainty = np.where(error, rng.random(5000) * 0.5 + 0.5, rng.random(5000) * 0.7)
     fig = plots.error_detection_curves({"UML": (error, uncertainty)}, max_points=100)
     roc_ax, pr_ax = fig.axes
-    assert roc_ax.get_legend().get_texts()[0].get_text() == "UML"
+    assert fig.legends[0].get_texts()[0].get_text() == "UML"  # one legend, below both panels
     assert len(roc_ax.lines[0].get_xdata()) <= 100
     assert pr_ax.lines[1].get_ydata()[0] == pytest.approx(error.mean())
     with pytest.raises(ValueError, match="both errors"):

@@ -34,14 +34,15 @@ def risk_coverage(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Figure
     """
     if not curves:
         raise ValueError("risk_coverage needs at least one curve")
-    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6, 3.5 + 0.25 * len(curves)), layout="constrained")
     for label, (coverage, risk) in curves.items():
         ax.plot(np.asarray(coverage), np.asarray(risk), label=label)
     ax.set_xlabel("coverage (share of cases kept, most certain first)")
     ax.set_ylabel("risk (error rate of kept cases)")
     ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize="small")
+    # below the axes: the labels carry the AURC and are long, and inside they covered the curves
+    fig.legend(loc="outside lower center", fontsize="small")
     return fig
 
 

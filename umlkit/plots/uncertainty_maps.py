@@ -180,7 +180,7 @@ def uncertainty_overlay(
 def ueo_curve(
     frame: pd.DataFrame, *, x: str = "threshold", y: str = "ueo", hue: str = "model"
 ) -> Figure:
-    """Uncertainty-error overlap against the threshold, with each curve's maximum marked.
+    """Uncertainty-error overlap against the threshold, each curve's maximum marked and in the legend.
 
     ``UEO(t) = 2 |U_t ∩ E| / (|U_t| + |E|)`` (Jungo & Reyes 2019) is the Dice between the error mask E and
     the thresholded uncertainty U_t = {u > t}; the best threshold is chosen once per dataset.
@@ -192,22 +192,24 @@ def ueo_curve(
         The figure with one axes.
     """
     check_columns(frame, (x, y, hue), "UEO frame")
-    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
-    sns.lineplot(data=frame, x=x, y=y, hue=hue, ax=ax, seed=0)
-    palette = dict(zip(frame[hue].unique(), sns.color_palette(), strict=False))
-    for name, group in frame.groupby(hue, sort=False):
+    fig, ax = plt.subplots(figsize=(6, 5.2), layout="constrained")
+    for colour, (name, group) in zip(
+        sns.color_palette(), frame.groupby(hue, sort=False), strict=False
+    ):
+        group = group.sort_values(x)
         best = group.loc[group[y].idxmax()]
-        ax.scatter(best[x], best[y], color=palette[name], zorder=3, s=30)
-        ax.annotate(
-            f"{best[y]:.2f} @ {best[x]:.2f}",
-            (best[x], best[y]),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize="small",
+        # the maximum goes into the legend: printed beside the curves, close peaks overprint
+        ax.plot(
+            group[x],
+            group[y],
+            color=colour,
+            label=f"{name}: max {best[y]:.2f} at t = {best[x]:.2f}",
         )
+        ax.scatter(best[x], best[y], color=colour, zorder=3, s=30)
     ax.set_xlabel("uncertainty threshold t")
     ax.set_ylabel("UEO (Dice of {u > t} and errors)")
     ax.set_ylim(0, 1)
+    fig.legend(loc="outside lower center", fontsize="small", title=hue)
     return fig
 
 
@@ -240,7 +242,7 @@ def error_detection_curves(
 
     if not curves:
         raise ValueError("error_detection_curves needs at least one curve")
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 5.2), layout="constrained")
     for colour, (label, (error, uncertainty)) in zip(
         sns.color_palette(), curves.items(), strict=False
     ):
@@ -263,12 +265,12 @@ def error_detection_curves(
     roc_ax.set_xlabel("false positive rate")
     roc_ax.set_ylabel("true positive rate (errors found)")
     roc_ax.set_title("ROC: uncertainty vs error")
-    roc_ax.legend(fontsize="small", loc="lower right")
     pr_ax.set_xlabel("recall (errors found)")
     pr_ax.set_ylabel("precision")
     pr_ax.set_title("precision-recall (dotted: error rate)")
     pr_ax.set_ylim(0, 1.02)
-    pr_ax.legend(fontsize="small", loc="upper right")
+    # one legend for both panels, below them: inside either it covered curves and labels
+    fig.legend(*roc_ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small")
     return fig
 
 
