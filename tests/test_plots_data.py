@@ -50,10 +50,28 @@ def test_factor_distributions_one_panel_per_factor():
         {"border_irregularity": rng.random(20), "size": rng.random(20), "label": [0, 1] * 10}
     )
     fig = plots.factor_distributions(metadata, ["border_irregularity", "size"], ncols=3)
-    assert [ax.get_title() for ax in fig.axes[:2]] == ["border irregularity", "size"]
-    assert not fig.axes[2].axison
+    assert [ax.get_title() for ax in fig.axes] == ["border irregularity", "size"]  # no blank panel
     with pytest.raises(ValueError, match="asymmetry"):
         plots.factor_distributions(metadata, ["asymmetry"])
+
+
+def test_factor_distributions_draws_flags_as_bars_of_shares():
+    metadata = pd.DataFrame(
+        {
+            "size": np.linspace(0, 1, 8),
+            "hairs": [1, 1, 0, 0, 1, 0, 0, 0],
+            "low_contrast": [0, 0, 0, 0, 1, 1, 1, 1],
+            "label": [0, 0, 0, 0, 1, 1, 1, 1],
+        }
+    )
+    fig = plots.factor_distributions(metadata, ["size", "hairs", "low_contrast"])
+    assert [ax.get_title() for ax in fig.axes] == ["size", "yes/no flags"]
+    flags = fig.axes[1]
+    assert [label.get_text() for label in flags.get_yticklabels()] == ["hairs", "low contrast"]
+    # label 0: half have hairs, none low contrast; label 1: a quarter hairs, all low contrast
+    widths = [patch.get_width() for patch in flags.patches]
+    np.testing.assert_allclose(widths, [0.5, 0.0, 0.25, 1.0])
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["0", "1"]
 
 
 def test_class_balance_counts_each_label_per_split():

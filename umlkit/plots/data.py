@@ -56,25 +56,102 @@ def dataset_grid(
     return fig
 
 
+def is_flag(values: pd.Series) -> bool:
+    """Whether a column is a yes/no flag: numeric, with no values other than 0 and 1."""
+    return pd.api.types.is_numeric_dtype(values) and bool(values.dropna().isin((0, 1)).all())
+
+
 def factor_distributions(
-    metadata: pd.DataFrame, factors: Sequence[str], hue: str = "label", ncols: int = 4
+    metadata: pd.DataFrame, factors: Sequence[str], hue: str = "label", ncols: int = 5
 ) -> Figure:
-    """Histograms of generator factors, split by ``hue`` (the label by default).
+    """How the generator's factors are distributed per class (``hue``, the label by default).
 
     Shows which factors separate the classes: the label of umlkit's synthetic data is drawn from a
-    known probability of these factors, so a factor whose histograms differ by class drives the risk.
+    known probability of these factors, so a factor whose distribution differs by class drives the
+    risk. A continuous factor gets a panel of histograms (density per class, so classes of unequal
+    size compare). The yes/no flags (:func:`is_flag`: hairs, low contrast, ...) share one last panel
+    of bars: the share of each class's images that have the flag, since a histogram of 0s and 1s
+    shows two spikes and hides the one number that matters.
+
+    Args:
+        metadata: one row per image with the factor columns and ``hue``.
+        factors: the columns to show; flags among them are gathered into the bar panel.
+        hue: the column that splits each distribution (one colour per value, one legend).
+        ncols: panels per row.
+
+    Returns:
+        The figure: one axes per continuous factor, then one for the flags (if any), then blank
+        axes that fill the last row.
     """
     check_columns(metadata, [*factors, hue], "metadata")
-    nrows = int(np.ceil(len(factors) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
-    for ax in axes.flat[len(factors) :]:
+    flags = [factor for factor in factors if is_flag(metadata[factor])]
+    continuous = [factor for factor in factors if factor not in flags]
+    n_panels = len(continuous) + bool(flags)
+    ncols = max(1, min(ncols, n_panels))
+    nrows = int(np.ceil(n_panels / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.2 * ncols, 2.6 * nrows + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat[n_panels:]:
         ax.axis("off")
-    for ax, factor in zip(axes.flat, factors, strict=False):
-        sns.histplot(metadata, x=factor, hue=hue, ax=ax, stat="density", common_norm=False, bins=20)
+    classes = sorted(metadata[hue].dropna().unique())
+    palette = dict(zip(classes, sns.color_palette(n_colors=len(classes)), strict=True))
+    for ax, factor in zip(axes.flat, continuous, strict=False):
+        sns.histplot(
+            metadata,
+            x=factor,
+            hue=hue,
+            hue_order=classes,
+            palette=palette,
+            stat="density",
+            common_norm=False,
+            bins=20,
+            element="step",
+            legend=False,
+            ax=ax,
+        )
         ax.set_title(factor.replace("_", " "))
         ax.set_xlabel("")
-    fig.tight_layout()
+    if flags:
+        _flag_bars(axes.flat[len(continuous)], metadata, flags, hue, classes, palette)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[value], alpha=0.6) for value in classes]
+    fig.legend(handles, [str(value) for value in classes], title=hue, loc="outside right upper")
     return fig
+
+
+def _flag_bars(
+    ax: plt.Axes,
+    metadata: pd.DataFrame,
+    flags: Sequence[str],
+    hue: str,
+    classes: Sequence[Any],
+    palette: Mapping[Any, Any],
+) -> None:
+    """Grouped bars: per flag, the share of each class's images with the flag set."""
+    shares = metadata.groupby(hue)[list(flags)].mean()
+    height = 0.8 / len(classes)
+    positions = np.arange(len(flags))
+    for index, value in enumerate(classes):
+        bars = ax.barh(
+            positions + (index - (len(classes) - 1) / 2) * height,
+            shares.loc[value].to_numpy(),
+            height=height,
+            color=palette[value],
+            alpha=0.6,
+            edgecolor=palette[value],
+        )
+        ax.bar_label(
+            bars, labels=[f"{v:.0%}" for v in shares.loc[value]], fontsize="x-small", padding=2
+        )
+    ax.set_yticks(positions, [flag.replace("_", " ") for flag in flags])
+    ax.invert_yaxis()  # the first flag on top, as in a table
+    ax.set_xlim(0, min(1.0, float(shares.to_numpy().max()) * 1.3 + 0.02))
+    ax.set_xlabel("share of images with the flag")
+    ax.set_title("yes/no flags")
 
 
 def class_balance(metadata: pd.DataFrame, by: str = "split", hue: str = "label") -> Figure:
