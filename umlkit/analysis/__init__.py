@@ -22,6 +22,8 @@ module                    what it holds
                           out-of-distribution detection (:func:`ood_scores`)
 :mod:`.failure_cases`     notebook 08: galleries of failures, risk-coverage curves, and the
                           factors that explain failures (:func:`factor_regression`)
+:mod:`.verdicts`          notebooks 04, 05, 07, 09: a comparison is a finding only where the final
+                          and the half-budget weights agree (:func:`two_budget`, :class:`Verdict`)
 :mod:`.frames`            :func:`require_columns`, the column check the other modules share
 ========================  =======================================================================
 
@@ -35,6 +37,7 @@ from umlkit.analysis.ablations import (
     LOWER_IS_BETTER,
     compare_variants,
     describe_comparison,
+    describe_differences,
     describe_options,
     format_summary,
     paired_differences,
@@ -89,6 +92,14 @@ from umlkit.analysis.uncertainty_maps import (
     pixel_uncertainty_maps,
     with_entropy_uncertainty,
 )
+from umlkit.analysis.verdicts import (
+    Reading,
+    Verdict,
+    budget_note,
+    half_budget_models,
+    settled_sentences,
+    two_budget,
+)
 
 __all__ = [
     # experiments
@@ -106,6 +117,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "compare_variants",
     "describe_comparison",
+    "describe_differences",
     "describe_options",
     "format_summary",
     "paired_differences",
@@ -143,6 +155,13 @@ __all__ = [
     "flag_rates",
     "risk_coverage_curves",
     "select_cases",
+    # conclusions at two budgets
+    "Reading",
+    "Verdict",
+    "budget_note",
+    "half_budget_models",
+    "settled_sentences",
+    "two_budget",
     # shared checks
     "require_columns",
 ]

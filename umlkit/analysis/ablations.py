@@ -15,11 +15,20 @@ seeds; these functions turn the evaluations into tables and sentences:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from umlkit.analysis.frames import require_columns
+from umlkit.analysis.verdicts import (
+    Reading,
+    Verdict,
+    ranking_beyond_spread,
+    ranking_reading,
+    settled_sentences,
+    summary_reading,
+)
 from umlkit.evaluate import Evaluation
 
 #: Summary metrics of the ablation table: evaluation summary key -> display name.
@@ -105,7 +114,8 @@ def compare_variants(
         (variant), ``best_mean``, ``reference_mean``, ``reference_rank`` (1 = best, among variants
         that have the metric), ``n_variants``, ``runner_up`` (the best variant other than the
         reference), ``gap`` (reference minus runner-up, signed so that > 0 means the reference is
-        better) and ``within_noise`` (bool or NaN).
+        better), ``spread`` (the larger of the two standard deviations) and ``within_noise``
+        (bool or NaN; :func:`umlkit.analysis.verdicts.ranking_beyond_spread` is its negation).
 
     Raises:
         ValueError: the reference is not among the variants, or a column is missing.
@@ -126,20 +136,17 @@ def compare_variants(
         ordered = mean.sort_values(ascending=lower, kind="stable")
         others = ordered.drop(reference)
         runner_up = others.index[0] if len(others) else None
-        gap = np.nan
-        within_noise = np.nan
+        gap = noise = within_noise = np.nan
         if runner_up is not None:
             gap = (
                 (mean[runner_up] - mean[reference])
                 if lower
                 else (mean[reference] - mean[runner_up])
             )
-            noise = (
-                np.nanmax([std[reference], std[runner_up]])
-                if not (np.isnan(std[reference]) and np.isnan(std[runner_up]))
-                else np.nan
-            )
-            within_noise = bool(abs(gap) < noise) if not np.isnan(noise) else np.nan
+            spreads = [std[reference], std[runner_up]]
+            noise = np.nan if np.isnan(spreads).all() else np.nanmax(spreads)
+            beyond = ranking_beyond_spread(gap, spreads)
+            within_noise = np.nan if beyond is None else not beyond
         rows.append(
             {
                 "metric": metric,
@@ -153,6 +160,7 @@ def compare_variants(
                 "n_variants": int(len(ordered)),
                 "runner_up": runner_up,
                 "gap": float(gap),
+                "spread": float(noise),
                 "within_noise": within_noise,
             }
         )
@@ -193,74 +201,202 @@ def paired_differences(
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def describe_options(differences: pd.DataFrame, options: Sequence[str]) -> list[str]:
+def _pair_readings(
+    differences: pd.DataFrame, half: pd.DataFrame | None, variant: str, metric: str, sign: float
+) -> tuple[Reading, Reading | None] | None:
+    """The readings of one (variant, metric) of :func:`paired_differences` at both budgets
+    (``sign`` = -1 takes the variant's side); None where the variant lacks the metric."""
+    mean = differences.loc[variant, (metric, "mean")]
+    if pd.isna(mean):
+        return None
+    final = summary_reading(sign * mean, differences.loc[variant, (metric, "std")])
+    if half is None:
+        return final, None
+    return final, summary_reading(
+        sign * half.loc[variant, (metric, "mean")], half.loc[variant, (metric, "std")]
+    )
+
+
+def _check_half(final: pd.DataFrame, half: pd.DataFrame | None, what: str) -> None:
+    if half is not None and (
+        list(half.index) != list(final.index) or list(half.columns) != list(final.columns)
+    ):
+        raise ValueError(f"the half-budget {what} has other rows or columns than the final one")
+
+
+def _option_effect(reading: Reading) -> str:
+    """How an option's reading (> 0: the option is better) reads in a sentence."""
+    if reading.beyond is None:
+        return "changes"
+    if not reading.beyond:
+        return "is within the spread on"
+    return "helps on" if reading.sign > 0 else "hurts"
+
+
+def describe_options(
+    differences: pd.DataFrame, options: Sequence[str], half: pd.DataFrame | None = None
+) -> list[str]:
     """One sentence per umlkit option: where it beats the official structure, paired by seed.
 
     Reads :func:`paired_differences` (``d = official - option``, positive when the official
     structure is better). An option *helps* on a metric when the mean of ``-d`` is positive and
     larger than the standard deviation of ``d`` over the seeds, *hurts* when ``d`` is, and is
     otherwise within the noise. Nothing in the sentences is written by hand.
+
+    Args:
+        differences: :func:`paired_differences` of the final weights.
+        options: the variants to describe (those not in ``differences`` are skipped).
+        half: the same table from the half-budget weights; then every (option, metric) gets its
+            own sentence with its two-budget verdict (:mod:`umlkit.analysis.verdicts`).
     """
-    sentences = []
+    _check_half(differences, half, "differences")
     metrics = list(dict.fromkeys(metric for metric, _ in differences.columns))
-    for option in options:
-        if option not in differences.index:
+    sentences: list[str | Verdict] = []
+    for option in (o for o in options if o in differences.index):
+        found = {
+            metric: readings
+            for metric in metrics
+            if (readings := _pair_readings(differences, half, option, metric, -1.0)) is not None
+        }
+        if half is not None:
+            for metric, (final, at_half) in found.items():
+                claim = (
+                    f"{option} against the official UML {_option_effect(final)} {metric} "
+                    f"({final.difference:+.3f})."
+                )
+                sentences.append(Verdict(claim, final, at_half))
             continue
-        helps, hurts = [], []
-        for metric in metrics:
-            mean, std = (
-                differences.loc[option, (metric, "mean")],
-                differences.loc[option, (metric, "std")],
-            )
-            if pd.isna(mean) or pd.isna(std):
-                continue
-            if -mean > std:
-                helps.append(f"{metric} ({-mean:+.3f})")
-            elif mean > std:
-                hurts.append(f"{metric} ({-mean:+.3f})")
+        helps = [
+            f"{m} ({r.difference:+.3f})" for m, (r, _) in found.items() if r.beyond and r.sign > 0
+        ]
+        hurts = [
+            f"{m} ({r.difference:+.3f})" for m, (r, _) in found.items() if r.beyond and r.sign < 0
+        ]
         verdict = (
             f"helps on {', '.join(helps)}" if helps else "helps on no metric beyond the spread"
         )
         harm = f"; hurts {', '.join(hurts)}" if hurts else ""
         sentences.append(f"{option} against the official UML: {verdict}{harm}.")
-    return sentences
+    return settled_sentences(sentences) if half is not None else sentences
 
 
-def describe_comparison(comparison: pd.DataFrame, reference: str = "UML") -> list[str]:
+def describe_differences(
+    differences: pd.DataFrame, reference: str = "UML", half: pd.DataFrame | None = None
+) -> list[str]:
+    """One sentence per variant of :func:`paired_differences`: the metrics on which the reference
+    is better or worse than the variant beyond the seed-to-seed spread (``|mean d| > std d``).
+
+    With ``half`` (the same table from the half-budget weights), every metric that is beyond the
+    spread at either budget gets its own sentence with its two-budget verdict, and one line per
+    variant lists the metrics within the spread at both budgets.
+    """
+    _check_half(differences, half, "differences")
+    metrics = list(dict.fromkeys(metric for metric, _ in differences.columns))
+    sentences: list[str | Verdict] = []
+    for variant in differences.index:
+        found = {
+            metric: readings
+            for metric in metrics
+            if (readings := _pair_readings(differences, half, variant, metric, 1.0)) is not None
+        }
+        effects = {
+            metric: f"{'better' if final.sign > 0 else 'worse'} on {metric} "
+            f"by {abs(final.difference):.3f}"
+            for metric, (final, _) in found.items()
+        }
+        if half is None:
+            beyond = [effects[m] for m, (final, _) in found.items() if final.beyond]
+            sentences.append(
+                f"{variant}: {reference} is {', '.join(beyond)}."
+                if beyond
+                else f"{variant}: no metric differs from {reference} beyond the spread."
+            )
+            continue
+        level = []
+        for metric, (final, at_half) in found.items():
+            if final.beyond or at_half.beyond:
+                claim = f"{variant}: {reference} is {effects[metric]}."
+                sentences.append(Verdict(claim, final, at_half))
+            else:
+                level.append(metric)
+        if level:
+            sentences.append(f"{variant}: within the spread at both budgets on {', '.join(level)}.")
+    return settled_sentences(sentences) if half is not None else sentences
+
+
+def _ranking_sentence(row: Any, reference: str) -> str:
+    """The sentence of one row of :func:`compare_variants`."""
+    if row.runner_up is None:
+        return f"{row.metric}: only {reference} has this metric."
+    noise = {
+        True: " (the gap is within the seed-to-seed spread)",
+        False: " (larger than the seed-to-seed spread)",
+    }.get(row.within_noise, " (one seed: no spread to judge the gap by)")
+    if row.reference_rank == 1 and row.gap == 0:
+        return (
+            f"{row.metric} ({row.direction} is better): {reference} ties for best with "
+            f"{row.runner_up} at {row.reference_mean:.3f}."
+        )
+    if row.reference_rank == 1:
+        return (
+            f"{row.metric} ({row.direction} is better): {reference} is best with "
+            f"{row.reference_mean:.3f}, ahead of {row.runner_up} by {row.gap:.3f}{noise}."
+        )
+    return (
+        f"{row.metric} ({row.direction} is better): {reference} does NOT win — "
+        f"{row.best} is best with {row.best_mean:.3f}; {reference} has "
+        f"{row.reference_mean:.3f}, rank {row.reference_rank} of {row.n_variants}{noise}."
+    )
+
+
+def _best_count(comparison: pd.DataFrame) -> tuple[int, int]:
+    """(metrics where the reference is best outright, of them by more than the spread)."""
+    outright = comparison["gap"] > 0
+    return int(outright.sum()), int((outright & comparison["within_noise"].eq(False)).sum())
+
+
+def describe_comparison(
+    comparison: pd.DataFrame, reference: str = "UML", half: pd.DataFrame | None = None
+) -> list[str]:
     """Sentences that say, from the numbers of :func:`compare_variants`, where the reference wins.
 
     One sentence per metric, then a closing count; nothing in them is written by hand.
+
+    Args:
+        comparison: :func:`compare_variants` of the final weights.
+        reference: the variant the sentences are about.
+        half: :func:`compare_variants` of the half-budget weights of the same runs. Then each
+            metric's sentence carries its two-budget verdict: a finding only where the same
+            variant is first at both budgets and the reference's gap has the same sign and the
+            same beyond-the-spread verdict (:mod:`umlkit.analysis.verdicts`).
+
+    Raises:
+        ValueError: ``half`` compares other metrics.
     """
-    sentences = []
+    if half is not None and list(half["metric"]) != list(comparison["metric"]):
+        raise ValueError("the half-budget comparison has other metrics than the final one")
+    half_rows = {} if half is None else {row.metric: row for row in half.itertuples()}
+    sentences: list[str | Verdict] = []
     for row in comparison.itertuples():
-        if row.runner_up is None:
-            sentences.append(f"{row.metric}: only {reference} has this metric.")
+        sentence = _ranking_sentence(row, reference)
+        if half is None or row.runner_up is None or half_rows[row.metric].runner_up is None:
+            sentences.append(sentence)
             continue
-        noise = {
-            True: " (the gap is within the seed-to-seed spread)",
-            False: " (larger than the seed-to-seed spread)",
-        }.get(row.within_noise, " (one seed: no spread to judge the gap by)")
-        if row.reference_rank == 1 and row.gap == 0:
-            sentences.append(
-                f"{row.metric} ({row.direction} is better): {reference} ties for best with "
-                f"{row.runner_up} at {row.reference_mean:.3f}."
+        other = half_rows[row.metric]
+        sentences.append(
+            Verdict(
+                sentence,
+                ranking_reading(row.best, row.gap, [row.spread]),
+                ranking_reading(other.best, other.gap, [other.spread]),
             )
-        elif row.reference_rank == 1:
-            sentences.append(
-                f"{row.metric} ({row.direction} is better): {reference} is best with "
-                f"{row.reference_mean:.3f}, ahead of {row.runner_up} by {row.gap:.3f}{noise}."
-            )
-        else:
-            sentences.append(
-                f"{row.metric} ({row.direction} is better): {reference} does NOT win — "
-                f"{row.best} is best with {row.best_mean:.3f}; {reference} has "
-                f"{row.reference_mean:.3f}, rank {row.reference_rank} of {row.n_variants}"
-                f"{noise}."
-            )
-    outright = comparison["gap"] > 0
-    clear = outright & comparison["within_noise"].eq(False)
-    sentences.append(
-        f"{reference} is best on {int(outright.sum())} of {len(comparison)} metrics (ties not "
-        f"counted); on {int(clear.sum())} of them by more than the seed-to-seed spread."
+        )
+    best, clear = _best_count(comparison)
+    closing = (
+        f"{reference} is best on {best} of {len(comparison)} metrics (ties not "
+        f"counted); on {clear} of them by more than the seed-to-seed spread."
     )
-    return sentences
+    if half is None:
+        return [*sentences, closing]
+    best, clear = _best_count(half)
+    closing = closing.rstrip(".") + f" (at half the training: {best} and {clear})."
+    return [*settled_sentences(sentences), closing]
