@@ -34,6 +34,7 @@ def test_the_topic_modules_are_the_documented_ones():
         "frames",
         "robustness",
         "uncertainty_maps",
+        "verdicts",
     }
     for name in TOPIC_MODULES:
         assert f":mod:`.{name}`" in analysis.__doc__

@@ -93,11 +93,17 @@ from umlkit.analysis.uncertainty_maps import (
     with_entropy_uncertainty,
 )
 from umlkit.analysis.verdicts import (
+    SETTLES_NOTHING,
     Reading,
     Verdict,
     budget_note,
     half_budget_models,
+    paired_beyond_spread,
+    paired_reading,
+    ranking_beyond_spread,
+    ranking_reading,
     settled_sentences,
+    summary_reading,
     two_budget,
 )
 
@@ -156,11 +162,17 @@ __all__ = [
     "risk_coverage_curves",
     "select_cases",
     # conclusions at two budgets
+    "SETTLES_NOTHING",
     "Reading",
     "Verdict",
     "budget_note",
     "half_budget_models",
+    "paired_beyond_spread",
+    "paired_reading",
+    "ranking_beyond_spread",
+    "ranking_reading",
     "settled_sentences",
+    "summary_reading",
     "two_budget",
     # shared checks
     "require_columns",
