@@ -1,6 +1,7 @@
 """umlkit.analysis.calibration: image and pixel calibration (hand-computed where possible)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from umlkit import metrics
@@ -33,6 +34,40 @@ def test_calibration_table_matches_the_metrics():
     assert "ECE positive class" in table.columns
     three = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
     assert "ECE positive class" not in calibration.calibration_table({"m": three}, [0, 2]).columns
+
+
+def test_calibration_runs_one_row_per_variant_and_seed():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 1, 1])
+    runs = calibration.calibration_runs({("UML", 0): probs, ("UML", 1): probs[::-1]}, labels, 5)
+    assert runs[["variant", "seed"]].values.tolist() == [["UML", 0], ["UML", 1]]
+    assert runs.loc[0, "ECE"] == pytest.approx(metrics.expected_calibration_error(probs, labels, 5))
+    with pytest.raises(ValueError, match="probs is empty"):
+        calibration.calibration_runs({}, labels)
+
+
+def test_describe_calibration_ranks_over_seeds_at_two_budgets():
+    final = pd.DataFrame(
+        {
+            "variant": ["UML", "UML", "multitask", "multitask"],
+            "seed": [0, 1, 0, 1],
+            "ECE": [0.03, 0.04, 0.08, 0.09],  # UML lower by 0.05, stds 0.007
+            "Brier": [0.30, 0.32, 0.31, 0.29],  # multitask lower by 0.01, std 0.014: within
+        }
+    )
+    half = final.assign(ECE=[0.05, 0.06, 0.09, 0.10], Brier=[0.30, 0.31, 0.33, 0.34])
+    sentences = calibration.describe_calibration(final, metrics=["ECE", "Brier"])
+    assert sentences[0] == (
+        "ECE (lower is better): UML is best with 0.035, ahead of multitask by 0.050 (larger "
+        "than the seed-to-seed spread)."
+    )
+    lines = calibration.describe_calibration(final, metrics=["ECE", "Brier"], half=half)
+    assert lines[0].startswith("Finding: ECE (lower is better): UML is best with 0.035")
+    # Brier: multitask first at the final budget (within the spread), UML first at half
+    assert lines[1].startswith("Not settled at this budget: Brier (lower is better): UML does NOT")
+    assert "first at the final budget multitask, at half the training UML" in lines[1]
+    with pytest.raises(ValueError, match="other \\(variant, seed\\) pairs"):
+        calibration.describe_calibration(final, metrics=["ECE"], half=half.iloc[:3])
 
 
 def test_pixel_calibration_streams_every_pixel(derm_data, tiny_models):

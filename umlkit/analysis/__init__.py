@@ -46,7 +46,10 @@ from umlkit.analysis.ablations import (
 )
 from umlkit.analysis.calibration import (
     PIXEL_SOURCES,
+    RANKED_CALIBRATION,
+    calibration_runs,
     calibration_table,
+    describe_calibration,
     pixel_calibration,
     pixel_calibration_study,
     reliability_panels,
@@ -131,7 +134,10 @@ __all__ = [
     "summarise_runs",
     # calibration
     "PIXEL_SOURCES",
+    "RANKED_CALIBRATION",
+    "calibration_runs",
     "calibration_table",
+    "describe_calibration",
     "pixel_calibration",
     "pixel_calibration_study",
     "reliability_panels",

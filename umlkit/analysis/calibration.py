@@ -1,7 +1,9 @@
 """Calibration, notebook 05: do the predicted probabilities match how often the model is right?
 
 * image level: :func:`reliability_panels` (reliability diagrams with their ECE),
-  :func:`calibration_table` (every calibration metric of :mod:`umlkit.metrics` side by side)
+  :func:`calibration_table` (every calibration metric of :mod:`umlkit.metrics` side by side),
+  :func:`calibration_runs` and :func:`describe_calibration` (which classifier ranks first, over
+  seeds, at the final and the half-budget weights)
 * pixel level: :func:`pixel_calibration` (streamed over a dataset, from the final segmentation or
   UML's mutual decoder, :data:`PIXEL_SOURCES`), :func:`pixel_calibration_study` (several models,
   with and without the background pixels)
@@ -11,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from umlkit import metrics
+from umlkit.analysis.ablations import compare_variants, describe_comparison
 from umlkit.analysis.frames import require_columns
 from umlkit.evaluate import Evaluation
 from umlkit.evidential import dirichlet_from_alpha
@@ -79,6 +82,61 @@ def calibration_table(
         row["NLL"] = metrics.negative_log_likelihood(p, labels)
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+#: The image-level calibration metrics notebook 05 ranks the classifiers by (lower is better).
+RANKED_CALIBRATION = ("ECE", "Brier", "NLL")
+
+
+def calibration_runs(
+    probs: Mapping[tuple[str, int], np.ndarray], labels: np.ndarray, n_bins: int = 15
+) -> pd.DataFrame:
+    """:func:`calibration_table` of several seeds: one row per ``(variant, seed)`` key of
+    ``probs``, with ``variant`` and ``seed`` columns (the runs table of
+    :func:`umlkit.analysis.compare_variants`)."""
+    if not probs:
+        raise ValueError("probs is empty: no classifier to rank")
+    rows = [
+        calibration_table({variant: p}, labels, n_bins).assign(variant=variant, seed=seed)
+        for (variant, seed), p in probs.items()
+    ]
+    table = pd.concat(rows, ignore_index=True)
+    return table[["variant", "seed", *[c for c in table.columns if c not in ("variant", "seed")]]]
+
+
+def describe_calibration(
+    runs: pd.DataFrame,
+    reference: str = "UML",
+    metrics: Sequence[str] = RANKED_CALIBRATION,
+    half: pd.DataFrame | None = None,
+) -> list[str]:
+    """Where the reference ranks on each calibration metric, and by how much, over seeds.
+
+    The ranking of :func:`umlkit.analysis.compare_variants` (every metric lower-is-better): the
+    reference's gap to its nearest rival counts only where it is at least the larger of their
+    seed-to-seed standard deviations. With ``half`` (the same table from the half-budget
+    weights), each sentence carries its two-budget verdict (:mod:`umlkit.analysis.verdicts`).
+
+    Args:
+        runs: :func:`calibration_runs` of the final weights.
+        reference: the classifier the sentences are about.
+        metrics: columns of ``runs`` to rank.
+        half: :func:`calibration_runs` of the half-budget weights of the same runs.
+
+    Raises:
+        ValueError: a missing column, the reference missing, or other seeds at half the budget.
+    """
+    if half is not None and sorted(zip(half.variant, half.seed, strict=True)) != sorted(
+        zip(runs.variant, runs.seed, strict=True)
+    ):
+        raise ValueError("the half-budget runs are other (variant, seed) pairs than the final ones")
+
+    def ranking(table: pd.DataFrame) -> pd.DataFrame:
+        return compare_variants(table, metrics, reference, lower_is_better=metrics)
+
+    return describe_comparison(
+        ranking(runs), reference, half=None if half is None else ranking(half)
+    )
 
 
 #: Pixel probabilities :func:`pixel_calibration` can read from a model's output.
