@@ -122,3 +122,61 @@ def test_ood_scores_hand_computed(fake_evaluation):
     assert len(frame) == 4
     assert scores.loc["UML", "auroc_image"] == pytest.approx(0.5)  # 2 of 4 pairs ordered
     assert scores.loc["UML", "auroc_pixel"] == pytest.approx(1.0)
+
+
+@pytest.fixture
+def seeded(sweep):
+    """Two training seeds: seed 1 scores 0.02 higher everywhere (the drops are unchanged)."""
+    return pd.concat(
+        [sweep.assign(seed=0), sweep.assign(seed=1, accuracy=sweep.accuracy + 0.02)],
+        ignore_index=True,
+    )
+
+
+def test_robustness_summary_over_seeds_adds_the_spreads(seeded):
+    summary = robustness.robustness_summary(seeded, ["accuracy"])
+    uml = summary.loc[("gaussian_noise", "UML")]
+    assert uml[("accuracy", "mean")] == pytest.approx(0.86)  # 0.85 and 0.87
+    assert uml[("accuracy", "mean std")] == pytest.approx(np.std([0.85, 0.87], ddof=1))
+    assert uml[("accuracy", "drop")] == pytest.approx(0.1)
+    assert uml[("accuracy", "drop std")] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_describe_robustness_with_half_gives_each_ranking_its_verdict(seeded):
+    final = robustness.robustness_summary(seeded, ["accuracy"])
+    # at half the training UML is 0.1 lower everywhere: multitask is best over the grid
+    lower = seeded.accuracy - np.where(seeded.model == "UML", 0.1, 0.0)
+    half = robustness.robustness_summary(seeded.assign(accuracy=lower), ["accuracy"])
+    lines = robustness.describe_robustness(final, ["accuracy"], half=half)
+    assert lines[0].startswith(
+        "Not settled at this budget: gaussian_noise, accuracy: best over the grid UML (0.860 on "
+        "average) — first at the final budget UML, at half the training multitask"
+    )
+    assert lines[1].startswith(
+        "Finding: gaussian_noise, accuracy: smallest drop UML (+0.100 from clean to the "
+        "strongest level, largest multitask +0.200) (final UML first, +0.100"
+    )
+    assert lines[2].startswith("1 of 2 comparisons hold at both budgets")
+    with pytest.raises(ValueError, match="other \\(corruption, model\\) rows"):
+        robustness.describe_robustness(final, ["accuracy"], half=half.iloc[:1])
+
+
+def test_describe_robustness_of_one_seed_settles_nothing(sweep):
+    summary = robustness.robustness_summary(sweep, ["accuracy"])
+    lines = robustness.describe_robustness(summary, ["accuracy"], half=summary)
+    assert all("one seed: no spread to judge it by" in line for line in lines[:2])
+    assert lines[2].startswith("0 of 2 comparisons")
+
+
+def test_robustness_sweep_over_seeds_draws_the_same_corruptions(derm_data):
+    test = derm_data.load("test")
+    frame = robustness.robustness_sweep_over_seeds(
+        {0: {"probe": ImageSpread()}, 3: {"probe": ImageSpread()}},
+        test,
+        {"gaussian_noise": (0.3,)},
+        progress=False,
+    )
+    assert frame["seed"].tolist() == [0, 3]
+    assert frame["uncertainty"].iloc[0] == pytest.approx(frame["uncertainty"].iloc[1])
+    with pytest.raises(ValueError, match="models is empty"):
+        robustness.robustness_sweep_over_seeds({}, test, {"gaussian_noise": (0.3,)})

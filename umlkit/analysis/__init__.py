@@ -84,6 +84,7 @@ from umlkit.analysis.robustness import (
     robustness_grid,
     robustness_summary,
     robustness_sweep,
+    robustness_sweep_over_seeds,
 )
 from umlkit.analysis.uncertainty_maps import (
     factor_correlations,
@@ -158,6 +159,7 @@ __all__ = [
     "robustness_grid",
     "robustness_summary",
     "robustness_sweep",
+    "robustness_sweep_over_seeds",
     # failure cases
     "add_failure_columns",
     "describe_effects",

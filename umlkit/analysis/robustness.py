@@ -2,8 +2,9 @@
 training distribution.
 
 * corrupted images: :data:`ROBUSTNESS_CORRUPTIONS`, :func:`robustness_grid` (severities per
-  profile), :func:`robustness_sweep` (every model on every corruption and severity),
-  :func:`robustness_summary`, :func:`describe_robustness`
+  profile), :func:`robustness_sweep` (every model on every corruption and severity; over several
+  training seeds :func:`robustness_sweep_over_seeds`), :func:`robustness_summary`,
+  :func:`describe_robustness` (which model is most robust, with its two-budget verdict)
 * unseen images: :func:`ood_scores` (how well each uncertainty tells the out-of-distribution set,
   :func:`umlkit.analysis.experiments.prepare_ood`, from the test set)
 """
@@ -23,6 +24,7 @@ from umlkit import metrics
 from umlkit.analysis.experiments import evaluate_models
 from umlkit.analysis.frames import require_columns
 from umlkit.analysis.uncertainty_maps import pixel_uncertainty_maps
+from umlkit.analysis.verdicts import Reading, Verdict, ranking_reading, settled_sentences
 from umlkit.evaluate import Evaluation
 
 #: The corruptions of notebook 07 (contrast is in umlkit.data too, left out to keep the run short).
@@ -111,20 +113,53 @@ def robustness_sweep(
     return pd.DataFrame(rows)
 
 
+def robustness_sweep_over_seeds(
+    models: Mapping[int, Mapping[str, torch.nn.Module]],
+    dataset: Dataset,
+    grid: Mapping[str, Sequence[float]],
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """:func:`robustness_sweep` of each training seed's models, with a ``seed`` column.
+
+    Args:
+        models: training seed -> the models of that seed (``{name: model}``).
+        seed: the seed of the corruption draws, the same for every training seed, so that the
+            seeds' models see the same corrupted images and differ only in their training.
+        dataset, grid, device, progress: as :func:`robustness_sweep`.
+    """
+    if not models:
+        raise ValueError("models is empty: no training seed to sweep")
+    return pd.concat(
+        [
+            robustness_sweep(by_name, dataset, grid, seed, device, progress).assign(seed=training)
+            for training, by_name in models.items()
+        ],
+        ignore_index=True,
+    )
+
+
 def robustness_summary(
     frame: pd.DataFrame, metric_columns: Sequence[str] = ("accuracy", "dice", "ece")
 ) -> pd.DataFrame:
     """Per corruption and model: each metric on clean images, at the strongest level, and averaged.
 
     ``mean`` is the metric averaged over the severity grid (the clean level included), a summary
-    of the whole curve; ``drop`` = clean - strongest (for ECE a negative drop is a rise).
+    of the whole curve; ``drop`` = clean - strongest (for ECE a negative drop is a rise). A frame
+    with a ``seed`` column (:func:`robustness_sweep_over_seeds`) is summarised per seed first and
+    then averaged over the seeds, with the seed-to-seed standard deviations of ``mean`` and
+    ``drop`` added as ``"mean std"`` and ``"drop std"`` (ddof=1; NaN for one seed).
 
     Returns:
-        Index ``(corruption, model)``; columns ``(metric, "clean" | "strongest" | "drop" | "mean")``.
+        Index ``(corruption, model)``; columns ``(metric, "clean" | "strongest" | "drop" | "mean")``
+        (and ``"mean std"``, ``"drop std"`` with seeds).
     """
     require_columns(frame, ("corruption", "severity", "model", *metric_columns), "robustness frame")
+    seeded = "seed" in frame.columns
+    keys = ["corruption", "model", *(["seed"] if seeded else [])]
     rows = {}
-    for (corruption, model), group in frame.groupby(["corruption", "model"], sort=False):
+    for key, group in frame.groupby(keys, sort=False):
         by_level = group.groupby("severity")[list(metric_columns)].mean().sort_index()
         row = {}
         for metric in metric_columns:
@@ -133,16 +168,61 @@ def robustness_summary(
             row[(metric, "strongest")] = strongest
             row[(metric, "drop")] = clean - strongest
             row[(metric, "mean")] = by_level[metric].mean()
-        rows[(corruption, model)] = row
+        rows[key] = row
     summary = pd.DataFrame.from_dict(rows, orient="index")
-    summary.index.names = ["corruption", "model"]
-    return summary
+    summary.index.names = keys
+    if not seeded:
+        return summary
+    grouped = summary.groupby(level=["corruption", "model"], sort=False)
+    averaged, spread = grouped.mean(), grouped.std(ddof=1)
+    for metric in metric_columns:
+        for stat in ("mean", "drop"):
+            averaged[(metric, f"{stat} std")] = spread[(metric, stat)]
+    return averaged[[c for m in metric_columns for c in averaged.columns if c[0] == m]]
+
+
+def _rank(values: pd.Series, spreads: pd.Series | None, highest: bool) -> Reading:
+    """The ranking reading of one column: who is first, by how much, against which spread."""
+    ordered = values.sort_values(ascending=not highest, kind="stable")
+    leader = ordered.index[0]
+    gap = abs(ordered.iloc[0] - ordered.iloc[1]) if len(ordered) > 1 else np.nan
+    if spreads is None or len(ordered) < 2:
+        stds = [np.nan]
+    else:
+        stds = [spreads[leader], spreads[ordered.index[1]]]
+    return (
+        ranking_reading(leader, gap, stds)
+        if np.isfinite(gap)
+        else Reading(gap, np.nan, None, leader)
+    )
+
+
+def _ranking_claims(
+    table: pd.DataFrame, corruption: str, metric: str
+) -> tuple[list[str], list[Reading]]:
+    """The two rankings of one metric (best over the grid, smallest drop), as sentences and
+    readings; the old combined sentence is their join."""
+    mean = table[(metric, "mean")].dropna()
+    drop = table[(metric, "drop")].dropna()
+    spread = {
+        stat: table[(metric, f"{stat} std")] if (metric, f"{stat} std") in table else None
+        for stat in ("mean", "drop")
+    }
+    best = _rank(mean, spread["mean"], highest=True)
+    steady = _rank(drop, spread["drop"], highest=False)
+    claims = [
+        f"{corruption}, {metric}: best over the grid {best.leader} ({mean.max():.3f} on average)",
+        f"smallest drop {steady.leader} ({drop.min():+.3f} from clean to the strongest level, "
+        f"largest {drop.idxmax()} {drop.max():+.3f})",
+    ]
+    return claims, [best, steady]
 
 
 def describe_robustness(
     summary: pd.DataFrame,
     metric_columns: Sequence[str] = ("accuracy", "dice"),
     uncertainty_columns: Sequence[str] = (),
+    half: pd.DataFrame | None = None,
 ) -> list[str]:
     """Sentences, computed from :func:`robustness_summary`, naming the most robust model.
 
@@ -150,20 +230,33 @@ def describe_robustness(
     severity grid, and the one whose value drops least from clean to the strongest level. For each
     uncertainty column: how much it rises from clean to the strongest level per model (a model
     whose uncertainty does not rise does not notice the corruption).
+
+    With ``half`` (:func:`robustness_summary` of the half-budget weights), each ranking is its
+    own sentence with its two-budget verdict: a finding only where the same model is first at
+    both budgets and its lead over the runner-up is beyond the seed-to-seed spread at both or at
+    neither (the rule of :func:`umlkit.analysis.verdicts.ranking_beyond_spread`; a summary of
+    one seed has no spread, so it settles nothing).
+
+    Raises:
+        ValueError: ``half`` summarises other corruptions or models.
     """
-    sentences = []
+    if half is not None and list(half.index) != list(summary.index):
+        raise ValueError("the half-budget summary has other (corruption, model) rows")
+    sentences: list[str | Verdict] = []
     for corruption, table in summary.groupby(level="corruption", sort=False):
         table = table.droplevel("corruption")
         for metric in metric_columns:
-            mean = table[(metric, "mean")].dropna()
-            drop = table[(metric, "drop")].dropna()
-            if mean.empty:
+            if table[(metric, "mean")].dropna().empty:
                 continue
-            sentences.append(
-                f"{corruption}, {metric}: best over the grid {mean.idxmax()} "
-                f"({mean.max():.3f} on average); smallest drop {drop.idxmin()} "
-                f"({drop.min():+.3f} from clean to the strongest level, "
-                f"largest {drop.idxmax()} {drop.max():+.3f})."
+            claims, finals = _ranking_claims(table, corruption, metric)
+            if half is None:
+                sentences.append(f"{claims[0]}; {claims[1]}.")
+                continue
+            _, halves = _ranking_claims(half.loc[corruption], corruption, metric)
+            claims[1] = f"{corruption}, {metric}: {claims[1]}"
+            sentences.extend(
+                Verdict(f"{claim}.", final, other)
+                for claim, final, other in zip(claims, finals, halves, strict=True)
             )
         for column in uncertainty_columns:
             rise = (0.0 - table[(column, "drop")].dropna()).sort_values(ascending=False)
@@ -171,7 +264,7 @@ def describe_robustness(
                 continue
             listed = ", ".join(f"{model} {value:+.3f}" for model, value in rise.items())
             sentences.append(f"{corruption}, {column} from clean to the strongest level: {listed}.")
-    return sentences
+    return settled_sentences(sentences) if half is not None else sentences
 
 
 def ood_scores(
