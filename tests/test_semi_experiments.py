@@ -14,6 +14,7 @@ from umlkit import plots
 from umlkit.data import load_dataset, make_synthetic
 from umlkit.semi.experiments import (
     comparison_configs,
+    describe_differences,
     epochs_for_steps,
     label_effect,
     paired_differences,
@@ -117,6 +118,48 @@ def test_paired_differences_hand_computed():
         paired_differences(hand_scores(), baseline="mean_teacher")
     with pytest.raises(ValueError, match="lack the column"):
         summary_table(hand_scores().drop(columns="seed"))
+
+
+def raised(scores: pd.DataFrame, method: str, by: float) -> pd.DataFrame:
+    """The scores with ``method``'s Dice raised by ``by`` on every image."""
+    return scores.assign(dice=scores.dice + np.where(scores.method == method, by, 0.0))
+
+
+def test_method_against_supervised_at_two_budgets():
+    final = hand_scores()  # caml - supervised per seed: +0.1, -0.05 -> +0.025 ± 0.106, within
+    half = raised(final, "caml", 0.1)  # +0.2, +0.05 -> +0.125 ± 0.106, beyond
+    (line,) = describe_differences(final, half)[:1]
+    assert line.startswith(
+        "Not settled at this budget: fundus, 10% labels: caml beats supervised on dice by 0.025 "
+        "(better in 1 of 2 seeds) — beyond the spread at one budget only"
+    )
+    settled = describe_differences(half, raised(final, "caml", 0.2))  # +0.225 ± 0.106 at half
+    assert settled[0].startswith(
+        "Finding: fundus, 10% labels: caml beats supervised on dice by 0.125"
+    )
+    assert settled[1].startswith("1 of 1 comparisons hold at both budgets")
+    table = paired_differences(final, half=half).set_index("method")
+    assert table.loc["caml", "half_difference"] == pytest.approx(0.125)
+    assert table.loc["caml", "half_std"] == pytest.approx(np.std([0.2, 0.05], ddof=1))
+    assert not table.loc["caml", "settled"]
+    with pytest.raises(ValueError, match="other runs than the final ones"):
+        describe_differences(final, half.query("seed == 0"))
+
+
+def test_summary_table_and_label_effect_with_half():
+    half = raised(hand_scores(), "caml", 0.1)
+    table = summary_table(hand_scores(), ["dice"], half=half).set_index("method")
+    assert list(table.columns) == ["dataset", "label_fraction", "dice", "dice (half)", "seeds"]
+    assert table.loc["caml", "dice (half)"] == "0.825 ± 0.106"
+    fractions = pd.concat(
+        [hand_scores(), raised(hand_scores(), "supervised", 0.2).assign(label_fraction=0.2)]
+    )
+    # supervised gains +0.2 from 10 % to 20 % at the final budget (spread 0), loses 0.05 at half
+    at_20 = np.where(fractions.label_fraction == 0.2, 0.25, 0.0)
+    effect, sentences = label_effect(fractions, half=fractions.assign(dice=fractions.dice - at_20))
+    assert effect["settled"].tolist() == [False]
+    assert sentences[0].startswith("Not settled at this budget: fundus: supervised dice rises")
+    assert "the sign flips between the budgets" in sentences[0]
 
 
 def test_seeds_by_fraction_gives_the_middle_fraction_all_seeds():

@@ -27,6 +27,7 @@ from umlkit.semi.correlation import CorrelationMemory, omni_correlation_loss
 from umlkit.semi.ema import ema_alpha, sigmoid_rampup, update_ema
 from umlkit.semi.experiments import (
     comparison_configs,
+    describe_differences,
     label_effect,
     paired_differences,
     run_comparison,
@@ -55,6 +56,7 @@ __all__ = [
     "TwoStreamBatchSampler",
     "build_method",
     "comparison_configs",
+    "describe_differences",
     "label_effect",
     "ema_alpha",
     "fit_semi",

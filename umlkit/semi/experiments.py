@@ -35,6 +35,13 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from umlkit.analysis.verdicts import (
+    Verdict,
+    paired_reading,
+    settled_sentences,
+    summary_reading,
+    two_budget,
+)
 from umlkit.checkpoints import write_table
 from umlkit.data import base as data_base
 from umlkit.evaluate import evaluate
@@ -276,8 +283,19 @@ def run_means(scores: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.Data
     return scores.groupby(keys, sort=False)[list(metrics)].mean().reset_index()
 
 
+def _same_runs(scores: pd.DataFrame, half: pd.DataFrame) -> None:
+    """Raise unless both budgets' scores hold the same runs (dataset, fraction, method, seed)."""
+    keys = ["dataset", "label_fraction", "method", "seed"]
+    runs = [sorted(map(tuple, run_means(t, [])[keys].values.tolist())) for t in (scores, half)]
+    if runs[0] != runs[1]:
+        raise ValueError("the half-budget scores hold other runs than the final ones")
+
+
 def label_effect(
-    scores: pd.DataFrame, method: str = "supervised", metric: str = "dice"
+    scores: pd.DataFrame,
+    method: str = "supervised",
+    metric: str = "dice",
+    half: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Does ``method``'s score rise with the label fraction by more than its seed spread?
 
@@ -286,13 +304,17 @@ def label_effect(
     spread is a rise the comparison can resolve; a smaller one (or a fall) says the budget cannot
     tell the label fractions apart, and then no method comparison across fractions can be read.
 
+    With ``half`` (``run_comparison(..., budget="half")`` of the same runs), each sentence carries
+    its two-budget verdict (:mod:`umlkit.analysis.verdicts`: the gain's sign and whether
+    ``|gain|`` exceeds the spread agree at both budgets) and the table a ``settled`` column.
+
     Returns:
         ``(table, sentences)``: one row per (dataset, lower fraction, higher fraction) with the
         columns ``low``, ``high``, ``gain``, ``spread``, ``resolved``; and one generated sentence
         per row.
 
     Raises:
-        ValueError: ``scores`` lacks a column, or ``method`` has no runs.
+        ValueError: ``scores`` lacks a column, ``method`` has no runs, or ``half`` other runs.
     """
     means = run_means(scores, [metric])
     means = means[means["method"] == method]
@@ -328,11 +350,24 @@ def label_effect(
                 f"({stats.loc[low, 'mean']:.3f} -> {stats.loc[high, 'mean']:.3f}, "
                 f"gain {gain:+.3f}, spread {spread:.3f})."
             )
-    return pd.DataFrame(rows), sentences
+    table = pd.DataFrame(rows)
+    if half is None:
+        return table, sentences
+    _same_runs(scores, half)
+    other, _ = label_effect(half, method, metric)
+    verdicts = [
+        Verdict(sentence, summary_reading(a.gain, a.spread), summary_reading(b.gain, b.spread))
+        for sentence, a, b in zip(sentences, table.itertuples(), other.itertuples(), strict=True)
+    ]
+    table["settled"] = [verdict.settled for verdict in verdicts]
+    return table, settled_sentences(verdicts)
 
 
 def summary_table(
-    scores: pd.DataFrame, metrics: Sequence[str] = METRICS, formatted: bool = True
+    scores: pd.DataFrame,
+    metrics: Sequence[str] = METRICS,
+    formatted: bool = True,
+    half: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mean ± standard deviation over seeds of each run's mean test score.
 
@@ -346,6 +381,8 @@ def summary_table(
         metrics: columns to summarise.
         formatted: strings ``"0.812 ± 0.011"``; ``False`` gives numeric ``<metric>_mean`` and
             ``<metric>_std`` columns.
+        half: the half-budget scores of the same runs; each metric column then gets a
+            ``"<column> (half)"`` column beside it.
 
     Returns:
         One row per (dataset, label fraction, method), plus the number of seeds.
@@ -366,25 +403,18 @@ def summary_table(
                 )
             ]
         table = table[[*metrics, "seeds"]]
+    if half is None:
+        return table.reset_index()
+    _same_runs(scores, half)
+    other = summary_table(half, metrics, formatted).set_index(table.index.names)
+    columns = [c for c in table.columns if c != "seeds"]
+    for column in columns:
+        table.insert(table.columns.get_loc(column) + 1, f"{column} (half)", other[column])
     return table.reset_index()
 
 
-def paired_differences(
-    scores: pd.DataFrame, metric: str = "dice", baseline: str = "supervised"
-) -> pd.DataFrame:
-    """Each method's ``metric`` minus the baseline's, paired by seed (same labeled subset).
-
-    Runs with the same seed share the labeled images and the initialisation seed, so the paired
-    difference removes the variation that comes from which images happened to be labeled.
-
-    Returns:
-        One row per (dataset, label fraction, method other than the baseline): the mean
-        difference, its standard deviation over seeds, the number of seeds where the method beat
-        the baseline, and the number of seeds.
-
-    Raises:
-        ValueError: the baseline is not among the methods.
-    """
+def _seed_differences(scores: pd.DataFrame, metric: str, baseline: str) -> pd.DataFrame:
+    """Each non-baseline run's ``metric`` minus the baseline's of the same seed (``difference``)."""
     per_seed = run_means(scores, [metric])
     if baseline not in set(per_seed["method"]):
         raise ValueError(f"baseline {baseline!r} not among the methods {sorted(per_seed.method)}")
@@ -395,6 +425,31 @@ def paired_differences(
         others[metric].to_numpy()
         - base.loc[list(others[keys].itertuples(index=False, name=None))].to_numpy()
     )
+    return others
+
+
+def paired_differences(
+    scores: pd.DataFrame,
+    metric: str = "dice",
+    baseline: str = "supervised",
+    half: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Each method's ``metric`` minus the baseline's, paired by seed (same labeled subset).
+
+    Runs with the same seed share the labeled images and the initialisation seed, so the paired
+    difference removes the variation that comes from which images happened to be labeled.
+
+    Returns:
+        One row per (dataset, label fraction, method other than the baseline): the mean
+        difference, its standard deviation over seeds, the number of seeds where the method beat
+        the baseline, and the number of seeds. With ``half`` (the half-budget scores of the same
+        runs): also ``half_difference``, ``half_std`` and ``settled`` (the verdict of
+        :func:`describe_differences`).
+
+    Raises:
+        ValueError: the baseline is not among the methods, or ``half`` holds other runs.
+    """
+    others = _seed_differences(scores, metric, baseline)
     grouped = others.groupby(["dataset", "label_fraction", "method"], sort=False)["difference"]
     table = pd.DataFrame(
         {
@@ -404,7 +459,53 @@ def paired_differences(
             "seeds": grouped.size(),
         }
     )
+    if half is not None:
+        verdicts = _difference_verdicts(scores, metric, baseline, half)
+        table["half_difference"] = [v.half.difference for v in verdicts.values()]
+        table["half_std"] = [v.half.spread for v in verdicts.values()]
+        table["settled"] = [v.settled for v in verdicts.values()]
     return table.reset_index()
+
+
+def _difference_verdicts(
+    scores: pd.DataFrame, metric: str, baseline: str, half: pd.DataFrame
+) -> dict[tuple, Verdict]:
+    """The two-budget verdict of each (dataset, fraction, method) against the baseline."""
+    _same_runs(scores, half)
+    final, other = (_seed_differences(t, metric, baseline) for t in (scores, half))
+    keys = ["dataset", "label_fraction", "method"]
+    halves = {key: runs.set_index("seed")["difference"] for key, runs in other.groupby(keys)}
+    verdicts = {}
+    for key, runs in final.groupby(keys, sort=False):
+        reading = paired_reading(runs["difference"])
+        dataset, fraction, method = key
+        side = {1: "beats", -1: "trails", 0: "ties with"}[reading.sign]
+        claim = (
+            f"{dataset}, {fraction:.0%} labels: {method} {side} {baseline} on {metric} by "
+            f"{abs(reading.difference):.3f} (better in {int((runs['difference'] > 0).sum())} of "
+            f"{len(runs)} seeds)."
+        )
+        verdicts[key] = two_budget(runs.set_index("seed")["difference"], halves[key], claim)
+    return verdicts
+
+
+def describe_differences(
+    scores: pd.DataFrame,
+    half: pd.DataFrame,
+    metric: str = "dice",
+    baseline: str = "supervised",
+) -> list[str]:
+    """One sentence per method, dataset and label fraction: does it beat ``baseline``, paired by
+    seed, at both budgets? A finding only where the mean difference has the same sign at the
+    final and the half-budget weights and is beyond its seed spread (``|mean| > std``) at both
+    or at neither (:func:`umlkit.analysis.verdicts.two_budget`).
+
+    Args:
+        scores: :func:`run_comparison` of the final weights.
+        half: ``run_comparison(..., budget="half")`` of the same runs.
+        metric, baseline: as :func:`paired_differences`.
+    """
+    return settled_sentences(list(_difference_verdicts(scores, metric, baseline, half).values()))
 
 
 def trust_cases(
