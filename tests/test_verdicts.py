@@ -116,13 +116,12 @@ def test_budget_note():
         "smoke profile: 2 epochs on 48 images; these sentences settle nothing"
     ]
     assert verdicts.budget_note("default", "2 epochs", 6000) == []
-    (line,) = verdicts.budget_note("default", "2 epochs", 6000, half_budget=False)
-    assert "no half-budget weights" in line
 
 
-def test_half_budget_models_need_every_run_to_keep_them():
+def test_half_budget_models_refuse_runs_without_half_budget_weights():
     old = {("UML", 0): SimpleNamespace(half_state=None)}
-    assert verdicts.half_budget_models(old) is None
+    with pytest.raises(ValueError, match="no half-budget weights"):
+        verdicts.half_budget_models(old)
 
 
 # notebook 04: the ablation sentences at two budgets

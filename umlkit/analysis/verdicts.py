@@ -28,7 +28,7 @@ The API:
 * :class:`Verdict`: a claim with its two readings; ``settled``, ``reason`` and ``text`` follow
 * :func:`two_budget`: the verdict of per-seed paired differences (or values) at both budgets
 * :func:`settled_sentences`: the printed lines of several verdicts, and a closing count
-* :func:`half_budget_models`: the half-budget models of a notebook's runs (None for old runs)
+* :func:`half_budget_models`: the half-budget models of a notebook's runs
 * :func:`budget_note`: the line a profile too small to settle anything prints first
 
 >>> verdict = two_budget([0.03, 0.04, 0.05], [0.02, 0.03, 0.04], "UML beats multitask on Dice.")
@@ -237,38 +237,29 @@ def settled_sentences(sentences: Sequence[Verdict | str], count: bool = True) ->
     return lines
 
 
-def half_budget_models(results: Mapping[Any, Any]) -> dict[Any, torch.nn.Module] | None:
+def half_budget_models(results: Mapping[Any, Any]) -> dict[Any, torch.nn.Module]:
     """The half-budget model of every run (:func:`umlkit.train.half_budget_model`), keyed as
-    ``results``; ``None`` when a run keeps no half-budget weights (trained by an older umlkit),
-    and then no sentence can be given a verdict (:func:`budget_note` says so)."""
+    ``results`` (e.g. ``(variant, seed)`` of :func:`umlkit.analysis.train_variants`).
+
+    Raises:
+        ValueError: a run keeps no half-budget weights (trained by an older umlkit).
+    """
     from umlkit.train import half_budget_model
 
-    if any(getattr(result, "half_state", None) is None for result in results.values()):
-        return None
     return {key: half_budget_model(result) for key, result in results.items()}
 
 
-def budget_note(profile: str, training: str, n_images: int, half_budget: bool = True) -> list[str]:
-    """The lines printed before a notebook's sentences where they cannot settle anything.
+def budget_note(profile: str, training: str, n_images: int) -> list[str]:
+    """The line a profile in :data:`SETTLES_NOTHING` prints before its sentences (else none).
 
     Args:
-        profile: a profile in :data:`SETTLES_NOTHING` gets one line saying so.
+        profile: the notebook's profile.
         training: how long the runs trained, in words (``"2 epochs"``, ``"4 steps"``).
         n_images: the images of the dataset they trained on.
-        half_budget: False where the runs keep no half-budget weights (:func:`half_budget_models`
-            returned None): one line says the sentences carry no verdict.
 
     >>> budget_note("smoke", "2 epochs", 48)
     ['smoke profile: 2 epochs on 48 images; these sentences settle nothing']
     """
-    lines = []
-    if profile in SETTLES_NOTHING:
-        lines.append(
-            f"{profile} profile: {training} on {n_images} images; these sentences settle nothing"
-        )
-    if not half_budget:
-        lines.append(
-            "these runs keep no half-budget weights (trained by an older umlkit): the sentences "
-            "below carry no two-budget verdict; delete their cache folders to train them again"
-        )
-    return lines
+    if profile not in SETTLES_NOTHING:
+        return []
+    return [f"{profile} profile: {training} on {n_images} images; these sentences settle nothing"]
