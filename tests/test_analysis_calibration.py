@@ -1,10 +1,13 @@
 """umlkit.analysis.calibration: image and pixel calibration (hand-computed where possible)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from umlkit import metrics
+from umlkit import analysis, metrics
 from umlkit.analysis import calibration
 
 
@@ -68,6 +71,36 @@ def test_describe_calibration_ranks_over_seeds_at_two_budgets():
     assert "first at the final budget multitask, at half the training UML" in lines[1]
     with pytest.raises(ValueError, match="other \\(variant, seed\\) pairs"):
         calibration.describe_calibration(final, metrics=["ECE"], half=half.iloc[:3])
+
+
+def test_calibration_budgets_evaluate_both_weights(derm_data, tiny_models):
+    import copy
+
+    test = derm_data.load("test")
+    uml = tiny_models["UML"]
+    other = copy.deepcopy(uml)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(0.5)
+    results = {
+        ("UML", 0): SimpleNamespace(model=uml, half_state=other.state_dict()),
+        ("U-Net", 0): SimpleNamespace(model=tiny_models["U-Net"], half_state=None),
+    }
+    with pytest.raises(ValueError, match="no half-budget weights"):
+        calibration.calibration_budgets(results, test)
+    results[("U-Net", 0)].half_state = tiny_models["U-Net"].state_dict()
+    final, half = calibration.calibration_budgets(results, test, n_bins=5)
+    assert final[["variant", "seed"]].values.tolist() == [["UML", 0]]  # the U-Net has no image head
+    expected = calibration.calibration_runs(
+        {("UML", 0): analysis.evaluate_models({"m": other}, test)["m"].class_prob},
+        test.labels,
+        5,
+    )
+    assert half["ECE"].tolist() == pytest.approx(expected["ECE"].tolist())
+    probs = analysis.evaluate_models({"m": uml}, test)["m"].class_prob
+    assert final["ECE"].tolist() == pytest.approx(
+        [metrics.expected_calibration_error(probs, test.labels, 5)]
+    )
 
 
 def test_pixel_calibration_streams_every_pixel(derm_data, tiny_models):

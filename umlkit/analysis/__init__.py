@@ -47,6 +47,7 @@ from umlkit.analysis.ablations import (
 from umlkit.analysis.calibration import (
     PIXEL_SOURCES,
     RANKED_CALIBRATION,
+    calibration_budgets,
     calibration_runs,
     calibration_table,
     describe_calibration,
@@ -136,6 +137,7 @@ __all__ = [
     # calibration
     "PIXEL_SOURCES",
     "RANKED_CALIBRATION",
+    "calibration_budgets",
     "calibration_runs",
     "calibration_table",
     "describe_calibration",

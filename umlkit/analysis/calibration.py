@@ -2,8 +2,8 @@
 
 * image level: :func:`reliability_panels` (reliability diagrams with their ECE),
   :func:`calibration_table` (every calibration metric of :mod:`umlkit.metrics` side by side),
-  :func:`calibration_runs` and :func:`describe_calibration` (which classifier ranks first, over
-  seeds, at the final and the half-budget weights)
+  :func:`calibration_runs`, :func:`calibration_budgets` and :func:`describe_calibration` (which
+  classifier ranks first, over seeds, at the final and the half-budget weights)
 * pixel level: :func:`pixel_calibration` (streamed over a dataset, from the final segmentation or
   UML's mutual decoder, :data:`PIXEL_SOURCES`), :func:`pixel_calibration_study` (several models,
   with and without the background pixels)
@@ -23,7 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from umlkit import metrics
 from umlkit.analysis.ablations import compare_variants, describe_comparison
+from umlkit.analysis.experiments import evaluate_models
 from umlkit.analysis.frames import require_columns
+from umlkit.analysis.verdicts import half_budget_models
 from umlkit.evaluate import Evaluation
 from umlkit.evidential import dirichlet_from_alpha
 
@@ -102,6 +104,35 @@ def calibration_runs(
     ]
     table = pd.concat(rows, ignore_index=True)
     return table[["variant", "seed", *[c for c in table.columns if c not in ("variant", "seed")]]]
+
+
+def calibration_budgets(
+    results: Mapping[tuple[str, int], Any],
+    dataset: Dataset,
+    n_bins: int = 15,
+    device: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`calibration_runs` of every run's final and half-budget weights.
+
+    Args:
+        results: ``(variant, seed) -> TrainResult`` (:func:`umlkit.analysis.train_variants`);
+            runs without an image head (the U-Net) are left out.
+        dataset: the test split (its ``labels`` are the outcomes).
+        n_bins, device: as :func:`calibration_table`, :func:`umlkit.analysis.evaluate_models`.
+
+    Returns:
+        ``(final, half)``, the two inputs of :func:`describe_calibration`.
+    """
+
+    def runs(models: Mapping[tuple[str, int], torch.nn.Module]) -> pd.DataFrame:
+        evaluations = evaluate_models(
+            models, dataset, keep_maps=0, surface_metrics=False, device=device
+        )
+        probs = {k: e.class_prob for k, e in evaluations.items() if e.class_prob is not None}
+        return calibration_runs(probs, np.asarray(dataset.labels), n_bins)
+
+    final = runs({key: result.model for key, result in results.items()})
+    return final, runs(half_budget_models(results))
 
 
 def describe_calibration(
