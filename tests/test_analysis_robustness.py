@@ -180,3 +180,22 @@ def test_robustness_sweep_over_seeds_draws_the_same_corruptions(derm_data):
     assert frame["uncertainty"].iloc[0] == pytest.approx(frame["uncertainty"].iloc[1])
     with pytest.raises(ValueError, match="models is empty"):
         robustness.robustness_sweep_over_seeds({}, test, {"gaussian_noise": (0.3,)})
+
+
+def test_robustness_budgets_sweep_both_weights_of_every_seed(derm_data):
+    from types import SimpleNamespace
+
+    test = derm_data.load("test")
+    probe = ImageSpread()
+    results = {
+        ("probe", s): SimpleNamespace(model=probe, half_state=probe.state_dict()) for s in (0, 1)
+    }
+    final, half = robustness.robustness_budgets(
+        results, test, {"gaussian_noise": (0.0,)}, progress=False
+    )
+    assert final["seed"].tolist() == [0, 1] and half["seed"].tolist() == [0, 1]
+    # the probe's half-budget copy holds the same (no) weights: the same numbers
+    assert half["uncertainty"].tolist() == pytest.approx(final["uncertainty"].tolist())
+    results["probe", 1].half_state = None
+    with pytest.raises(ValueError, match="no half-budget weights"):
+        robustness.robustness_budgets(results, test, {"gaussian_noise": (0.0,)}, progress=False)

@@ -3,7 +3,8 @@ training distribution.
 
 * corrupted images: :data:`ROBUSTNESS_CORRUPTIONS`, :func:`robustness_grid` (severities per
   profile), :func:`robustness_sweep` (every model on every corruption and severity; over several
-  training seeds :func:`robustness_sweep_over_seeds`), :func:`robustness_summary`,
+  training seeds :func:`robustness_sweep_over_seeds`, at both budgets
+  :func:`robustness_budgets`), :func:`robustness_summary`,
   :func:`describe_robustness` (which model is most robust, with its two-budget verdict)
 * unseen images: :func:`ood_scores` (how well each uncertainty tells the out-of-distribution set,
   :func:`umlkit.analysis.experiments.prepare_ood`, from the test set)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,13 @@ from umlkit import metrics
 from umlkit.analysis.experiments import evaluate_models
 from umlkit.analysis.frames import require_columns
 from umlkit.analysis.uncertainty_maps import pixel_uncertainty_maps
-from umlkit.analysis.verdicts import Reading, Verdict, ranking_reading, settled_sentences
+from umlkit.analysis.verdicts import (
+    Reading,
+    Verdict,
+    half_budget_models,
+    ranking_reading,
+    settled_sentences,
+)
 from umlkit.evaluate import Evaluation
 
 #: The corruptions of notebook 07 (contrast is in umlkit.data too, left out to keep the run short).
@@ -138,6 +146,38 @@ def robustness_sweep_over_seeds(
         ],
         ignore_index=True,
     )
+
+
+def robustness_budgets(
+    results: Mapping[tuple[str, int], Any],
+    dataset: Dataset,
+    grid: Mapping[str, Sequence[float]],
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`robustness_sweep_over_seeds` of every run's final and half-budget weights.
+
+    Args:
+        results: ``(model name, training seed) -> TrainResult``
+            (:func:`umlkit.analysis.train_variants`).
+        seed: the seed of the corruption draws.
+        dataset, grid, device, progress: as :func:`robustness_sweep`.
+
+    Returns:
+        ``(final, half)`` sweeps with a ``seed`` column, the inputs of
+        :func:`robustness_summary` and then :func:`describe_robustness`.
+    """
+    half = half_budget_models(results)
+    by_seed: dict[str, dict[int, dict[str, torch.nn.Module]]] = {"final": {}, "half": {}}
+    for (name, training), result in results.items():
+        by_seed["final"].setdefault(training, {})[name] = result.model
+        by_seed["half"].setdefault(training, {})[name] = half[name, training]
+    final, at_half = (
+        robustness_sweep_over_seeds(by_seed[budget], dataset, grid, seed, device, progress)
+        for budget in ("final", "half")
+    )
+    return final, at_half
 
 
 def robustness_summary(
