@@ -182,3 +182,14 @@ def test_describe_options_and_differences_with_half(budgets):
     ]
     with pytest.raises(ValueError, match="other rows or columns"):
         ablations.describe_options(final, ["multitask"], half=half.drop(columns="ECE"))
+
+
+def test_describe_differences_of_one_seed_judges_nothing(budgets):
+    final, half = (
+        ablations.paired_differences(runs.query("seed == 0"), ["ACC", "ECE"]) for runs in budgets
+    )
+    expected = [
+        "multitask: one seed, no spread to judge UML - multitask by (ACC +0.100, ECE +0.050)."
+    ]
+    assert ablations.describe_differences(final) == expected
+    assert ablations.describe_differences(final, half=half) == expected

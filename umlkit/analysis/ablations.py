@@ -299,21 +299,34 @@ def describe_differences(
             for metric in metrics
             if (readings := _pair_readings(differences, half, variant, metric, 1.0)) is not None
         }
+        unjudged = [
+            m for m, pair in found.items() if any(r is not None and r.beyond is None for r in pair)
+        ]
+        if unjudged:
+            listed = ", ".join(f"{m} {found[m][0].difference:+.3f}" for m in unjudged)
+            sentences.append(
+                f"{variant}: one seed, no spread to judge {reference} - {variant} by ({listed})."
+            )
         effects = {
             metric: f"{'better' if final.sign > 0 else 'worse'} on {metric} "
             f"by {abs(final.difference):.3f}"
             for metric, (final, _) in found.items()
+            if metric not in unjudged
         }
         if half is None:
-            beyond = [effects[m] for m, (final, _) in found.items() if final.beyond]
-            sentences.append(
-                f"{variant}: {reference} is {', '.join(beyond)}."
-                if beyond
-                else f"{variant}: no metric differs from {reference} beyond the spread."
-            )
+            beyond = [
+                effects[m] for m, (final, _) in found.items() if m in effects and final.beyond
+            ]
+            if beyond or not unjudged:
+                sentences.append(
+                    f"{variant}: {reference} is {', '.join(beyond)}."
+                    if beyond
+                    else f"{variant}: no metric differs from {reference} beyond the spread."
+                )
             continue
         level = []
-        for metric, (final, at_half) in found.items():
+        for metric in effects:
+            final, at_half = found[metric]
             if final.beyond or at_half.beyond:
                 claim = f"{variant}: {reference} is {effects[metric]}."
                 sentences.append(Verdict(claim, final, at_half))
