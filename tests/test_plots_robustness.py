@@ -13,28 +13,51 @@ from umlkit import plots
 pytestmark = pytest.mark.usefixtures("plot_theme")
 
 
-def test_robustness_curves_grid():
+def robustness_frame(seeds: int = 1) -> pd.DataFrame:
     rows = []
-    for corruption in ("gaussian", "blur"):
-        for severity in (0.0, 0.1, 0.2):
+    for corruption, levels in (("gaussian_noise", (0.0, 0.1, 0.2)), ("gaussian_blur", (0, 1, 2))):
+        for severity in levels:
             for model in ("UML", "unet"):
-                rows.append(
-                    {
-                        "corruption": corruption,
-                        "severity": severity,
-                        "model": model,
-                        "ACC": 1 - severity,
-                        "Dice": 0.9 - severity,
-                    }
-                )
-    fig = plots.robustness_curves(pd.DataFrame(rows), ["ACC", "Dice"])
+                for seed in range(seeds):
+                    rows.append(
+                        {
+                            "corruption": corruption,
+                            "severity": severity,
+                            "model": model,
+                            "seed": seed,
+                            "accuracy": 1 - 0.1 * severity - 0.1 * seed,
+                            "dice": 0.9 - 0.1 * severity,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_robustness_curves_grid():
+    frame = robustness_frame()
+    fig = plots.robustness_curves(frame, ["accuracy", "dice"], chance={"accuracy": 0.6})
     assert len(fig.axes) == 4
-    assert fig.axes[0].get_title() == "gaussian"
-    assert fig.axes[1].get_title() == "blur"
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["gaussian noise", "gaussian blur"]
     assert fig.axes[2].get_ylabel() == "Dice"
-    assert fig.axes[1].get_legend() is not None
+    # each column's severity in the corruption's own unit
+    assert fig.axes[2].get_xlabel() == plots.SEVERITY_LABELS["gaussian_noise"]
+    assert fig.axes[3].get_xlabel() == "blur σ (pixels)"
+    chance_lines = [line for line in fig.axes[0].lines if line.get_linestyle() == ":"]
+    np.testing.assert_allclose(chance_lines[0].get_ydata(), [0.6, 0.6])
+    assert not [line for line in fig.axes[2].lines if line.get_linestyle() == ":"]
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels == ["UML", "unet", "chance (accuracy 0.600)"]
+    assert fig._suptitle.get_text() == "one training seed"
     with pytest.raises(ValueError, match="at least one metric"):
-        plots.robustness_curves(pd.DataFrame(rows), [])
+        plots.robustness_curves(frame, [])
+
+
+def test_robustness_curves_band_spans_the_seeds():
+    fig = plots.robustness_curves(robustness_frame(seeds=3), ["accuracy"])
+    assert fig._suptitle.get_text().startswith("mean over 3 training seeds")
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.9, 0.89, 0.88])  # UML's mean
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() == pytest.approx(1.0) and band.min() == pytest.approx(0.78)
 
 
 def test_ood_histograms():

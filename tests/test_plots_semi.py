@@ -47,9 +47,36 @@ def test_label_fraction_curves_mean_over_seeds_per_dataset():
         }
     )
     fig = plots.label_fraction_curves(runs)
-    assert [ax.get_title() for ax in fig.axes] == ["derm", "fundus"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "derm",
+        "fundus",
+    ]  # no supervised: no differences
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.6, 0.8])
     assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == ["1%", "5%"]
+    low, high = fig.axes[0].get_ylim()
+    assert low > 0.3 and high < 1.0  # fitted to the data, not 0..1
+
+
+def test_label_fraction_curves_difference_panel_pairs_by_seed():
+    runs = pd.DataFrame(
+        {
+            "dataset": ["fundus"] * 8,
+            "method": ["supervised"] * 4 + ["caml"] * 4,
+            "label_fraction": [0.01, 0.01, 0.05, 0.05] * 2,
+            "seed": [0, 1] * 4,
+            "dice": [0.80, 0.90, 0.90, 0.92, 0.85, 0.91, 0.90, 0.95],
+        }
+    )
+    fig = plots.label_fraction_curves(runs)
+    top, difference = fig.axes
+    assert difference.get_ylabel() == "dice − supervised"
+    # seed by seed: 0.05, 0.01 at 1%; 0.00, 0.03 at 5%
+    np.testing.assert_allclose(
+        np.sort(difference.collections[0].get_offsets()[:, 1]), [0.0, 0.01, 0.03, 0.05]
+    )
+    mean_line = [line for line in difference.lines if len(line.get_xdata()) == 2][-1]
+    np.testing.assert_allclose(mean_line.get_ydata(), [0.03, 0.015])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["supervised", "caml"]
 
 
 def test_validation_curves_skip_epochs_without_validation():
@@ -66,6 +93,28 @@ def test_validation_curves_skip_epochs_without_validation():
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("optimisation step", "validation Dice")
     with pytest.raises(ValueError, match="step"):
         plots.validation_curves(histories.drop(columns="step"))
+
+
+def test_validation_curves_band_over_seeds_and_runs_still_improving():
+    histories = pd.DataFrame(
+        {
+            "dataset": ["fundus"] * 6,
+            "method": ["caml"] * 6,
+            "seed": [0, 0, 0, 1, 1, 1],
+            "step": [10, 20, 30] * 2,
+            "val_dice": [0.70, 0.80, 0.90, 0.75, 0.85, 0.80],  # seed 0 still improving
+        }
+    )
+    ax = plots.validation_curves(histories).axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.725, 0.825, 0.85])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.70) and band.max() == pytest.approx(0.90)
+    stars = [line for line in ax.lines if line.get_marker() == "*"]
+    assert len(stars) == 1 and stars[0].get_xydata().tolist() == [[30, 0.9]]
+    assert ax.get_legend().get_texts()[0].get_text() == "caml (1 of 2 still improving)"
+    assert ax.get_ylim()[0] > 0.5  # fitted to the data
+    assert plots.still_improving(histories[histories["seed"] == 0])
+    assert not plots.still_improving(histories[histories["seed"] == 1])
 
 
 def test_trust_gallery_leaves_missing_trusted_maps_empty():

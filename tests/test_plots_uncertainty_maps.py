@@ -42,6 +42,16 @@ def test_uncertainty_gallery_rows_and_columns():
     assert len(fig.axes) == 9
 
 
+def test_uncertainty_maps_keep_low_values_visible():
+    fig = plots.uncertainty_gallery([make_case()], columns=("image", "uncertainty"))
+    image = fig.axes[1].images[0]
+    # on the square-root scale u = 0.04 gets the colour of 0.2, u = 0.25 that of 0.5
+    np.testing.assert_allclose(image.norm([0.0, 0.04, 0.25, 1.0]), [0.0, 0.2, 0.5, 1.0])
+    colour_bar = fig.axes[-1]
+    assert colour_bar.get_ylabel() == "pixel uncertainty u (square-root scale)"
+    np.testing.assert_allclose(colour_bar.get_yticks(), plots.UNCERTAINTY_TICKS)
+
+
 def test_uncertainty_gallery_rejects_bad_input():
     with pytest.raises(ValueError, match="at least one case"):
         plots.uncertainty_gallery([])

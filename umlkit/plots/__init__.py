@@ -32,15 +32,19 @@ mask and uncertainty arrays are in :mod:`umlkit.plots.style`. Call :func:`set_th
 (``umlkit.profiles.setup_notebook`` does) so every figure shares the theme.
 """
 
-from umlkit.plots.ablations import metric_comparison
+from umlkit.plots.ablations import METRIC_UNITS, SPREADS_SHOWN, metric_comparison
 from umlkit.plots.calibration import (
+    COUNT_CMAP,
+    MIN_BIN_OPACITY,
     MIN_BIN_WIDTH,
+    MIN_COLUMN_COUNT,
     RELIABILITY_COLUMNS,
-    calibration_scatter,
+    bin_opacity,
+    calibration_against_truth,
     reliability_diagram,
     reliability_diagrams,
 )
-from umlkit.plots.data import class_balance, dataset_grid, factor_distributions
+from umlkit.plots.data import class_balance, dataset_grid, factor_distributions, is_flag
 from umlkit.plots.failure_cases import factor_effects, rate_by_flag, risk_coverage
 from umlkit.plots.primer import (
     SIMPLEX_CORNERS,
@@ -52,16 +56,29 @@ from umlkit.plots.primer import (
     toy_uncertainty_maps,
     uncertainty_distance_curves,
 )
-from umlkit.plots.robustness import ood_histograms, robustness_curves
-from umlkit.plots.semi import label_fraction_curves, trust_gallery, validation_curves
+from umlkit.plots.robustness import (
+    METRIC_LABELS,
+    SEVERITY_LABELS,
+    ood_histograms,
+    robustness_curves,
+)
+from umlkit.plots.semi import (
+    label_fraction_curves,
+    still_improving,
+    trust_gallery,
+    validation_curves,
+)
 from umlkit.plots.style import (
     CLASS_COLOURS,
     ERROR_COLOUR,
     UNCERTAINTY_CMAP,
+    UNCERTAINTY_GAMMA,
+    UNCERTAINTY_TICKS,
     as_display_image,
     check_columns,
     class_cmap,
     set_theme,
+    uncertainty_norm,
 )
 from umlkit.plots.training import (
     CURVE_NAMES,
@@ -84,14 +101,18 @@ __all__ = [
     "CLASS_COLOURS",
     "ERROR_COLOUR",
     "UNCERTAINTY_CMAP",
+    "UNCERTAINTY_GAMMA",
+    "UNCERTAINTY_TICKS",
     "as_display_image",
     "check_columns",
     "class_cmap",
     "set_theme",
+    "uncertainty_norm",
     # data (01)
     "class_balance",
     "dataset_grid",
     "factor_distributions",
+    "is_flag",
     # primer (02)
     "SIMPLEX_CORNERS",
     "dirichlet_log_density",
@@ -108,11 +129,17 @@ __all__ = [
     "factor_weight_bars",
     "training_curves",
     # ablations (04)
+    "METRIC_UNITS",
+    "SPREADS_SHOWN",
     "metric_comparison",
     # calibration (05)
+    "COUNT_CMAP",
+    "MIN_BIN_OPACITY",
     "MIN_BIN_WIDTH",
+    "MIN_COLUMN_COUNT",
     "RELIABILITY_COLUMNS",
-    "calibration_scatter",
+    "bin_opacity",
+    "calibration_against_truth",
     "reliability_diagram",
     "reliability_diagrams",
     # uncertainty maps (06)
@@ -123,6 +150,8 @@ __all__ = [
     "uncertainty_gallery",
     "uncertainty_overlay",
     # robustness (07)
+    "METRIC_LABELS",
+    "SEVERITY_LABELS",
     "ood_histograms",
     "robustness_curves",
     # failure cases (08)
@@ -131,6 +160,7 @@ __all__ = [
     "risk_coverage",
     # semi-supervised (09)
     "label_fraction_curves",
+    "still_improving",
     "trust_gallery",
     "validation_curves",
 ]

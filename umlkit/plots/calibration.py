@@ -2,8 +2,8 @@
 
 A model is calibrated when, among the cases it gives confidence p, a share p is right.
 :func:`reliability_diagrams` checks this per confidence bin (the tables come from
-``umlkit.metrics.reliability_bins``); :func:`calibration_scatter` checks it per image against the
-generator's known probability, which only synthetic data has.
+``umlkit.metrics.reliability_bins``); :func:`calibration_against_truth` checks it per image against
+the generator's known probability, which only synthetic data has.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogLocator
 
 from umlkit.plots.style import ERROR_COLOUR, check_columns
 
@@ -30,6 +33,7 @@ def reliability_diagrams(
     suptitle: str | None = None,
     xlabel: str = "confidence",
     ylabel: str = "accuracy",
+    unit: str = "samples",
 ) -> Figure:
     """Reliability diagrams with a confidence histogram under each, side by side.
 
@@ -39,8 +43,11 @@ def reliability_diagrams(
 
         ``ECE = sum_b (n_b / N) * |acc_b - conf_b|``.
 
-    Under each diagram a histogram shows the share of samples per bin, because a big gap in a bin
-    with almost no samples hardly matters.
+    Under each diagram a histogram shows how many samples each bin holds, on a log axis (pixels
+    span six orders of magnitude: a million confident background pixels, a few hundred at 0.5).
+    A big gap in a bin with almost no samples hardly matters, so each bin's bars in the diagram
+    fade with its count (:func:`bin_opacity`): a near-empty bin stays readable but does not draw
+    the eye.
 
     Args:
         panels: panel title -> reliability table with the columns ``lower, upper, confidence,
@@ -51,6 +58,7 @@ def reliability_diagrams(
         xlabel: label of the x axes ("confidence", or "predicted probability" for positive-class
             reliability).
         ylabel: label of the y axes ("accuracy", or "observed frequency").
+        unit: what a sample is ("images", "pixels"), for the histogram's axis label.
 
     Returns:
         The figure; its axes alternate diagram, histogram (``fig.axes[2*i]`` is panel ``i``).
@@ -75,6 +83,7 @@ def reliability_diagrams(
         ax.set_title(title, fontsize="medium")
         ax.set_ylabel(ylabel)
         hist_ax.set_xlabel(xlabel)
+        hist_ax.set_ylabel(unit)
         ax.tick_params(labelbottom=False)
     if suptitle:
         fig.suptitle(suptitle)
@@ -91,81 +100,171 @@ def reliability_diagram(bins: pd.DataFrame, *, title: str = "", **kwargs: Any) -
 MIN_BIN_WIDTH = 0.01
 
 
+#: Opacity of the bars of the emptiest bins (a bin with a single sample).
+MIN_BIN_OPACITY = 0.15
+
+
+def bin_opacity(counts: np.ndarray) -> np.ndarray:
+    """Opacity of each bin's bars: 1 for the fullest bin, falling with the log of the count.
+
+    ``opacity = MIN_BIN_OPACITY + (1 - MIN_BIN_OPACITY) * (log(1 + n) / log(1 + n_max))^2``: a bin
+    with a tenth of the fullest bin's count is still clearly drawn, one with a thousandth of it is
+    pale, one with a single sample a ghost. The log is there because counts of pixels span six
+    orders of magnitude; the square makes the fading visible within them. Empty bins get 0 (they
+    are not drawn).
+    """
+    counts = np.asarray(counts, dtype=float)
+    top = np.log1p(counts.max()) if counts.size else 0.0
+    if top == 0:
+        return np.zeros_like(counts)
+    opacity = MIN_BIN_OPACITY + (1 - MIN_BIN_OPACITY) * (np.log1p(counts) / top) ** 2
+    return np.where(counts > 0, opacity, 0.0)
+
+
 def _draw_reliability(ax: plt.Axes, hist_ax: plt.Axes, bins: pd.DataFrame) -> None:
     filled = bins[bins["count"] > 0]
     widths = np.maximum(filled["upper"] - filled["lower"], MIN_BIN_WIDTH)
-    ax.bar(
+    opacity = bin_opacity(filled["count"].to_numpy())
+    accuracy_bars = ax.bar(
         filled["lower"],
         filled["accuracy"],
         width=widths,
         align="edge",
         color=sns.color_palette()[0],
         edgecolor="white",
-        label="accuracy",
     )
     gap_bottom = np.minimum(filled["accuracy"], filled["confidence"])
-    ax.bar(
+    gap_bars = ax.bar(
         filled["lower"],
         np.abs(filled["accuracy"] - filled["confidence"]),
         bottom=gap_bottom,
         width=widths,
         align="edge",
         color=ERROR_COLOUR,
-        alpha=0.35,
         edgecolor=ERROR_COLOUR,
-        label="gap",
     )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+    for accuracy_bar, gap_bar, alpha in zip(accuracy_bars, gap_bars, opacity, strict=True):
+        accuracy_bar.set_alpha(alpha)
+        gap_bar.set_alpha(0.35 * alpha)
+    (perfect,) = ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize="small")
-    total = bins["count"].sum()
-    share = filled["count"] / total if total > 0 else filled["count"]
-    hist_ax.bar(filled["lower"], share, width=widths, align="edge", color="grey", edgecolor="white")
-    hist_ax.set_ylabel("share")
-    hist_ax.set_ylim(0, max(float(share.max()) * 1.1, 1e-3) if len(share) else 1)
+    # Handles of full opacity: the bars' own would inherit the first (perhaps faded) bin's alpha.
+    handles = [
+        perfect,
+        Patch(color=sns.color_palette()[0]),
+        Patch(facecolor=ERROR_COLOUR, edgecolor=ERROR_COLOUR, alpha=0.35),
+    ]
+    ax.legend(handles, ["perfect", "accuracy", "gap"], loc="upper left", fontsize="small")
+    hist_ax.bar(
+        filled["lower"],
+        filled["count"],
+        width=widths,
+        align="edge",
+        color="grey",
+        edgecolor="white",
+    )
+    hist_ax.set_yscale("log")
+    hist_ax.yaxis.set_major_locator(LogLocator(numticks=4))
+    if len(filled):
+        hist_ax.set_ylim(0.5, float(filled["count"].max()) * 3)
 
 
-def calibration_scatter(
+#: Colours of the image counts: the light end of "Blues" cut off, so a cell of one image shows.
+COUNT_CMAP = ListedColormap(plt.get_cmap("Blues")(np.linspace(0.2, 1.0, 256)))
+#: Minimum images in a column of :func:`calibration_against_truth` for its mean to be drawn.
+MIN_COLUMN_COUNT = 5
+
+
+def calibration_against_truth(
     frame: pd.DataFrame,
     *,
     predicted: str = "predicted",
     true: str = "p_true",
     hue: str = "model",
+    bins: int = 20,
+    ncols: int = 4,
 ) -> Figure:
-    """Predicted probability against the generator's true probability, and the error's spread.
+    """Predicted probability against the generator's true probability: one 2-D histogram per model.
 
     Only on synthetic data is the Bayes probability ``p_true = P(y = 1 | image factors)`` known, so
-    calibration can be checked per image instead of per bin: a calibrated model scatters around the
-    diagonal. The right panel shows the distribution of ``predicted - p_true`` per model.
+    calibration can be checked per image instead of per bin: a calibrated model's images lie on
+    the diagonal. Thousands of images as dots hide each other, so each panel counts them in a
+    ``bins x bins`` grid of cells (darker = more images, on a log scale, empty cells white) and
+    draws the mean prediction of each column of true probability (columns with at least
+    :data:`MIN_COLUMN_COUNT` images): where that line leaves the diagonal, the model is
+    over- (above) or under-confident (below) in the positive class.
 
     Args:
         frame: one row per image (and model) with the columns ``predicted``, ``true`` and ``hue``.
         predicted: column of the model's positive-class probability (alpha_1 / S).
         true: column of the true probability.
-        hue: column naming the model.
+        hue: column naming the model (one panel each, in order of first appearance).
+        bins: cells per axis.
+        ncols: panels per row.
 
     Returns:
-        The figure with two axes (scatter, error histogram).
+        The figure: one axes per model, then the colour bar's axes. Each panel's cell counts are
+        its first collection (``ax.collections[0].get_array()``, rows = predicted).
     """
     check_columns(frame, (predicted, true, hue), "calibration frame")
-    fig, (scatter_ax, error_ax) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    sns.scatterplot(data=frame, x=true, y=predicted, hue=hue, alpha=0.5, s=14, ax=scatter_ax)
-    scatter_ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    scatter_ax.set_xlim(0, 1)
-    scatter_ax.set_ylim(0, 1)
-    scatter_ax.set_xlabel("true probability (generator)")
-    scatter_ax.set_ylabel("predicted probability")
-    error = frame.assign(error=frame[predicted] - frame[true])
-    sns.histplot(
-        data=error,
-        x="error",
-        hue=hue,
-        element="step",
-        stat="density",
-        common_norm=False,
-        ax=error_ax,
+    models = list(dict.fromkeys(frame[hue]))
+    if not models:
+        raise ValueError("calibration_against_truth needs at least one image")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts = {
+        model: np.histogram2d(
+            frame.loc[frame[hue] == model, predicted].clip(0, 1),
+            frame.loc[frame[hue] == model, true].clip(0, 1),
+            bins=(edges, edges),
+        )[0]
+        for model in models
+    }
+    norm = LogNorm(vmin=1, vmax=max(1.0, max(float(c.max()) for c in counts.values())))
+    ncols = min(ncols, len(models))
+    nrows = int(np.ceil(len(models) / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.3 * ncols + 1.2, 3.3 * nrows + 0.9),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
     )
-    error_ax.axvline(0, color="grey", linestyle="--", linewidth=1)
-    error_ax.set_xlabel("predicted - true probability")
+    mesh = None
+    centres = (edges[:-1] + edges[1:]) / 2
+    for ax, model in zip(axes.flat, models, strict=False):
+        mesh = ax.pcolormesh(
+            edges, edges, np.ma.masked_equal(counts[model], 0), cmap=COUNT_CMAP, norm=norm
+        )
+        column_count = counts[model].sum(axis=0)
+        column_mean = (counts[model] * centres[:, None]).sum(axis=0) / np.maximum(column_count, 1)
+        shown = column_count >= MIN_COLUMN_COUNT
+        ax.plot(
+            centres[shown],
+            column_mean[shown],
+            color=ERROR_COLOUR,
+            marker="o",
+            markersize=3,
+            linewidth=1.5,
+            label="mean prediction",
+        )
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+        ax.set_yticks([0, 0.5, 1], ["0", "0.5", "1"])
+        ax.set_aspect("equal")
+        ax.grid(False)
+        ax.set_title(str(model), fontsize="medium")
+    for ax in axes[-1]:
+        ax.set_xlabel("true probability (generator)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("predicted probability")
+    for ax in axes.flat[len(models) :]:
+        ax.remove()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, label="images per cell (log scale)")
     return fig

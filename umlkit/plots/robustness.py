@@ -13,8 +13,26 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from umlkit.plots.style import check_columns
+
+#: The x-axis label of each corruption: its severity in the corruption's own unit
+#: (see :mod:`umlkit.data.corruptions`).
+SEVERITY_LABELS = {
+    "gaussian_noise": "noise σ (intensity, image in [0, 1])",
+    "salt_and_pepper": "share of pixels hit",
+    "gaussian_blur": "blur σ (pixels)",
+    "contrast": "contrast lost (1 = flat grey)",
+}
+#: Row labels of the metrics :func:`umlkit.analysis.robustness_sweep` writes.
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "dice": "Dice",
+    "ece": "ECE",
+    "uncertainty": "image uncertainty",
+    "pixel_uncertainty": "mean pixel uncertainty",
+}
 
 
 def robustness_curves(
@@ -24,16 +42,26 @@ def robustness_curves(
     x: str = "severity",
     hue: str = "model",
     col: str = "corruption",
+    seed: str = "seed",
+    chance: Mapping[str, float] | None = None,
 ) -> Figure:
     """Metrics against corruption severity: one row per metric, one column per corruption.
 
+    Each column's x axis is that corruption's severity in its own unit (:data:`SEVERITY_LABELS`):
+    a noise σ of 0.1 and a blur σ of 1 pixel are not the same amount of damage, so the columns
+    share no x axis. With several training seeds (a ``seed`` column) the line is their mean and
+    the band spans the lowest to the highest seed; the figure's title says how many seeds there
+    are. ``chance`` draws what a model that ignores the image reaches (for accuracy: always
+    predicting the majority class), the floor a broken model falls to.
+
     Args:
-        frame: one row per (corruption, severity, model[, seed]) with one column per metric. Rows of
-            several seeds are averaged; the band is ± 1 std.
+        frame: one row per (corruption, severity, model[, seed]) with one column per metric.
         metrics: the metric columns, one row of panels each.
-        x: the severity column (sigma of the noise, amount of salt-and-pepper, blur sigma, ...).
+        x: the severity column.
         hue: the model column.
         col: the corruption column.
+        seed: the training-seed column (optional: without it the frame is one seed's).
+        chance: metric -> chance level, drawn as a dotted line in that metric's row.
 
     Returns:
         The figure, ``len(metrics) x n_corruptions`` axes (row-major).
@@ -45,13 +73,14 @@ def robustness_curves(
     fig, axes = plt.subplots(
         len(metrics),
         len(corruptions),
-        figsize=(3.8 * len(corruptions), 2.9 * len(metrics)),
+        figsize=(3.8 * len(corruptions) + 1.8, 2.6 * len(metrics) + 0.5),
         squeeze=False,
         layout="constrained",
         sharex="col",
         sharey="row",
     )
     hue_order = list(dict.fromkeys(frame[hue]))
+    seeds = frame[seed].nunique() if seed in frame else 1
     for row, metric in enumerate(metrics):
         for column, corruption in enumerate(corruptions):
             ax = axes[row, column]
@@ -62,19 +91,27 @@ def robustness_curves(
                 hue=hue,
                 hue_order=hue_order,
                 marker="o",
-                errorbar="sd",
+                markersize=5,
+                errorbar=("pi", 100) if seeds > 1 else None,
                 ax=ax,
                 legend=row == 0 and column == len(corruptions) - 1,
             )
+            if chance and metric in chance:
+                ax.axhline(chance[metric], color="black", linestyle=":", linewidth=1.2)
             if row == 0:
-                ax.set_title(str(corruption), fontsize="medium")
-            if row < len(metrics) - 1:
-                ax.set_xlabel("")
-            else:
-                ax.set_xlabel(f"{x}")
-    legend = axes[0, -1].get_legend()
-    if legend is not None:
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), fontsize="small")
+                ax.set_title(str(corruption).replace("_", " "), fontsize="medium")
+            ax.set_xlabel(SEVERITY_LABELS.get(str(corruption), x))
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric) if column == 0 else "")
+    legend_ax = axes[0, -1]
+    if legend_ax.get_legend() is not None:
+        handles, labels = legend_ax.get_legend_handles_labels()
+        if chance:
+            handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.2))
+            labels.append("chance (" + ", ".join(f"{m} {v:.3f}" for m, v in chance.items()) + ")")
+        legend_ax.get_legend().remove()
+        fig.legend(handles, labels, title=hue, loc="outside right upper", fontsize="small")
+    spread = f"mean over {seeds} training seeds, band: lowest to highest seed"
+    fig.suptitle(spread if seeds > 1 else "one training seed", fontsize="medium")
     return fig
 
 

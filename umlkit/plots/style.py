@@ -6,7 +6,8 @@ Conventions every plotting function follows:
 * masks and predictions are integer class maps ``(H, W)``;
 * pixel uncertainty is a ``(H, W)`` map in [0, 1] (u = K / S of the pixel's Dirichlet).
 
-Class maps use :data:`CLASS_COLOURS` and uncertainty maps :data:`UNCERTAINTY_CMAP` in every figure, so
+Class maps use :data:`CLASS_COLOURS` and uncertainty maps :data:`UNCERTAINTY_CMAP` on the
+square-root scale of :func:`uncertainty_norm` in every figure, so
 a student who has read one gallery can read them all. Call :func:`set_theme` once
 (``umlkit.profiles.setup_notebook`` does) so every figure shares the theme.
 """
@@ -18,12 +19,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import ListedColormap, PowerNorm
 
 #: Colours of the class maps: background, then foreground classes (lesion / rim, cup).
 CLASS_COLOURS = ("#1b1b1b", "#e6a23c", "#3c8ee6", "#6cc46c")
 #: Colour map of pixel uncertainty (dark = certain, bright = uncertain).
 UNCERTAINTY_CMAP = "magma"
+#: Exponent of the uncertainty maps' colour scale (see :func:`uncertainty_norm`).
+UNCERTAINTY_GAMMA = 0.5
+#: Tick marks of an uncertainty colour bar: dense at the low end, where the square-root scale is.
+UNCERTAINTY_TICKS = (0.0, 0.02, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 #: Colour of misclassified pixels / the calibration gap.
 ERROR_COLOUR = "#d62728"
 
@@ -31,6 +36,21 @@ ERROR_COLOUR = "#d62728"
 def set_theme() -> None:
     """The one plotting theme of umlkit (seaborn "notebook" context, white grid)."""
     sns.set_theme(context="notebook", style="whitegrid")
+
+
+def uncertainty_norm() -> PowerNorm:
+    """The colour scale of every uncertainty map: u in [0, 1] drawn as ``sqrt(u)``.
+
+    Most pixels of a trained segmenter have an uncertainty u = K/S well below 0.4; on a linear
+    magma scale they would all be near black and the structure inside them (a faint ring around
+    the lesion, a hair) invisible. The square root stretches the low end: u = 0.04 lands where
+    0.2 would on a linear scale, u = 0.25 where 0.5 would, while 0 stays black and 1 stays white.
+    Draw the colour bar (its ticks :data:`UNCERTAINTY_TICKS`) so the scale can be read back.
+
+    Returns:
+        A new norm for each image (matplotlib norms carry state, so images do not share one).
+    """
+    return PowerNorm(gamma=UNCERTAINTY_GAMMA, vmin=0.0, vmax=1.0)
 
 
 def check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:

@@ -21,9 +21,11 @@ from matplotlib.figure import Figure
 from umlkit.plots.style import (
     ERROR_COLOUR,
     UNCERTAINTY_CMAP,
+    UNCERTAINTY_TICKS,
     as_display_image,
     check_columns,
     class_cmap,
+    uncertainty_norm,
 )
 
 #: What each gallery column shows (keys of a case; "error" and "reliable" are derived).
@@ -61,7 +63,7 @@ def _draw_case(
             )
         elif column == "uncertainty":
             uncertainty_image = ax.imshow(
-                np.asarray(case["uncertainty"]), cmap=UNCERTAINTY_CMAP, vmin=0, vmax=1
+                np.asarray(case["uncertainty"]), cmap=UNCERTAINTY_CMAP, norm=uncertainty_norm()
             )
         elif column == "error":
             ax.imshow(as_display_image(case["image"]), cmap="gray", vmin=0, vmax=1)
@@ -155,7 +157,8 @@ def uncertainty_gallery(
             uncertainty_image,
             ax=axes.ravel().tolist(),
             shrink=min(0.8, 3.0 / len(cases) + 0.3),
-            label="pixel uncertainty",
+            label="pixel uncertainty u (square-root scale)",
+            ticks=UNCERTAINTY_TICKS,
         )
     if suptitle:
         fig.suptitle(suptitle)
