@@ -242,3 +242,11 @@ def test_comparison_runs_once_then_reads_the_cache(tmp_path):
     curves = plots.label_fraction_curves(run_means(scores))
     assert len(curves.axes) == 2  # the Dice, and burl's difference to supervised under it
     plt.close("all")
+
+
+def test_describe_differences_of_a_tie_names_no_margin():
+    scores = hand_scores()
+    supervised = scores[scores.method == "supervised"]
+    tied = pd.concat([supervised, supervised.assign(method="caml")], ignore_index=True)
+    (line, _) = describe_differences(tied, tied)
+    assert "caml ties with supervised on dice (better in 0 of 2 seeds)" in line

@@ -480,10 +480,10 @@ def _difference_verdicts(
         reading = paired_reading(runs["difference"])
         dataset, fraction, method = key
         side = {1: "beats", -1: "trails", 0: "ties with"}[reading.sign]
+        by = f" by {abs(reading.difference):.3f}" if reading.sign else ""
         claim = (
-            f"{dataset}, {fraction:.0%} labels: {method} {side} {baseline} on {metric} by "
-            f"{abs(reading.difference):.3f} (better in {int((runs['difference'] > 0).sum())} of "
-            f"{len(runs)} seeds)."
+            f"{dataset}, {fraction:.0%} labels: {method} {side} {baseline} on {metric}{by} "
+            f"(better in {int((runs['difference'] > 0).sum())} of {len(runs)} seeds)."
         )
         verdicts[key] = two_budget(runs.set_index("seed")["difference"], halves[key], claim)
     return verdicts
