@@ -337,14 +337,16 @@ def describe_differences(
     return settled_sentences(sentences) if half is not None else sentences
 
 
-def _ranking_sentence(row: Any, reference: str) -> str:
-    """The sentence of one row of :func:`compare_variants`."""
+def _ranking_sentence(row: Any, reference: str, judged: bool = True) -> str:
+    """The sentence of one row of :func:`compare_variants` (``judged``: with the gap's verdict;
+    a two-budget verdict states it with both budgets' numbers instead)."""
     if row.runner_up is None:
         return f"{row.metric}: only {reference} has this metric."
     noise = {
         True: " (the gap is within the seed-to-seed spread)",
         False: " (larger than the seed-to-seed spread)",
     }.get(row.within_noise, " (one seed: no spread to judge the gap by)")
+    noise = noise if judged else ""
     if row.reference_rank == 1 and row.gap == 0:
         return (
             f"{row.metric} ({row.direction} is better): {reference} ties for best with "
@@ -391,10 +393,10 @@ def describe_comparison(
     half_rows = {} if half is None else {row.metric: row for row in half.itertuples()}
     sentences: list[str | Verdict] = []
     for row in comparison.itertuples():
-        sentence = _ranking_sentence(row, reference)
         if half is None or row.runner_up is None or half_rows[row.metric].runner_up is None:
-            sentences.append(sentence)
+            sentences.append(_ranking_sentence(row, reference))
             continue
+        sentence = _ranking_sentence(row, reference, judged=False)
         other = half_rows[row.metric]
         sentences.append(
             Verdict(
