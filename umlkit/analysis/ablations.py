@@ -8,8 +8,12 @@ seeds; these functions turn the evaluations into tables and sentences:
 * :func:`summarise_runs`, :func:`format_summary`: mean and spread over seeds per variant
 * :func:`compare_variants`, :func:`describe_comparison`: where the reference (UML) ranks on each
   metric, and whether its gap to the runner-up exceeds the seed-to-seed spread
-* :func:`paired_differences`, :func:`describe_options`: each variant against the reference,
-  paired by seed (what an umlkit option adds to the official structure)
+* :func:`paired_differences`, :func:`describe_differences`, :func:`describe_options`: each
+  variant against the reference, paired by seed (what an umlkit option adds to the official
+  structure)
+
+Every ``describe_*`` function takes ``half=``, the same table computed from the runs' half-budget
+weights; each sentence then carries its two-budget verdict (:mod:`umlkit.analysis.verdicts`).
 """
 
 from __future__ import annotations
