@@ -193,3 +193,16 @@ def test_describe_differences_of_one_seed_judges_nothing(budgets):
     ]
     assert ablations.describe_differences(final) == expected
     assert ablations.describe_differences(final, half=half) == expected
+
+
+def test_findings_list_the_settled_lines_for_the_closing_note():
+    settled = verdicts.two_budget([0.03, 0.04, 0.05], [0.02, 0.03, 0.04], "A beats B.")
+    flipped = verdicts.two_budget([0.03, 0.04, 0.05], [-0.02, -0.03, -0.04], "C beats D.")
+    lines = verdicts.settled_sentences([settled, flipped])
+    assert verdicts.findings(lines) == [
+        "Findings (they hold at the final and at the half-budget weights): 1",
+        "- " + settled.text.removeprefix("Finding: "),
+    ]
+    assert verdicts.findings(lines[1:]) == [
+        "No comparison above holds at both budgets: none of them is a finding."
+    ]

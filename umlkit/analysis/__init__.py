@@ -99,10 +99,12 @@ from umlkit.analysis.uncertainty_maps import (
     with_entropy_uncertainty,
 )
 from umlkit.analysis.verdicts import (
+    FINDING,
     SETTLES_NOTHING,
     Reading,
     Verdict,
     budget_note,
+    findings,
     half_budget_models,
     paired_beyond_spread,
     paired_reading,
@@ -174,10 +176,12 @@ __all__ = [
     "risk_coverage_curves",
     "select_cases",
     # conclusions at two budgets
+    "FINDING",
     "SETTLES_NOTHING",
     "Reading",
     "Verdict",
     "budget_note",
+    "findings",
     "half_budget_models",
     "paired_beyond_spread",
     "paired_reading",

@@ -28,6 +28,7 @@ The API:
 * :class:`Verdict`: a claim with its two readings; ``settled``, ``reason`` and ``text`` follow
 * :func:`two_budget`: the verdict of per-seed paired differences (or values) at both budgets
 * :func:`settled_sentences`: the printed lines of several verdicts, and a closing count
+* :func:`findings`: a notebook's closing note, the lines that are findings
 * :func:`half_budget_models`: the half-budget models of a notebook's runs
 * :func:`budget_note`: the line a profile too small to settle anything prints first
 
@@ -40,7 +41,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ import torch
 
 #: Profiles whose runs are too small to settle any comparison (they only check that the code runs).
 SETTLES_NOTHING = ("smoke",)
+#: How the line of a settled verdict begins (:attr:`Verdict.text`, read by :func:`findings`).
+FINDING = "Finding: "
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Verdict:
         claim = self.claim.rstrip(".")
         numbers = f"final {self.final.describe()}; half {self.half.describe()}"
         if self.settled:
-            return f"Finding: {claim} ({numbers})."
+            return f"{FINDING}{claim} ({numbers})."
         return f"Not settled at this budget: {claim} — {self.reason} ({numbers})."
 
 
@@ -235,6 +238,19 @@ def settled_sentences(sentences: Sequence[Verdict | str], count: bool = True) ->
             "and those of half the training)."
         )
     return lines
+
+
+def findings(sentences: Iterable[str]) -> list[str]:
+    """A notebook's closing note: the printed lines that are findings, with both budgets' numbers.
+
+    >>> findings(["Finding: A beats B (final ...; half ...).", "Not settled at this budget: C."])
+    ['Findings (they hold at the final and at the half-budget weights): 1', '- A beats B (final ...; half ...).']
+    """
+    found = [s.removeprefix(FINDING) for s in sentences if s.startswith(FINDING)]
+    if not found:
+        return ["No comparison above holds at both budgets: none of them is a finding."]
+    title = f"Findings (they hold at the final and at the half-budget weights): {len(found)}"
+    return [title, *(f"- {sentence}" for sentence in found)]
 
 
 def half_budget_models(results: Mapping[Any, Any]) -> dict[Any, torch.nn.Module]:
