@@ -69,11 +69,12 @@ def test_label_fraction_curves_difference_panel_pairs_by_seed():
     )
     fig = plots.label_fraction_curves(runs)
     top, difference = fig.axes
-    assert difference.get_ylabel() == "dice − supervised"
+    assert difference.get_ylabel() == "Dice − supervised\n(dots: seeds, line: mean)"
     # seed by seed: 0.05, 0.01 at 1%; 0.00, 0.03 at 5%
     np.testing.assert_allclose(
         np.sort(difference.collections[0].get_offsets()[:, 1]), [0.0, 0.01, 0.03, 0.05]
     )
+    assert top.get_ylabel() == "test Dice (mean ± sd over seeds)"
     mean_line = [line for line in difference.lines if len(line.get_xdata()) == 2][-1]
     np.testing.assert_allclose(mean_line.get_ydata(), [0.03, 0.015])
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["supervised", "caml"]

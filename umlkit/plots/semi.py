@@ -89,11 +89,14 @@ def label_fraction_curves(
             ax=ax,
         )
         ax.set_title(str(panel), fontsize="medium")
-        ax.set_ylabel(f"test {metric} (mean ± sd over seeds)" if column == 0 else "")
+        name = "Dice" if metric == "dice" else metric
+        ax.set_ylabel(f"test {name} (mean ± sd over seeds)" if column == 0 else "")
         ax.set_xticks(fractions, [f"{f:.0%}" for f in fractions])
         if with_differences:
             _draw_differences(axes[1, column], data, metric, hue, baseline, palette)
-            axes[1, column].set_ylabel(f"{metric} − {baseline}" if column == 0 else "")
+            axes[1, column].set_ylabel(
+                f"{name} − {baseline}\n(dots: seeds, line: mean)" if column == 0 else ""
+            )
         axes[-1, column].set_xlabel("labeled fraction of the training images")
     handles = [Line2D([], [], color=palette[m], marker="o") for m in methods]
     fig.legend(handles, methods, title=hue, loc="outside right upper")
@@ -108,16 +111,29 @@ def _draw_differences(
     baseline: str,
     palette: Mapping[str, Any],
 ) -> None:
-    """Each method minus the baseline, paired by (label fraction, seed): seeds as dots, mean as line."""
+    """Each method minus the baseline, paired by (label fraction, seed): seeds as dots, mean as line.
+
+    The dots of different methods are set a little apart along x (2 % of the axis per method) so
+    that seeds at the same label fraction do not hide each other; the means stay in place.
+    """
     keys = ["label_fraction", "seed"]
     reference = data[data[hue] == baseline].set_index(keys)[metric]
-    ax.axhline(0.0, color=palette[baseline], linewidth=1.5, label=baseline)
-    for method, group in data[data[hue] != baseline].groupby(hue, sort=False):
+    ax.axhline(0.0, color=palette[baseline], linewidth=1.5)
+    fractions = data["label_fraction"].unique()
+    span = float(np.ptp(fractions)) or float(np.max(np.abs(fractions))) or 1.0
+    others = [method for method in palette if method != baseline and method in set(data[hue])]
+    for index, method in enumerate(others):
+        group = data[data[hue] == method]
         difference = (group.set_index(keys)[metric] - reference).dropna().reset_index()
         if difference.empty:
             continue
+        offset = (index - (len(others) - 1) / 2) * 0.02 * span
         ax.scatter(
-            difference["label_fraction"], difference[metric], color=palette[method], s=12, alpha=0.6
+            difference["label_fraction"] + offset,
+            difference[metric],
+            color=palette[method],
+            s=14,
+            alpha=0.6,
         )
         mean = difference.groupby("label_fraction")[metric].mean()
         ax.plot(mean.index, mean.to_numpy(), color=palette[method], marker="o")
@@ -239,18 +255,23 @@ def validation_curves(
         1, len(panels), figsize=(4.6 * len(panels) + 2.4, 3.6), squeeze=False, layout="constrained"
     )
     for ax, panel in zip(axes[0], panels, strict=True):
-        for method in methods:
+        span = float(np.ptp(histories[x])) or 1.0
+        for index, method in enumerate(methods):
             runs = histories[(histories[col] == panel) & (histories[hue] == method)]
             if runs.empty:
                 continue
-            _draw_runs(ax, runs, x, y, seed, method, palette[method])
+            # the stars of different methods a little apart, so that they do not hide each other
+            star_offset = (index - (len(methods) - 1) / 2) * 0.025 * span
+            _draw_runs(ax, runs, x, y, seed, method, palette[method], star_offset)
         ax.set_title(str(panel), fontsize="medium")
         ax.set_xlabel("optimisation step" if x == "step" else x)
         ax.set_ylabel("validation Dice" if y == "val_dice" else y)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", title=hue)
     seeds = histories.groupby([col, hue])[seed].nunique().max()
-    spread = f"line: mean over {seeds} seeds, band: lowest to highest; " if seeds > 1 else ""
-    fig.suptitle(f"{spread}★ run whose best step is its last (still improving)", fontsize="medium")
+    spread = f"line: mean over {seeds} seeds, band: lowest to highest seed\n" if seeds > 1 else ""
+    fig.suptitle(
+        f"{spread}★: a run whose best step is its last (still improving)", fontsize="medium"
+    )
     return fig
 
 
@@ -261,9 +282,17 @@ def still_improving(run: pd.DataFrame, x: str = "step", y: str = "val_dice") -> 
 
 
 def _draw_runs(
-    ax: plt.Axes, runs: pd.DataFrame, x: str, y: str, seed: str, method: str, colour: Any
+    ax: plt.Axes,
+    runs: pd.DataFrame,
+    x: str,
+    y: str,
+    seed: str,
+    method: str,
+    colour: Any,
+    star_offset: float = 0.0,
 ) -> None:
-    """One method's runs: mean line, min-max band, a star on the runs still improving."""
+    """One method's runs: mean line, min-max band, a star (``star_offset`` along x) on each run
+    still improving."""
     stats = runs.groupby(x)[y].agg(["mean", "min", "max"])
     improving = [run for _, run in runs.groupby(seed) if still_improving(run, x, y)]
     n_runs = runs[seed].nunique()
@@ -280,10 +309,10 @@ def _draw_runs(
     for run in improving:
         last = run.sort_values(x).iloc[-1]
         ax.plot(
-            last[x],
+            last[x] + star_offset,
             last[y],
             marker="*",
-            markersize=13,
+            markersize=11,
             color=colour,
             markeredgecolor="black",
             linestyle="none",
