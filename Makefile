@@ -1,5 +1,9 @@
 # umlkit: two commands do everything.
-#   make figures   create/refresh .venv, run all notebooks (default profile), write figures/
+#   make figures   create/refresh .venv, run all notebooks at the quick default profile (about 20
+#                  min on 2 cores): build/figures-default/, each notebook printing the converged
+#                  reference's numbers beside its own
+#   make reference the converged reference (every comparison trained until it plateaus): the
+#                  committed figures/ and figures/results.{md,json} (about 90 min on 2 cores)
 #   make test      create/refresh .venv with the dev extra, lint, unit tests + nbval (smoke profile)
 #                  + browser tests (JupyterLab and the website in Chromium; skipped without one),
 #                  then the numeric modules again under a second set of CPU kernels
@@ -13,7 +17,7 @@ STAMP := $(VENV)/.umlkit-installed
 # requirement would otherwise pull a multi-GB CUDA build.
 CPU_TORCH := torch==2.13.0
 
-.PHONY: venv test test-cpu-kernels lint figures smoke-figures docs clean-notebooks bench
+.PHONY: venv test test-cpu-kernels lint figures reference smoke-figures docs clean-notebooks bench
 
 venv: $(STAMP)
 
@@ -61,11 +65,17 @@ test-cpu-kernels: venv
 figures: venv
 	$(BIN)/umlkit figures --profile default
 
-# The site shows what make figures executed; the notebooks are run first only if one is missing.
+# Writes the committed figures/ and figures/results.{md,json}, then the README's Results section
+# from them (python -m umlkit.results --readme).
+reference: venv
+	$(BIN)/umlkit figures --profile reference
+	$(BIN)/python -m umlkit.results --readme
+
+# The site shows what make reference executed; the notebooks are run first only if one is missing.
 docs: venv
 	@missing="$$($(BIN)/python docs/build_site.py --missing)"; \
-	if [ -n "$$missing" ]; then echo "not executed yet: $$missing; running make figures first"; \
-	  $(MAKE) figures; fi
+	if [ -n "$$missing" ]; then echo "not executed yet: $$missing; running make reference first"; \
+	  $(MAKE) reference; fi
 	$(BIN)/python docs/build_site.py
 
 smoke-figures: venv

@@ -1,7 +1,7 @@
 """Build the umlkit course website: ``python docs/build_site.py`` (what ``make docs`` runs).
 
 The site is a Sphinx + MyST-NB book. Its pages are gathered into a staging folder first, because
-they live in three places: the README (the landing page), the executed notebooks (``make figures``
+they live in three places: the README (the landing page), the executed notebooks (``make reference``
 writes them to ``build/notebooks/``; the committed ones have no outputs) and the pages of ``docs/``.
 The staging folder mirrors the repository's layout (``notebooks/``, ``docs/``), so the README's
 relative links keep working on the site. Sphinx then runs with ``docs/conf.py`` and turns every
@@ -57,7 +57,7 @@ def stage(executed_dir: Path, staging: Path, *, allow_unexecuted: bool = False) 
     missing = missing_notebooks(executed_dir)
     if missing and not allow_unexecuted:
         raise FileNotFoundError(
-            f"no executed copy in {executed_dir} of: {', '.join(missing)} (run `make figures`)"
+            f"no executed copy in {executed_dir} of: {', '.join(missing)} (run `make reference`)"
         )
     if staging.exists():
         shutil.rmtree(staging)

@@ -51,7 +51,9 @@ def test_smoke_figures_never_go_to_the_committed_folder(monkeypatch):
     ctx = setup_notebook("99_test", None)
     assert ctx.profile == "smoke"
     assert ctx.figures_dir == ctx.root / "build" / "figures-smoke"
-    assert setup_notebook("99_test", "default").figures_dir == ctx.root / "figures"
+    # only the converged reference writes the committed figures; the quick default does not
+    assert setup_notebook("99_test", "reference").figures_dir == ctx.root / "figures"
+    assert setup_notebook("99_test", "default").figures_dir == ctx.root / "build" / "figures-default"
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):
@@ -72,7 +74,7 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
 #: The figures ``make figures`` (the default profile) writes to ``figures/``, by notebook. The smoke
 #: profile writes the same ones to ``build/figures-smoke/`` but the two 08 factor figures, which need
 #: more failures than the smoke data give. Add a figure here when a notebook draws a new one.
-DEFAULT_FIGURES = [
+REFERENCE_FIGURES = [
     "01_data_derm_class_balance",
     "01_data_derm_factors",
     "01_data_derm_grid",
@@ -111,10 +113,12 @@ DEFAULT_FIGURES = [
 ]
 
 
-def test_the_committed_figures_are_exactly_those_the_default_profile_writes():
-    """No stale figure (one a notebook no longer draws) sits beside the current ones."""
-    folder = setup_notebook("99_test", "default").figures_dir
-    expected = {f"{stem}.{ext}" for stem in DEFAULT_FIGURES for ext in ("png", "pdf")}
-    present = {path.name for path in folder.iterdir()} - {"README.md"}
-    assert sorted(present - expected) == [], "figures no default run writes"
-    assert sorted(expected - present) == [], "figures missing: run make figures"
+def test_the_committed_figures_are_exactly_those_the_reference_profile_writes():
+    """No stale figure (one a notebook no longer draws) sits beside the current ones, and the
+    results files of the reference run are there."""
+    folder = setup_notebook("99_test", "reference").figures_dir
+    expected = {f"{stem}.{ext}" for stem in REFERENCE_FIGURES for ext in ("png", "pdf")}
+    expected |= {"results.json", "results.md"}
+    present = {path.name for path in folder.iterdir()} - {"README.md", ".lock"}
+    assert sorted(present - expected) == [], "figures no reference run writes"
+    assert sorted(expected - present) == [], "figures missing: run make reference"

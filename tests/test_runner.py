@@ -98,7 +98,7 @@ def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project, cap
         "02_works_plot.png",
         "09_semi.png",
     ]
-    assert (project / "build" / "notebooks" / "02_works.ipynb").is_file()
+    assert (project / "build" / "notebooks-smoke" / "02_works.ipynb").is_file()
     # the kernels' "running over TCP without encryption" warning stays out of the console
     assert "without encryption" not in capfd.readouterr().err
 

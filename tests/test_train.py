@@ -404,7 +404,7 @@ def test_an_output_folder_holding_a_run_is_refused_without_resume_or_overwrite(
         train(tiny_config(data_root, epochs=1), output_dir=run, progress=False)
     message = str(caught.value)
     assert (
-        f"output_dir {run} already holds a run (last.pt, best.pt, history.csv, steps.csv, config.json)"
+        f"output_dir {run} already holds a run (last.pt, best.pt, half.pt, history.csv, steps.csv, config.json)"
         in (message)
     )
     assert "resume=True continues it, overwrite=True replaces it" in message
@@ -640,3 +640,93 @@ def test_compiled_training_follows_eager_training(data_root):
     assert config_hash(compiled_config) == config_hash(eager_config)
     with pytest.raises(ValueError, match="compile must be True or False"):
         tiny_config(data_root, compile="yes")
+
+
+# ------------------------------------------------------------------ convergence and the half budget
+def scripted_validation(monkeypatch, scores):
+    """Make validation return ``scores`` epoch after epoch (accuracy = Dice = the score), so
+    that the plateau rule sees a known curve whatever the tiny network learns."""
+    calls = iter(scores)
+
+    def validate(model, val_set, config, device):
+        score = next(calls)
+        metrics = {name: float("nan") for name in train_module.VAL_METRICS}
+        return {**metrics, "accuracy": score, "dice": score}
+
+    monkeypatch.setattr(train_module, "validate", validate)
+
+
+def test_early_stopping_ends_the_run_when_the_rule_fires_and_the_cache_loads_it(
+    data_root, tmp_path, monkeypatch
+):
+    # window 1, patience 2, tolerance 0: after epoch 4 (0-based) two epochs raised nothing
+    scripted_validation(monkeypatch, [0.5, 0.6, 0.7, 0.7, 0.7, 0.9, 0.9, 0.9, 0.9, 0.9])
+    config = tiny_config(data_root, epochs=10, patience=2, plateau_window=1, plateau_tolerance=0.0)
+    result = train_module.get_or_train(config, cache_dir=tmp_path, progress=False)
+    assert len(result.history) == 5
+    report = result.convergence
+    assert report.stopped_early and report.plateaued and report.epochs_run == 5
+    assert report.best_epoch == 2 and not report.still_improving
+    folder = result.output_dir
+    assert load_checkpoint(folder / CHECKPOINT_LAST)["stopped_early"] is True
+    assert not (folder / "half").exists()  # the candidates are gone once the run finished
+    # half of 5 epochs is 2: the best of epochs 0 and 1 is epoch 1
+    assert result.half_epoch == 1
+    half = load_checkpoint(folder / "half.pt", require=("model_state", "epoch", "epochs_run"))
+    assert half["epoch"] == 1 and half["epochs_run"] == 5
+    loaded = train_module.get_or_train(config, cache_dir=tmp_path, progress=False)
+    assert loaded.from_cache and loaded.half_epoch == 1
+    assert loaded.convergence == report
+    for key, value in result.half_state.items():
+        torch.testing.assert_close(loaded.half_state[key], value, rtol=0, atol=0)
+    model = train_module.half_budget_model(loaded)
+    assert not model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, loaded.half_state[key], rtol=0, atol=0)
+
+
+def test_without_patience_every_epoch_trains_and_the_report_says_still_improving(
+    data_root, monkeypatch
+):
+    scripted_validation(monkeypatch, [0.1, 0.2, 0.3])
+    result = train(tiny_config(data_root, epochs=3), progress=False)
+    assert len(result.history) == 3
+    assert result.convergence.still_improving and not result.convergence.stopped_early
+    assert result.half_epoch == 0  # half of 3 epochs is 1: epoch 0
+
+
+def test_a_resumed_run_keeps_the_half_budget_of_the_uninterrupted_one(
+    data_root, tmp_path, monkeypatch
+):
+    config = tiny_config(data_root, epochs=6)
+    scripted_validation(monkeypatch, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    full = train(config, output_dir=tmp_path / "full", progress=False)
+
+    def stop_after_fourth_epoch(row):
+        if row["epoch"] == 3:
+            raise Interrupted
+
+    scripted_validation(monkeypatch, [0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(Interrupted):
+        train(config, output_dir=tmp_path / "cut", progress=False, callback=stop_after_fourth_epoch)
+    # after 4 epochs the half budget is epoch 1; epochs 2 and 3 may still become it
+    kept = sorted(path.name for path in (tmp_path / "cut" / "half").iterdir())
+    assert kept == ["epoch_0001.pt", "epoch_0002.pt", "epoch_0003.pt"]
+    scripted_validation(monkeypatch, [0.5, 0.6])
+    resumed = train(config, output_dir=tmp_path / "cut", resume=True, progress=False)
+    assert resumed.half_epoch == full.half_epoch == 2  # the best of epochs 0-2
+    for key, value in full.half_state.items():
+        torch.testing.assert_close(resumed.half_state[key], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"patience": 0}, "TrainConfig.patience must be a positive integer"),
+        ({"plateau_window": 0}, "TrainConfig.plateau_window must be a positive integer"),
+        ({"plateau_tolerance": -0.1}, "TrainConfig.plateau_tolerance must be >= 0"),
+    ],
+)
+def test_bad_early_stopping_settings_are_one_clear_error(data_root, changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(data_root, **changes)

@@ -482,7 +482,7 @@ def _add_bench(sub) -> None:
 
 def _add_figures(sub) -> None:
     figures = sub.add_parser("figures", help="run the notebooks with papermill, write figures/")
-    figures.add_argument("--profile", default="default", help="smoke, default or paper")
+    figures.add_argument("--profile", default="default", help="smoke, default, reference or paper")
     figures.add_argument("--only", help="comma-separated notebook numbers, e.g. 05,07")
     figures.add_argument(
         "-p",

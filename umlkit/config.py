@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from umlkit.checkpoints import state_copy
+from umlkit.convergence import Convergence, HalfBudget
 from umlkit.data.augment import AUGMENTATIONS
 from umlkit.models import ModelConfig
 from umlkit.runs import cache_key
@@ -40,10 +41,9 @@ PYTHON_NAMES = {
 }
 #: Part of the cache key: raised whenever an unchanged configuration would give other numbers
 #: or other run files (a new network structure, loss or table), so that no run written by
-#: older code is loaded from the cache. 7: the data enter the key by the content of their files
-#: (:func:`umlkit.checkpoints.dataset_fingerprint`), no longer by names and sizes alone, so the
-#: same data give another key.
-TRAINING_REVISION = 7
+#: older code is loaded from the cache. 8: a finished run also holds its half-budget weights
+#: (``half.pt``, :mod:`umlkit.convergence`), which runs of revision 7 lack.
+TRAINING_REVISION = 8
 
 
 @dataclass
@@ -77,6 +77,12 @@ class TrainConfig:
     compile: bool = (
         False  # run the training steps through torch.compile (same model, fused kernels)
     )
+    # Early stopping (umlkit.convergence): stop once `patience` epochs raised the best running
+    # mean (over `plateau_window` epochs) of the validation score by at most `plateau_tolerance`;
+    # `epochs` is then the maximum. None: train all epochs (the rule is still reported).
+    patience: int | None = None
+    plateau_window: int = 3
+    plateau_tolerance: float = 0.005
 
     def __post_init__(self) -> None:
         self.loss_weights = tuple(float(w) for w in self.loss_weights)
@@ -85,6 +91,16 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("patience", "plateau_window"):
+            value = getattr(self, name)
+            if value is None and name == "patience":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        if not self.plateau_tolerance >= 0:
+            raise ValueError(
+                f"TrainConfig.plateau_tolerance must be >= 0, got {self.plateau_tolerance!r}"
+            )
         if self.anneal_epochs is not None and self.anneal_epochs < 1:
             raise ValueError(f"anneal_epochs must be positive or None, got {self.anneal_epochs}")
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
@@ -135,6 +151,9 @@ class TrainResult:
     output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
     from_cache: bool = False  # True when get_or_train found a finished run
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # loss every log_every steps
+    convergence: Convergence | None = None  # plateaued? stopped early? (umlkit.convergence)
+    half_state: dict[str, torch.Tensor] | None = None  # the half-budget weights (None: none)
+    half_epoch: int = -1  # 0-based epoch of the half-budget weights
 
 
 def size_factor(depth: int) -> int:
@@ -183,17 +202,22 @@ class TrainingState:
     best_epoch: int = -1  # -1: no epoch validated yet
     best_score: float = -np.inf
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights
+    stopped: bool = False  # early stopping ended the run before its last epoch
+    half: HalfBudget = field(default_factory=HalfBudget)  # the half-budget candidates
 
     def finish_epoch(self, row: dict[str, float], steps: list[dict], model: nn.Module) -> bool:
         """Record a finished epoch's history row and step rows; keep its weights if it is the
-        best so far (a strictly higher ``val_score``). Returns whether it was."""
+        best so far (a strictly higher ``val_score``), also as a half-budget candidate.
+        Returns whether it was."""
         self.history.append(row)
         self.steps.extend(steps)
         self.next_epoch = int(row["epoch"]) + 1
         if row["val_score"] > self.best_score:
             self.best_epoch, self.best_score = int(row["epoch"]), row["val_score"]
             self.best_state = state_copy(model)
+            self.half.improved(self.best_epoch, self.best_state, self.next_epoch)
             return True
+        self.half.drop_stale(self.next_epoch)
         return False
 
 

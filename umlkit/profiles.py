@@ -6,7 +6,14 @@ parameter, not scattered ``if CI`` branches"):
 ``smoke``
     tiny data and one or two epochs; what nbval runs in CI (the whole sequence in a few minutes).
 ``default``
-    ``make figures``: meaningful results on synthetic data on a 2-core CPU; the committed figures.
+    ``make figures``: the quick profile, every notebook in about 20 minutes on a 2-core CPU; the
+    models train for a fixed, short budget, so its comparisons are *not* converged: each notebook
+    prints the converged reference's numbers beside its own and flags where they disagree.
+``reference``
+    ``make reference``: the same synthetic data, every comparison trained until its validation
+    score plateaus (early stopping, :mod:`umlkit.convergence`), with the seeds the conclusions
+    need; its figures and ``figures/results.{md,json}`` are the committed ones, which the README
+    and the course website show.
 ``paper``
     real datasets at paper size; meant for a GPU, takes hours.
 
@@ -18,8 +25,9 @@ the device::
     ctx.settings["train"]["epochs"]     # profile-specific sizes
     ctx.save_figure(fig, "loss_curves")  # -> figures/03_training_loss_curves.{png,pdf}
 
-Figures of the ``default`` profile go to ``figures/`` (they are committed); the other profiles write
-to ``build/figures-<profile>/`` so that a CI smoke run never overwrites the committed figures.
+Figures of the ``reference`` profile go to ``figures/`` (they are committed); the other profiles
+write to ``build/figures-<profile>/`` (:func:`figures_dir_for`), so that neither a CI smoke run nor
+a quick default run ever overwrites the committed figures.
 """
 
 from __future__ import annotations
@@ -32,11 +40,18 @@ from typing import Any
 
 from umlkit.runtime import pick_device, project_root, seed_everything
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "reference", "paper")
+#: The profile whose figures and results are committed (``figures/``).
+COMMITTED_PROFILE = "reference"
 
 #: Sizes per profile. ``data`` sizes the synthetic datasets, ``train`` the supervised runs,
 #: ``compare`` what the notebooks that compare models (04-08, ``setup_notebook(...,
 #: compare=True)``) change in ``train``, ``semi`` the semi-supervised comparison (notebook 09).
+#: The reference recipe (docs/decisions.md): Adam at this rate, batches of 32, the schedule of
+#: TrainConfig stretched over at most this many epochs.
+REFERENCE_LR = 3e-3
+REFERENCE_MAX_EPOCHS = 24
+
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"n": 48, "size": 64, "n_ood": 16},
@@ -103,6 +118,42 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "methods": ["supervised", "caml", "burl"],
             # CAML's official Dropout2d(0.5) on the last decoder feature drops half of only 8
             # channels at this width (the official network has 16); docs/decisions.md
+            "method_options": {"caml": {"feature_dropout": 0.0}},
+            "workers": 2,
+        },
+    },
+    # The converged reference (make reference): the default profile's data and sizes, every
+    # comparison trained until the validation score plateaus (umlkit.convergence: running mean
+    # over 3 epochs, stopped once 4 epochs raised its best by at most 0.005) or its maximum.
+    # Notebook 03 trains at the compared settings, so its model is notebook 04's UML of seed 0
+    # (trained once). The recipe (rate, batch, maximum) was chosen by umlkit.benchmarks.recipe
+    # (docs/decisions.md, "The reference recipe").
+    "reference": {
+        "data": {"n": 6000, "size": 128, "n_ood": 100, "workers": 2, "folder": "default"},
+        "train": {
+            "epochs": REFERENCE_MAX_EPOCHS,
+            "patience": 4,
+            "width": 8,
+            "image_size": 32,
+            "batch_size": 32,
+            "lr": REFERENCE_LR,
+            "augment": "dihedral",
+            "seeds": [0],
+            "workers": 2,
+            "uml_options": {"mixer_width": 8},
+        },
+        "compare": {"seeds": [0, 1, 2]},
+        "semi": {
+            "steps": 1500,
+            "validations": 20,  # per run, so that the plateau rule has points to judge
+            "image_size": 32,
+            "width": 8,
+            "lr": 3e-3,
+            "labeled_batch_size": 4,
+            "unlabeled_batch_size": 4,
+            "label_fractions": [0.01, 0.05],
+            "seeds": [0, 1, 2],
+            "methods": ["supervised", "caml", "burl"],
             "method_options": {"caml": {"feature_dropout": 0.0}},
             "workers": 2,
         },
@@ -192,8 +243,11 @@ class NotebookContext:
     figures_written: list[Path] = field(default_factory=list)
 
     def synthetic_root(self, kind: str) -> Path:
-        """Where the synthetic dataset ``kind`` of this profile lives: ``data/synthetic/<kind>-<profile>``."""
-        return self.data_dir / "synthetic" / f"{kind}-{self.profile}"
+        """Where the synthetic dataset ``kind`` of this profile lives:
+        ``data/synthetic/<kind>-<folder>``, where ``folder`` is the profile's ``data["folder"]``
+        (the reference profile reads the default profile's data) or else its name."""
+        folder = self.settings["data"].get("folder", self.profile)
+        return self.data_dir / "synthetic" / f"{kind}-{folder}"
 
     def save_figure(self, fig, name: str) -> list[Path]:
         """Save ``fig`` as ``<figures_dir>/<notebook>_<name>.png`` and ``.pdf``; return the paths."""
@@ -225,11 +279,12 @@ def setup_notebook(
 
     Args:
         name: the notebook's stem, e.g. ``"03_training"``; prefixes the figure files.
-        profile: ``"smoke"``, ``"default"`` or ``"paper"``; ``None`` reads ``$UMLKIT_PROFILE``
+        profile: ``"smoke"``, ``"default"``, ``"reference"`` or ``"paper"``; ``None`` reads ``$UMLKIT_PROFILE``
             (``make test`` sets it to smoke) and falls back to ``"default"``.
         seed: seeds Python, NumPy and torch.
-        figures_dir: where figures go; default ``figures/`` for the default profile and
-            ``build/figures-<profile>/`` otherwise (CI never overwrites the committed figures).
+        figures_dir: where figures go; default :func:`figures_dir_for` the profile: ``figures/``
+            for the reference profile, ``build/figures-<profile>/`` for the others (neither CI
+            nor a quick run overwrites the committed figures).
         data_dir: the data folder; default ``<root>/data``.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``; default: the best one available.
         compare: ``True`` in the notebooks that compare models (04-08): the profile's
@@ -243,9 +298,7 @@ def setup_notebook(
     profile = env_profile() if profile is None else check_profile(profile)
     root = project_root()
     if figures_dir is None:
-        figures_dir = (
-            root / "figures" if profile == "default" else root / "build" / f"figures-{profile}"
-        )
+        figures_dir = figures_dir_for(root, profile)
     data_dir = root / "data" if data_dir is None else Path(data_dir)
     seed_everything(seed)
     if device is None:
@@ -269,6 +322,24 @@ def setup_notebook(
         seed=seed,
         device=device,
     )
+
+
+def figures_dir_for(root: str | Path, profile: str) -> Path:
+    """Where the figures of ``profile`` go: ``figures/`` for :data:`COMMITTED_PROFILE`,
+    ``build/figures-<profile>/`` for every other profile."""
+    root = Path(root)
+    if check_profile(profile) == COMMITTED_PROFILE:
+        return root / "figures"
+    return root / "build" / f"figures-{profile}"
+
+
+def notebooks_dir_for(root: str | Path, profile: str) -> Path:
+    """Where the executed notebooks of ``profile`` go: ``build/notebooks/`` for
+    :data:`COMMITTED_PROFILE` (the website shows them), ``build/notebooks-<profile>/`` else."""
+    root = Path(root)
+    if check_profile(profile) == COMMITTED_PROFILE:
+        return root / "build" / "notebooks"
+    return root / "build" / f"notebooks-{profile}"
 
 
 def env_profile(default: str = "default") -> str:

@@ -4,7 +4,7 @@ Every notebook has one cell tagged ``parameters``; papermill injects a cell afte
 those values. A *parameter set* (``notebooks/params/<profile>.yaml``) gives the values shared by all
 notebooks, ``-p name value`` overrides single ones. Executed notebooks land in ``build/notebooks/``
 (the committed notebooks stay free of outputs); figures land where each notebook's profile sends
-them (``figures/`` for the default profile).
+them (``figures/`` for the reference profile, :func:`umlkit.profiles.figures_dir_for`).
 
 Everything is checked before the first notebook starts: the ``--only`` selection, and every
 ``-p`` override against the selected notebooks' ``parameters`` cells (:func:`check_overrides`):
@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from umlkit.profiles import check_profile
+from umlkit.profiles import check_profile, figures_dir_for, notebooks_dir_for
 from umlkit.runtime import project_root
 
 #: The log level of the notebooks' kernels (see the module docstring).
@@ -338,12 +338,13 @@ def run_notebooks(
     """Execute the notebooks in order and return the summary table.
 
     Args:
-        profile: parameter set to use (``smoke``, ``default``, ``paper``).
+        profile: parameter set to use (``smoke``, ``default``, ``reference``, ``paper``).
         only: restrict to these notebooks (see :func:`list_notebooks`).
         overrides: parameter values that replace those of the set, checked against the
             notebooks' ``parameters`` cells before any runs (:func:`check_overrides`).
         root: the umlkit checkout (default: found from the working directory).
-        output_dir: where executed notebooks go (default ``<root>/build/notebooks``).
+        output_dir: where executed notebooks go (default :func:`umlkit.profiles.notebooks_dir_for`
+            the profile: ``build/notebooks/`` for the reference, ``build/notebooks-<profile>/``).
         progress: show a bar across notebooks.
 
     Returns:
@@ -366,11 +367,9 @@ def run_notebooks(
     notebooks = list_notebooks(root / "notebooks", only)
     check_overrides(notebooks, overrides)
     parameters = load_parameters(profile, root / "notebooks" / "params", overrides)
-    output_dir = root / "build" / "notebooks" if output_dir is None else Path(output_dir)
+    output_dir = notebooks_dir_for(root, profile) if output_dir is None else Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    figures_dir = (
-        root / "figures" if profile == "default" else root / "build" / f"figures-{profile}"
-    )
+    figures_dir = figures_dir_for(root, profile)
     rows = []
     bar = tqdm(notebooks, desc=f"notebooks ({profile})", unit="nb", disable=not progress)
     for notebook in bar:

@@ -6,6 +6,10 @@ A *run folder* holds one training run::
         config.json   the configuration, written when the run starts
         last.pt       the latest state: weights, optimizer, epoch, history, random states
         best.pt       the weights of the best validated epoch so far
+        half.pt       the half-budget weights (umlkit.convergence): the best epoch among the
+                      first half of the epochs trained so far
+        half/         while training: the best weights of the second half's improvements,
+                      the candidates for half.pt as the run grows (removed when it finishes)
         history.csv   one row per epoch (losses, learning rate, validation metrics)
         steps.csv     (supervised loop) the training loss every few optimisation steps
 
@@ -68,6 +72,8 @@ from umlkit.checkpoints import (
 from umlkit.folders import folder_lock
 
 HISTORY_FILE = "history.csv"
+CHECKPOINT_HALF = "half.pt"
+HALF_FOLDER = "half"
 STEPS_FILE = "steps.csv"
 CONFIG_FILE = "config.json"
 
@@ -274,6 +280,44 @@ def resume_progress(
     return progress
 
 
+def save_half_budget(output_dir: Path, half: Any, epochs_run: int, finished: bool) -> None:
+    """Write the half-budget files of a run folder after ``epochs_run`` epochs.
+
+    ``half`` is the run's :class:`umlkit.convergence.HalfBudget`. Each candidate it holds is
+    kept as ``half/epoch_NNNN.pt`` (written once, removed when it can no longer be the half
+    budget), so that a resumed run finds them; ``half.pt`` holds the current half budget. When
+    the run is ``finished`` the candidates are removed and only ``half.pt`` stays.
+    """
+    folder = output_dir / HALF_FOLDER
+    kept = {f"epoch_{epoch:04d}.pt": (epoch, state) for epoch, state in half.entries}
+    current = half.current(epochs_run)
+    if current is not None:
+        epoch, state = current
+        record = {"model_state": state, "epoch": epoch, "epochs_run": epochs_run}
+        save_checkpoint(output_dir / CHECKPOINT_HALF, record)
+    if not finished:
+        folder.mkdir(exist_ok=True)
+        for name, (epoch, state) in kept.items():
+            if not (folder / name).is_file():
+                save_checkpoint(folder / name, {"model_state": state, "epoch": epoch})
+    if folder.is_dir():
+        for path in folder.glob("epoch_*.pt"):
+            if finished or path.name not in kept:
+                path.unlink(missing_ok=True)
+        if finished:
+            folder.rmdir()
+
+
+def half_budget_entries(output_dir: Path) -> list[tuple[int, dict[str, torch.Tensor]]]:
+    """The half-budget candidates a resumed run left in ``half/``, oldest first."""
+    folder = output_dir / HALF_FOLDER
+    entries = []
+    for path in sorted(folder.glob("epoch_*.pt")) if folder.is_dir() else ():
+        checkpoint = load_checkpoint(path, require=("model_state", "epoch"))
+        entries.append((int(checkpoint["epoch"]), checkpoint["model_state"]))
+    return entries
+
+
 def best_state_of(output_dir: Path, best_epoch: int) -> dict[str, torch.Tensor] | None:
     """The weights in ``best.pt`` of a run being resumed (``None`` before any validation)."""
     if best_epoch < 0:
@@ -305,7 +349,7 @@ def finished_checkpoints(
     """``(last, best)`` checkpoints of a finished run in ``folder``, else ``None``.
 
     A run is finished when ``last.pt`` is the checkpoint of epoch ``epochs - 1`` (epochs count
-    from 0). Without a ``last.pt``, or with an earlier last epoch (an interrupted run), it is
+    from 0) or says that early stopping ended it (``stopped_early``). Without a ``last.pt``, or with an earlier last epoch (an interrupted run), it is
     not: the caller trains or resumes it.
 
     Raises:
@@ -316,7 +360,7 @@ def finished_checkpoints(
     if not last.is_file():
         return None
     last_checkpoint = load_checkpoint(last, require=("epoch",))
-    if int(last_checkpoint["epoch"]) != epochs - 1:
+    if int(last_checkpoint["epoch"]) != epochs - 1 and not last_checkpoint.get("stopped_early"):
         return None
     missing = [
         path.name for path in (best, *(folder / name for name in files)) if not path.is_file()

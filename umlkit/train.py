@@ -23,7 +23,13 @@
    AUC. **Model selection** keeps the epoch with the best validation score ``(accuracy + Dice)
    / 2`` (the mean of those the model has: a U-Net is selected on Dice, a classifier on
    accuracy); ties keep the earlier epoch. The returned model holds the best epoch's weights.
-4. :func:`save_epoch` (with ``output_dir``): ``last.pt`` every epoch (model, optimizer, epoch,
+4. **Convergence** (:mod:`umlkit.convergence`): after every epoch the plateau rule is applied
+   to the validation scores so far; with ``config.patience`` set the run stops as soon as it
+   holds (early stopping, ``epochs`` is then the maximum). Every run also keeps its
+   *half-budget* weights (the best epoch among the first half of those it trained), so that a
+   conclusion can be checked at two budgets of the same run. :class:`TrainResult` carries both
+   (``convergence``, ``half_state``).
+5. :func:`save_epoch` (with ``output_dir``): ``last.pt`` every epoch (model, optimizer, epoch,
    history, RNG states, configs, umlkit version, and what the model was trained on: see
    :func:`data_record`), ``best.pt`` when the score improves, ``history.csv`` and
    ``steps.csv``, each written atomically (:mod:`umlkit.checkpoints`).
@@ -88,6 +94,7 @@ from umlkit.config import config_hash as config_hash
 from umlkit.config import load_splits as _load_splits
 from umlkit.config import model_depth
 from umlkit.config import size_factor as size_factor
+from umlkit.convergence import HalfBudget, convergence
 from umlkit.data.augment import augment_batch
 from umlkit.divergence import check_failed_step, check_loss_terms, check_weights, place
 from umlkit.evaluate import summary_over_ranks
@@ -95,23 +102,34 @@ from umlkit.losses import official_objective
 from umlkit.models import build_model
 from umlkit.optim import learning_rate, make_optimizer
 from umlkit.runs import (
+    CHECKPOINT_HALF,
     CONFIG_FILE,
+    HALF_FOLDER,
     HISTORY_FILE,
     STEPS_FILE,
     best_state_of,
     check_resume_configuration,
     claim_run_folder,
     get_or_train_cached,
+    half_budget_entries,
     hold_run_folder,
     prepare_run_folder,
     resume_progress,
+    save_half_budget,
     save_run_state,
     undone_if_it_fails_early,
 )
 from umlkit.runtime import pick_device, project_root, seed_everything
 
 #: The files of a run: a folder holding any of them holds a run that :func:`train` protects.
-RUN_FILES = (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE, STEPS_FILE, CONFIG_FILE)
+RUN_FILES = (
+    CHECKPOINT_LAST,
+    CHECKPOINT_BEST,
+    CHECKPOINT_HALF,
+    HISTORY_FILE,
+    STEPS_FILE,
+    CONFIG_FILE,
+)
 #: What a ``last.pt`` must hold for :func:`train` to resume from it.
 RESUME_KEYS = (
     "train_config",
@@ -244,6 +262,9 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
         notes = prepare_run_folder(output_dir, found, resuming, resume, overwrite, names)
         for note in notes if log is not None else ():
             log(note)
+        if not resuming:  # the candidates of a run that was replaced
+            for path in (output_dir / HALF_FOLDER).glob("epoch_*.pt"):
+                path.unlink()
         write_json(output_dir / CONFIG_FILE, config.to_dict())
     run = {"config": config, "model": model, "optimizer": optimizer, "device": device}
     run["trained"], run["lr_name"] = trained, names["lr"]
@@ -251,6 +272,7 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
         _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback)
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+    half = state.half.current(state.next_epoch)
     return TrainResult(
         model=model.eval(),
         history=pd.DataFrame(state.history),
@@ -259,7 +281,47 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
         best_score=float(state.best_score),
         output_dir=output_dir,
         steps=pd.DataFrame(state.steps),
+        convergence=run_convergence(state.history, state.best_epoch, config),
+        half_state=None if half is None else half[1],
+        half_epoch=-1 if half is None else half[0],
     )
+
+
+def run_convergence(history, best_epoch: int, config: TrainConfig):
+    """The :class:`~umlkit.convergence.Convergence` of a run's history (a list of rows or a
+    table with ``val_score``) under ``config``'s plateau rule; ``None`` before any epoch."""
+    scores = [row["val_score"] for row in history] if isinstance(history, list) else None
+    if scores is None:
+        scores = list(history["val_score"]) if len(history) else []
+    if not scores or best_epoch < 0:
+        return None
+    return convergence(
+        scores,
+        best_epoch,
+        config.epochs,
+        window=config.plateau_window,
+        patience=config.patience,
+        tolerance=config.plateau_tolerance,
+    )
+
+
+def half_budget_model(result: TrainResult) -> nn.Module:
+    """A copy of ``result.model`` holding the half-budget weights (eval mode).
+
+    The half budget is the best epoch among the first half of the epochs the run trained
+    (:mod:`umlkit.convergence`); a conclusion that holds for both this model and
+    ``result.model`` does not depend on when training stopped.
+
+    Raises:
+        ValueError: the result has no half-budget weights (a run of an older umlkit).
+    """
+    if result.half_state is None:
+        raise ValueError(
+            "this run keeps no half-budget weights (trained by an older umlkit): train it again"
+        )
+    model = copy.deepcopy(result.model)
+    model.load_state_dict(result.half_state)
+    return model.eval()
 
 
 def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, list[str]]:
@@ -287,6 +349,8 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
     )
     try:
         for epoch in range(state.next_epoch, config.epochs):
+            if state.stopped:
+                break
             started, started_cpu = time.perf_counter(), time.process_time()
             loader = build_train_loader(train_set, config, epoch, run["device"])
             sums, step_rows = train_one_epoch(
@@ -315,6 +379,9 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
             # what else the machine is doing.
             row["cpu_seconds"] = time.process_time() - started_cpu
             state.finish_epoch(row, step_rows, model)
+            if config.patience is not None:
+                report = run_convergence(state.history, state.best_epoch, config)
+                state.stopped = bool(report.plateaued) and epoch + 1 < config.epochs
             if output_dir is not None and distributed.is_main_process():
                 save_epoch(output_dir, run, state, data)
             distributed.barrier()  # no process moves on before the epoch's checkpoint exists
@@ -325,6 +392,9 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
             )
             if callback is not None:
                 callback(dict(row))
+            if state.stopped:
+                bar.total = bar.n  # the bar ends where training ended
+                break
     finally:
         bar.close()
 
@@ -502,8 +572,12 @@ def save_epoch(
         "best": {"epoch": state.best_epoch, "score": state.best_score},
         "rng": rng_states(run["device"]),
         "steps": state.steps,
+        "stopped_early": state.stopped,
     }
     tables = {HISTORY_FILE: state.history, STEPS_FILE: state.steps}
+    finished = state.stopped or state.next_epoch == config.epochs
+    # the half budget's files first: a last.pt on disk always finds the candidates it needs
+    save_half_budget(output_dir, state.half, state.next_epoch, finished)
     save_run_state(output_dir, last, best, tables)
 
 
@@ -523,6 +597,8 @@ def _resume(output_dir: Path, config: TrainConfig, model, optimizer, data, names
     check_same_data(checkpoint, config.data_root, data["fingerprint"], path, names)
     state = TrainingState(**resume_progress(checkpoint, path, lists=("history", "steps")))
     state.best_state = best_state_of(output_dir, state.best_epoch)
+    state.stopped = bool(checkpoint.get("stopped_early", False))
+    state.half = HalfBudget(half_budget_entries(output_dir))
     load_model_state(model, checkpoint, path)
     restore_optimizer_and_rng(optimizer, checkpoint, path)
     return state
@@ -559,15 +635,20 @@ def get_or_train(
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
 
     def load_finished(folder: Path, last: dict, best: dict) -> TrainResult:
+        history = pd.read_csv(folder / HISTORY_FILE)
+        half = load_checkpoint(folder / CHECKPOINT_HALF, require=("model_state", "epoch"))
         return TrainResult(
             model=model_from_checkpoint(best, folder / CHECKPOINT_BEST, device=config.device),
-            history=pd.read_csv(folder / HISTORY_FILE),
+            history=history,
             config=copy.deepcopy(config),
             best_epoch=int(best["epoch"]),
             best_score=float(best["score"]),
             output_dir=folder,
             from_cache=True,
             steps=pd.read_csv(folder / STEPS_FILE),
+            convergence=run_convergence(history, int(best["epoch"]), config),
+            half_state=half["model_state"],
+            half_epoch=int(half["epoch"]),
         )
 
     def train_in(folder: Path) -> TrainResult:
@@ -581,5 +662,5 @@ def get_or_train(
         config.epochs,
         load_finished,
         train_in,
-        files=(HISTORY_FILE, STEPS_FILE),
+        files=(HISTORY_FILE, STEPS_FILE, CHECKPOINT_HALF),
     )

@@ -168,6 +168,8 @@ def train_config(
     labels a quarter turn can change (a vertical cup-to-disc ratio becomes a horizontal one).
     ``uml_options`` (if present) are model options added to every UML variant (``"uml"``,
     ``"uml2024"``), e.g. a profile's smaller ``mixer_width``; the baselines do not have them.
+    ``patience`` (if present) turns on early stopping (:mod:`umlkit.convergence`): ``epochs`` is
+    then the maximum.
 
     Every notebook builds its configurations here, so the same variant and seed give the same
     :func:`umlkit.train.config_hash` and :func:`~umlkit.train.get_or_train` finds the cached model.
@@ -204,6 +206,8 @@ def train_config(
         seed=int(seed),
         # TrainConfig's default rate where the profile names none
         lr=float(train.get("lr", TrainConfig.lr)),
+        # early stopping where the profile asks for it (the reference profile); None: all epochs
+        patience=train.get("patience"),
         array_cache=str(data_base.default_array_cache_dir()),
     )
 

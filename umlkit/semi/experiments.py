@@ -51,6 +51,7 @@ from umlkit.semi.loop import (
     SemiResult,
     default_semi_cache_dir,
     get_or_train_semi,
+    half_budget_method,
     load_splits,
     semi_config_hash,
 )
@@ -58,6 +59,9 @@ from umlkit.semi.methods import METHODS
 from umlkit.semi.sampler import split_labeled
 
 SCORES_FILE = "test_scores.csv"
+#: The per-image scores of each budget (:mod:`umlkit.convergence`): the final weights, and the
+#: half-budget ones (the best validated epoch in the first half of the run's epochs).
+BUDGET_FILES = {"final": SCORES_FILE, "half": "test_scores_half.csv"}
 #: The per-image metrics of the comparison table (means over the foreground classes).
 METRICS = ("dice", "iou", "hd95", "assd")
 
@@ -87,6 +91,7 @@ def comparison_configs(
     seeds: Sequence[int] | Mapping[float, Sequence[int]],
     steps: int,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    validations: int | None = None,
     **common: Any,
 ) -> list[SemiConfig]:
     """One :class:`SemiConfig` per (dataset, label fraction, method, seed).
@@ -100,6 +105,9 @@ def comparison_configs(
         steps: optimisation steps per run (see :func:`epochs_for_steps`).
         method_options: method name -> keyword arguments of that method (e.g.
             ``{"caml": {"feature_dropout": 0.0}}``); methods not named get their defaults.
+        validations: validate each run about this many times (``validate_every`` =
+            ``ceil(epochs / validations)``, so that runs of every label fraction are judged by
+            the plateau rule on as many points); ``None``: :class:`SemiConfig`'s default (~8).
         **common: any other :class:`SemiConfig` field (``image_size``, ``width``, ``lr``...).
 
     Raises:
@@ -133,6 +141,11 @@ def comparison_configs(
                             label_fraction=fraction,
                             seed=seed,
                             epochs=epochs,
+                            validate_every=(
+                                base.validate_every
+                                if validations is None
+                                else math.ceil(epochs / validations)
+                            ),
                         )
                     )
     return configs
@@ -173,10 +186,23 @@ def _run_folder(config: SemiConfig, cache_dir: Path) -> Path:
     return cache_dir / semi_config_hash(config)
 
 
+def _check_budget(budget: str) -> str:
+    if budget not in BUDGET_FILES:
+        raise ValueError(f"budget must be one of {', '.join(BUDGET_FILES)}, got {budget!r}")
+    return budget
+
+
 def run_and_score(
-    config: SemiConfig, cache_dir: str | Path | None = None, progress: bool = False
+    config: SemiConfig,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    budget: str = "final",
 ) -> pd.DataFrame:
     """Train (or load) one run and score its test model on the test split, both cached.
+
+    ``budget="half"`` scores the half-budget weights of the same run instead
+    (:func:`umlkit.semi.loop.half_budget_method`); both tables are written when either is asked
+    for, since the run and the test split are loaded anyway.
 
     Returns:
         One row per test image: ``id``, the per-image metrics of :func:`umlkit.evaluate.evaluate`
@@ -184,21 +210,28 @@ def run_and_score(
         ``dataset``, ``label_fraction``, ``seed``, ``epochs`` and ``best_epoch``.
     """
     cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
-    scores_path = _run_folder(config, cache_dir) / SCORES_FILE
-    if scores_path.is_file():
-        return pd.read_csv(scores_path)
+    folder = _run_folder(config, cache_dir)
+    paths = {name: folder / file for name, file in BUDGET_FILES.items()}
+    if paths[_check_budget(budget)].is_file():
+        return pd.read_csv(paths[budget])
     train_set, val_set, test_set = _splits(
         config.dataset, config.data_root, config.image_size, config.array_cache
     )
     result = get_or_train_semi(
         config, cache_dir=cache_dir, progress=progress, data=(train_set, val_set)
     )
-    table = evaluate(result.method.test_model, test_set, device=config.device, keep_maps=0).table
-    table = table[["id", *[c for c in table.columns if c.startswith(METRICS)]]].copy()
-    for name, value in _run_columns(config, result).items():
-        table[name] = value
-    write_table(scores_path, table)
-    return table
+    methods = {"final": result.method, "half": half_budget_method(result)}
+    tables = {}
+    for name, method in methods.items():
+        table = evaluate(method.test_model, test_set, device=config.device, keep_maps=0).table
+        table = table[["id", *[c for c in table.columns if c.startswith(METRICS)]]].copy()
+        for column, value in _run_columns(config, result).items():
+            table[column] = value
+        table["budget"] = name
+        table["budget_epoch"] = result.best_epoch if name == "final" else result.half_epoch
+        write_table(paths[name], table)
+        tables[name] = table
+    return tables[budget]
 
 
 def _run_columns(config: SemiConfig, result: SemiResult) -> dict[str, Any]:
@@ -209,13 +242,17 @@ def _run_columns(config: SemiConfig, result: SemiResult) -> dict[str, Any]:
         "seed": config.seed,
         "epochs": config.epochs,
         "best_epoch": result.best_epoch,
+        "plateaued": bool(result.convergence is not None and result.convergence.plateaued),
+        "still_improving": bool(
+            result.convergence is not None and result.convergence.still_improving
+        ),
     }
 
 
-def _score_in_worker(config: SemiConfig, cache_dir: Path) -> pd.DataFrame:
+def _score_in_worker(config: SemiConfig, cache_dir: Path, budget: str) -> pd.DataFrame:
     # One thread per worker process: the processes, not the threads, share the cores.
     torch.set_num_threads(1)
-    return run_and_score(config, cache_dir)
+    return run_and_score(config, cache_dir, budget=budget)
 
 
 def run_comparison(
@@ -223,6 +260,7 @@ def run_comparison(
     cache_dir: str | Path | None = None,
     workers: int = 1,
     progress: bool = True,
+    budget: str = "final",
 ) -> pd.DataFrame:
     """Run (or load) every configuration and gather the per-image test scores.
 
@@ -233,11 +271,14 @@ def run_comparison(
             thread; small networks use two processes far better than two threads). Results do
             not depend on it.
         progress: a tqdm bar over the runs.
+        budget: ``"final"`` (the runs' returned weights) or ``"half"`` (their half-budget
+            weights, :mod:`umlkit.convergence`).
 
     Returns:
         All runs' rows (see :func:`run_and_score`) in one table.
     """
     configs = list(configs)
+    _check_budget(budget)
     cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -245,21 +286,23 @@ def run_comparison(
     tables: dict[int, pd.DataFrame] = {}
     pending = []
     for index, config in enumerate(configs):
-        if (_run_folder(config, cache_dir) / SCORES_FILE).is_file():
-            tables[index] = run_and_score(config, cache_dir)
+        if (_run_folder(config, cache_dir) / BUDGET_FILES[budget]).is_file():
+            tables[index] = run_and_score(config, cache_dir, budget=budget)
             bar.update(1)
         else:
             pending.append(index)
     try:
         if workers == 1 or len(pending) <= 1:
             for index in pending:
-                tables[index] = run_and_score(configs[index], cache_dir, progress=progress)
+                tables[index] = run_and_score(
+                    configs[index], cache_dir, progress=progress, budget=budget
+                )
                 bar.update(1)
         else:
             # "spawn": forking a process that already runs torch threads can deadlock.
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 futures = {
-                    index: pool.submit(_score_in_worker, configs[index], cache_dir)
+                    index: pool.submit(_score_in_worker, configs[index], cache_dir, budget)
                     for index in pending
                 }
                 for index, future in futures.items():

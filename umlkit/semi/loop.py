@@ -60,17 +60,21 @@ from umlkit.checkpoints import (
     state_copy,
     write_json,
 )
+from umlkit.convergence import Convergence, HalfBudget, convergence
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
 from umlkit.optim import learning_rate, make_optimizer
 from umlkit.runs import (
+    CHECKPOINT_HALF,
     CONFIG_FILE,
     HISTORY_FILE,
     best_state_of,
     cache_key,
     check_resume_configuration,
     get_or_train_cached,
+    half_budget_entries,
     resume_progress,
+    save_half_budget,
     save_run_state,
 )
 from umlkit.runtime import pick_device, project_root, seed_everything
@@ -83,8 +87,9 @@ from umlkit.semi.sampler import PartiallyLabeled, TwoStreamBatchSampler, split_l
 NOT_HASHED = ("device", "num_workers", "array_cache")
 #: Part of the cache key: raised whenever an unchanged configuration's numbers change, so that
 #: no run of older loop code is loaded from the cache. 4: the data enter the key by the content
-#: of their files, no longer by names and sizes alone (the same data give another key).
-SEMI_REVISION = 4
+#: of their files, no longer by names and sizes alone (the same data give another key). 5: a
+#: finished run also holds its half-budget weights (half.pt, umlkit.convergence).
+SEMI_REVISION = 5
 #: What a ``last.pt`` must hold for :func:`fit_semi` to resume from it.
 RESUME_KEYS = (
     "semi_config",
@@ -192,6 +197,9 @@ class SemiResult:
     best_score: float  # its validation Dice
     output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
     from_cache: bool = False  # True when get_or_train_semi found a finished run
+    convergence: Convergence | None = None  # plateaued? (umlkit.convergence, over validations)
+    half_state: dict | None = None  # the half-budget weights of the method (None: none)
+    half_epoch: int = -1  # 0-based epoch of the half-budget weights
 
 
 def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
@@ -246,6 +254,7 @@ def fit_semi(
     run = _build_run(config, train_set, device)
     output_dir = None if output_dir is None else Path(output_dir)
     state = {"epoch": 0, "step": 0, "history": [], "best_epoch": -1, "best_score": -np.inf}
+    state["half"] = HalfBudget()
     best_state = None
     if output_dir is not None:
         run["data_record"] = {
@@ -261,15 +270,51 @@ def fit_semi(
     method = run["method"]
     if best_state is not None:
         method.load_state_dict(best_state)
+    half = state["half"].current(state["epoch"])
+    history = pd.DataFrame(state["history"])
     return SemiResult(
         method=method.eval(),
-        history=pd.DataFrame(state["history"]),
+        history=history,
         config=config,
         labeled_ids=run["labeled_ids"],
         best_epoch=int(state["best_epoch"]),
         best_score=float(state["best_score"]),
         output_dir=output_dir,
+        convergence=semi_convergence(history, int(state["best_epoch"]), config),
+        half_state=None if half is None else half[1],
+        half_epoch=-1 if half is None else half[0],
     )
+
+
+def semi_convergence(history: pd.DataFrame, best_epoch: int, config: SemiConfig):
+    """The :class:`~umlkit.convergence.Convergence` of a semi-supervised run, judged over its
+    validations (every :attr:`SemiConfig.validation_interval` epochs): ``epochs_run``,
+    ``best_epoch`` and ``plateau_epoch`` count validations, not epochs. ``None`` before any."""
+    if not len(history) or best_epoch < 0:
+        return None
+    validated = history[history["val_dice"].notna()].reset_index(drop=True)
+    if not len(validated):
+        return None
+    best = int((validated["epoch"] <= best_epoch).sum()) - 1
+    planned = math.ceil(config.epochs / config.validation_interval)
+    return convergence(list(validated["val_dice"]), best, max(planned, len(validated)))
+
+
+def half_budget_method(result: SemiResult) -> SemiSupervisedMethod:
+    """A copy of ``result.method`` holding the half-budget weights (eval mode): the best
+    validated epoch among the first half of the run's epochs (:mod:`umlkit.convergence`).
+
+    Raises:
+        ValueError: the result keeps no half-budget weights (no validation in the first half).
+    """
+    if result.half_state is None:
+        raise ValueError(
+            f"the {result.config.method} run keeps no half-budget weights: it was not validated "
+            "in the first half of its epochs, or an older umlkit trained it"
+        )
+    method = copy.deepcopy(result.method)
+    method.load_state_dict(result.half_state)
+    return method.eval()
 
 
 def _build_run(config: SemiConfig, train_set: Dataset, device: str) -> dict[str, Any]:
@@ -348,6 +393,9 @@ def _run_epochs(run, val_set, state, best_state, output_dir, progress):
             if dice > state["best_score"]:
                 state["best_epoch"], state["best_score"] = epoch, dice
                 best_state = state_copy(method)
+                state["half"].improved(epoch, best_state, epoch + 1)
+            else:
+                state["half"].drop_stale(epoch + 1)
             state["epoch"] = epoch + 1
             if validate and output_dir is not None:
                 _save_epoch(output_dir, run, state, best_state)
@@ -450,6 +498,8 @@ def _save_epoch(output_dir: Path, run: dict[str, Any], state: dict, best_state) 
         "best": {"epoch": state["best_epoch"], "score": state["best_score"]},
         "rng": rng_states(run["device"]),
     }
+    finished = state["epoch"] == config.epochs
+    save_half_budget(output_dir, state["half"], state["epoch"], finished)
     save_run_state(output_dir, last, best, {HISTORY_FILE: state["history"]})
 
 
@@ -491,6 +541,7 @@ def _resume(output_dir: Path, config: SemiConfig, run: dict[str, Any]):
         "best_epoch": progress["best_epoch"],
         "best_score": progress["best_score"],
     }
+    state["half"] = HalfBudget(half_budget_entries(output_dir))
     best_state = best_state_of(output_dir, state["best_epoch"])
     load_module_state(run["method"], checkpoint["model_state"], path)
     restore_optimizer_and_rng(run["optimizer"], checkpoint, path)
@@ -536,20 +587,30 @@ def get_or_train_semi(
     cache_dir = default_semi_cache_dir() if cache_dir is None else Path(cache_dir)
 
     def load_finished(folder: Path, last: dict, best: dict) -> SemiResult:
+        history = pd.read_csv(folder / HISTORY_FILE)
+        half = load_checkpoint(folder / CHECKPOINT_HALF, require=("model_state", "epoch"))
         return SemiResult(
             method=method_from_checkpoint(best, folder / CHECKPOINT_BEST, config.device),
-            history=pd.read_csv(folder / HISTORY_FILE),
+            history=history,
             config=copy.deepcopy(config),
             labeled_ids=list(last["labeled_ids"]),
             best_epoch=int(best["epoch"]),
             best_score=float(best["score"]),
             output_dir=folder,
             from_cache=True,
+            convergence=semi_convergence(history, int(best["epoch"]), config),
+            half_state=half["model_state"],
+            half_epoch=int(half["epoch"]),
         )
 
     def train_in(folder: Path) -> SemiResult:
         return fit_semi(config, output_dir=folder, resume=True, progress=progress, data=data)
 
     return get_or_train_cached(
-        cache_dir, semi_config_hash(config), config.epochs, load_finished, train_in
+        cache_dir,
+        semi_config_hash(config),
+        config.epochs,
+        load_finished,
+        train_in,
+        files=(HISTORY_FILE, CHECKPOINT_HALF),
     )
