@@ -12,12 +12,15 @@ Where to find a figure (every name is also available here, as ``plots.<name>``):
 module                                     draws
 =========================================  =====================================================
 :mod:`umlkit.plots.style`                  the shared theme, colours and image helpers
-:mod:`umlkit.plots.data` (01)              dataset grids, factor histograms, class balance
+:mod:`umlkit.plots.data` (01)              dataset grids, factor histograms and flag shares,
+                                           class balance
 :mod:`umlkit.plots.primer` (02)            Dirichlets on the simplex, evidence and loss sweeps,
                                            the 2-D toy's uncertainty maps
 :mod:`umlkit.plots.training` (03)          training curves, factor weights of a classifier
-:mod:`umlkit.plots.ablations` (04)         variants against each other over seeds
+:mod:`umlkit.plots.ablations` (04)         variants against each other over seeds, their
+                                           paired differences
 :mod:`umlkit.plots.calibration` (05)       reliability diagrams, predicted vs true probability
+                                           (2-D histograms)
 :mod:`umlkit.plots.uncertainty_maps` (06)  galleries of uncertainty maps, UEO, error detection,
                                            uncertainty against the generator's factors
 :mod:`umlkit.plots.robustness` (07)        metrics under corruption, OOD score histograms
