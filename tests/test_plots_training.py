@@ -56,3 +56,48 @@ def test_factor_weight_bars_draw_both_shares():
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["net", "generator"]
     with pytest.raises(ValueError, match="true_share"):
         plots.factor_weight_bars(weights.drop(columns="true_share"))
+
+
+def _history(scores, dice=None):
+    scores = list(scores)
+    dice = scores if dice is None else dice
+    return pd.DataFrame(
+        {
+            "epoch": range(len(scores)),
+            "val_accuracy": scores,
+            "val_dice": dice,
+            "val_score": [(a + d) / 2 for a, d in zip(scores, dice, strict=True)],
+        }
+    )
+
+
+def test_learning_curves_band_the_seeds_and_star_the_runs_still_improving():
+    runs = {
+        # seed 0 still improving at its last epoch; seed 1 peaked earlier (stopped early)
+        "UML": [_history([0.6, 0.7, 0.8]), _history([0.6, 0.75])],
+        "multitask": [_history([0.5, 0.9, 0.85])],
+    }
+    fig = plots.learning_curves(runs, bayes_accuracy=0.82)
+    accuracy_ax = fig.axes[0]
+    lines = {line.get_label(): line for line in accuracy_ax.get_lines()}
+    # the mean over the seeds present at each epoch: (0.6 + 0.6) / 2, (0.7 + 0.75) / 2, 0.8
+    np.testing.assert_allclose(lines["UML"].get_ydata(), [0.6, 0.725, 0.8])
+    stars = [line for line in accuracy_ax.get_lines() if line.get_marker() == "*"]
+    # UML seed 0 (best epoch 3 of 3) and seed 1 (best epoch 2 of 2); not multitask (best 2 of 3)
+    assert sorted((float(s.get_xdata()[0]), float(s.get_ydata()[0])) for s in stars) == [
+        (2.0, 0.75),
+        (3.0, 0.8),
+    ]
+    bayes = [line for line in accuracy_ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(bayes) == 1 and bayes[0].get_ydata()[0] == pytest.approx(0.82)
+    assert len(accuracy_ax.collections) == 1  # the band of UML's two seeds, none for one seed
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "best epoch is the last: still improving" in legend
+    assert "Bayes-optimal accuracy (0.820)" in legend
+
+
+def test_learning_curves_refuse_no_runs():
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.learning_curves({})
+    with pytest.raises(ValueError, match="history of UML"):
+        plots.learning_curves({"UML": [pd.DataFrame({"val_accuracy": [0.5]})]})

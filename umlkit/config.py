@@ -42,7 +42,7 @@ PYTHON_NAMES = {
 #: Part of the cache key: raised whenever an unchanged configuration would give other numbers
 #: or other run files (a new network structure, loss or table), so that no run written by
 #: older code is loaded from the cache. 8: a finished run also holds its half-budget weights
-#: (``half.pt``, :mod:`umlkit.convergence`), which runs of revision 7 lack.
+#: (``half.pt``, :mod:`umlkit.convergence`), which earlier runs lack.
 TRAINING_REVISION = 8
 
 

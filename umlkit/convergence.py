@@ -27,8 +27,10 @@ True
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -199,3 +201,69 @@ class HalfBudget:
         limit = half_point(epochs_run)
         inside = [entry for entry in self.entries if entry[0] < limit]
         return inside[-1] if inside else None
+
+
+# ------------------------------------------------------------------- what the training loops use
+def run_convergence(history: Any, best_epoch: int, config: Any) -> Convergence | None:
+    """The :class:`Convergence` of a supervised run's history (a list of rows or a table with
+    ``val_score``) under ``config``'s plateau rule (:class:`umlkit.train.TrainConfig`'s
+    ``epochs``, ``plateau_window``, ``patience``, ``plateau_tolerance``); ``None`` before any
+    epoch."""
+    if isinstance(history, list):
+        scores = [row["val_score"] for row in history]
+    else:
+        scores = list(history["val_score"]) if len(history) else []
+    if not scores or best_epoch < 0:
+        return None
+    return convergence(
+        scores,
+        best_epoch,
+        config.epochs,
+        window=config.plateau_window,
+        patience=config.patience,
+        tolerance=config.plateau_tolerance,
+    )
+
+
+def validated_convergence(
+    history: Any, column: str, best_epoch: int, epochs: int, interval: int
+) -> Convergence | None:
+    """The :class:`Convergence` of a run validated every ``interval`` epochs only (the
+    semi-supervised loop): judged over its validations, so ``epochs_run``, ``best_epoch`` and
+    ``plateau_epoch`` count validations, not epochs. ``history`` is a table with ``epoch`` and
+    ``column`` (NaN where an epoch was not validated); ``None`` before any validation."""
+    if not len(history) or best_epoch < 0:
+        return None
+    validated = history[history[column].notna()].reset_index(drop=True)
+    if not len(validated):
+        return None
+    best = int((validated["epoch"] <= best_epoch).sum()) - 1
+    planned = -(-epochs // interval)  # ceil: the validations a full run has
+    return convergence(list(validated[column]), best, max(planned, len(validated)))
+
+
+def half_budget_copy(module: Any, half_state: dict | None, what: str) -> Any:
+    """A copy of ``module`` holding the half-budget weights ``half_state``, in eval mode.
+
+    Raises:
+        ValueError: ``half_state`` is ``None`` (``what`` names the run in the message).
+    """
+    if half_state is None:
+        raise ValueError(
+            f"{what} keeps no half-budget weights (not validated in the first half of its "
+            "epochs, or trained by an older umlkit): train it again"
+        )
+    copied = copy.deepcopy(module)
+    copied.load_state_dict(half_state)
+    return copied.eval()
+
+
+def half_budget_model(result: Any) -> Any:
+    """A copy of a :class:`umlkit.train.TrainResult`'s model holding its half-budget weights
+    (eval mode): a conclusion that holds for both this model and ``result.model`` does not
+    depend on when training stopped.
+
+    Raises:
+        ValueError: the result has no half-budget weights.
+    """
+    return half_budget_copy(result.model, result.half_state, f"the {result.config.model} run")

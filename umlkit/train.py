@@ -63,6 +63,8 @@ from tqdm.auto import tqdm
 
 import umlkit
 from umlkit import distributed
+from umlkit.batches import build_train_loader as build_train_loader
+from umlkit.batches import epoch_generator
 from umlkit.checkpoints import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -94,7 +96,9 @@ from umlkit.config import config_hash as config_hash
 from umlkit.config import load_splits as _load_splits
 from umlkit.config import model_depth
 from umlkit.config import size_factor as size_factor
-from umlkit.convergence import HalfBudget, convergence
+from umlkit.convergence import HalfBudget
+from umlkit.convergence import half_budget_model as half_budget_model
+from umlkit.convergence import run_convergence as run_convergence
 from umlkit.data.augment import augment_batch
 from umlkit.divergence import check_failed_step, check_loss_terms, check_weights, place
 from umlkit.evaluate import summary_over_ranks
@@ -162,12 +166,6 @@ def _build_model(config: TrainConfig, train_set) -> nn.Module:
         in_channels=int(train_set[0]["image"].shape[0]),
         **config.model_options,
     )
-
-
-def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A generator of one epoch (stream 0: shuffling, 1: augmentation), a function of its
-    arguments only, so an epoch draws the same numbers whether or not the run was resumed."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 2 + stream)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -287,43 +285,6 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
     )
 
 
-def run_convergence(history, best_epoch: int, config: TrainConfig):
-    """The :class:`~umlkit.convergence.Convergence` of a run's history (a list of rows or a
-    table with ``val_score``) under ``config``'s plateau rule; ``None`` before any epoch."""
-    scores = [row["val_score"] for row in history] if isinstance(history, list) else None
-    if scores is None:
-        scores = list(history["val_score"]) if len(history) else []
-    if not scores or best_epoch < 0:
-        return None
-    return convergence(
-        scores,
-        best_epoch,
-        config.epochs,
-        window=config.plateau_window,
-        patience=config.patience,
-        tolerance=config.plateau_tolerance,
-    )
-
-
-def half_budget_model(result: TrainResult) -> nn.Module:
-    """A copy of ``result.model`` holding the half-budget weights (eval mode).
-
-    The half budget is the best epoch among the first half of the epochs the run trained
-    (:mod:`umlkit.convergence`); a conclusion that holds for both this model and
-    ``result.model`` does not depend on when training stopped.
-
-    Raises:
-        ValueError: the result has no half-budget weights (a run of an older umlkit).
-    """
-    if result.half_state is None:
-        raise ValueError(
-            "this run keeps no half-budget weights (trained by an older umlkit): train it again"
-        )
-    model = copy.deepcopy(result.model)
-    model.load_state_dict(result.half_state)
-    return model.eval()
-
-
 def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, list[str]]:
     """The checks that need no data: the arguments, the device, the image size, the folder.
 
@@ -411,48 +372,6 @@ def _objective(config: TrainConfig):
     )
 
 
-def build_train_loader(
-    train_set: Dataset, config: TrainConfig, epoch: int, device: str
-) -> DataLoader:
-    """The batches of epoch ``epoch``: shuffled by a generator of ``(seed, epoch)`` alone.
-
-    In data-parallel training every process takes its equal part of each of these batches
-    (:class:`umlkit.distributed.EpochShardSampler`), so ``config.batch_size`` is the global batch
-    and the processes together see what one process would.
-    """
-    if distributed.is_distributed():
-        # The order one process would draw, drawn the same way (a DataLoader over the indices).
-        one_process = DataLoader(
-            range(len(train_set)),
-            batch_size=config.batch_size,
-            shuffle=True,
-            generator=_epoch_generator(config.seed, epoch),
-            drop_last=True,
-        )
-        order = torch.cat(list(one_process))
-        world = distributed.world_size()
-        return DataLoader(
-            train_set,
-            batch_size=config.batch_size // world,
-            sampler=distributed.EpochShardSampler(
-                order, config.batch_size, distributed.rank(), world
-            ),
-            num_workers=config.num_workers,
-            pin_memory=device.startswith("cuda"),
-        )
-    return DataLoader(
-        train_set,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=_epoch_generator(config.seed, epoch),
-        num_workers=config.num_workers,
-        pin_memory=device.startswith("cuda"),
-        # A last batch of one image would break BatchNorm; dropping the remainder costs nothing
-        # over epochs, since the shuffle leaves out different images each time.
-        drop_last=len(train_set) >= config.batch_size,
-    )
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -476,7 +395,7 @@ def train_one_epoch(
         half-way through the second epoch), ``lr`` and the mean loss terms since the row before.
     """
     use_amp = config.amp and device.startswith("cuda")
-    augmentation = _epoch_generator(config.seed, epoch, stream=1)
+    augmentation = epoch_generator(config.seed, epoch, stream=1)
     model.train()
     totals: dict[str, float] = {}
     window: dict[str, float] = {}

@@ -8,6 +8,8 @@ notebook 04 trains the ablation set over the profile's seeds, notebooks 05-08 re
   missing, or a real one), :func:`prepare_ood` (the matching out-of-distribution set)
 * models: :data:`VARIANTS` (the ablation set), :data:`COMPARED` (the models of notebooks 05-08),
   :func:`train_config`, :func:`train_variants`
+* convergence: :func:`convergence_table`, :func:`describe_convergence` (how long each run
+  trained, whether it plateaued, which ones were still improving)
 * evaluation: :func:`evaluate_models` (:func:`umlkit.evaluate.evaluate` plus each model's image
   uncertainty, :func:`umlkit.analysis.uncertainty_maps.image_uncertainty`)
 """
@@ -21,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -303,3 +306,47 @@ def evaluate_models(
         evaluation.table.attrs["uncertainty_kind"] = kind
         evaluations[name] = evaluation
     return evaluations
+
+
+def convergence_table(results: Mapping[tuple[str, int], TrainResult]) -> pd.DataFrame:
+    """One row per run: how long it trained and whether it converged (:mod:`umlkit.convergence`).
+
+    Columns: ``variant``, ``seed``, ``epochs`` (trained), ``max epochs``, ``best epoch``
+    (1-based), ``half-budget epoch`` (1-based), ``plateaued``, ``stopped early`` and
+    ``still improving`` (its best epoch is its last: the run ended while it was improving).
+    """
+    rows = []
+    for (variant, seed), result in results.items():
+        report = result.convergence
+        rows.append(
+            {
+                "variant": variant,
+                "seed": seed,
+                "epochs": len(result.history),
+                "max epochs": result.config.epochs,
+                "best epoch": result.best_epoch + 1,
+                "half-budget epoch": result.half_epoch + 1 if result.half_epoch >= 0 else None,
+                "plateaued": bool(report is not None and report.plateaued),
+                "stopped early": bool(report is not None and report.stopped_early),
+                "still improving": bool(report is not None and report.still_improving),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def describe_convergence(table: pd.DataFrame) -> list[str]:
+    """Sentences on :func:`convergence_table`: how many runs plateaued, and every run that was
+    still improving when it ended (named, because its numbers are a stopping time)."""
+    if table.empty:
+        return ["no runs"]
+    lines = [
+        f"{int(table['plateaued'].sum())} of {len(table)} runs plateaued by the rule "
+        f"({int(table['stopped early'].sum())} stopped early); "
+        f"{int(table['still improving'].sum())} ended with their best epoch as their last."
+    ]
+    for row in table[table["still improving"]].itertuples(index=False):
+        lines.append(
+            f"  still improving: {row.variant}, seed {row.seed} (best epoch {row.epochs} of "
+            f"{row.epochs} trained): more training would likely change its numbers"
+        )
+    return lines

@@ -88,6 +88,7 @@ from umlkit.plots.training import (
     LOSS_COLUMNS,
     VALIDATION_COLUMNS,
     factor_weight_bars,
+    learning_curves,
     training_curves,
 )
 from umlkit.plots.uncertainty_maps import (
@@ -130,6 +131,7 @@ __all__ = [
     "LOSS_COLUMNS",
     "VALIDATION_COLUMNS",
     "factor_weight_bars",
+    "learning_curves",
     "training_curves",
     # ablations (04)
     "METRIC_UNITS",

@@ -2,12 +2,16 @@
 
 :func:`training_curves` draws the training loss every few steps and the validation metrics per epoch;
 :func:`factor_weight_bars` compares the share of each generator factor in the classifier's log-odds
-with the generator's own share.
+with the generator's own share; :func:`learning_curves` draws the validation curves of several
+variants over their seeds (notebooks 03 and 04), so that a run still improving is seen at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -112,3 +116,109 @@ def factor_weight_bars(weights: pd.DataFrame, model: str = "UML") -> Figure:
     ax.set_ylabel("share of the log-odds weight")
     ax.tick_params(axis="x", labelrotation=15)
     return fig
+
+
+#: The validation metrics of :func:`learning_curves`: history column -> axis label.
+LEARNING_METRICS = {"val_accuracy": "validation accuracy", "val_dice": "validation Dice"}
+
+
+def learning_curves(
+    runs: Mapping[str, Sequence[pd.DataFrame]],
+    *,
+    bayes_accuracy: float | None = None,
+    best_epochs: Mapping[str, Sequence[int]] | None = None,
+) -> Figure:
+    """Validation accuracy and Dice per epoch of each variant, its seeds as a band.
+
+    For each variant the line is the mean over its seeds and the band spans the lowest to the
+    highest seed (runs stopped early by the plateau rule end where they stopped, so late epochs
+    may have fewer seeds). A star marks the last epoch of every run whose best epoch *is* its
+    last: that run was still improving when training ended, and its numbers are a stopping time
+    rather than a converged result. The dashed line is the Bayes-optimal accuracy of the
+    validation labels, the ceiling no classifier of these images can beat on average.
+
+    Args:
+        runs: variant -> the ``history`` tables of its runs (one per seed; columns ``epoch``
+            (0-based) and ``val_accuracy`` and/or ``val_dice``).
+        bayes_accuracy: drawn on the accuracy panel when given.
+        best_epochs: variant -> the 0-based best epoch of each run (same order as ``runs``);
+            default: each history's epoch of the highest ``val_score``.
+
+    Returns:
+        The figure: one panel per metric, one shared legend below.
+
+    Raises:
+        ValueError: no runs, or a history without ``epoch``.
+    """
+    if not runs or not any(len(histories) for histories in runs.values()):
+        raise ValueError("learning_curves needs at least one run")
+    for variant, histories in runs.items():
+        for history in histories:
+            check_columns(history, ("epoch",), f"history of {variant}")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharex=True)
+    colours = sns.color_palette("tab10", n_colors=max(len(runs), 3))
+    longest = 1
+    for colour, (variant, histories) in zip(colours, runs.items(), strict=False):
+        if best_epochs is not None and variant in best_epochs:
+            bests = list(best_epochs[variant])
+        else:
+            bests = [int(h["epoch"].iloc[int(np.argmax(h["val_score"]))]) for h in histories]
+        for ax, column in zip(axes, LEARNING_METRICS, strict=True):
+            drawn = _draw_seeds(ax, histories, column, bests, colour, variant)
+            longest = max(longest, drawn)
+    for ax, label in zip(axes, LEARNING_METRICS.values(), strict=True):
+        ax.set_ylabel(label)
+        _integer_epoch_axis(ax, longest)
+    if bayes_accuracy is not None:
+        axes[0].axhline(bayes_accuracy, color="black", linestyle="--", linewidth=1)
+    _learning_legend(fig, axes, bayes_accuracy)
+    return fig
+
+
+def _draw_seeds(ax, histories, column: str, bests, colour, variant: str) -> int:
+    """One variant's curves of ``column``: the mean over seeds, the band from the lowest to the
+    highest seed, a star on each run whose best epoch is its last. Returns the last epoch drawn
+    (1-based; 0 when no history has the column)."""
+    curves = [h.set_index("epoch")[column] for h in histories if column in h]
+    kept = [(c, best) for c, best in zip(curves, bests, strict=False) if c.notna().any()]
+    if not kept:
+        return 0
+    table = pd.concat([c for c, _ in kept], axis=1)
+    epochs = table.index.to_numpy() + 1
+    ax.plot(epochs, table.mean(axis=1), color=colour, label=variant)
+    if table.shape[1] > 1:
+        ax.fill_between(epochs, table.min(axis=1), table.max(axis=1), color=colour, alpha=0.2)
+    for curve, best in kept:
+        last = int(curve.index.max())
+        if best == last and last > 0:
+            ax.plot(last + 1, curve.loc[last], linestyle="none", color=colour, **STAR)
+    return int(epochs.max())
+
+
+#: How :func:`learning_curves` marks a run still improving at its last epoch.
+STAR = {"marker": "*", "markersize": 11, "markeredgecolor": "black"}
+
+
+def _learning_legend(fig, axes, bayes_accuracy: float | None) -> None:
+    """One legend below both panels: the variants, then what the band, star and line mean."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    extra = [
+        (plt.Line2D([], [], color="grey", linewidth=6, alpha=0.3), "lowest to highest seed"),
+        (
+            plt.Line2D([], [], color="grey", linestyle="none", **STAR),
+            "best epoch is the last: still improving",
+        ),
+    ]
+    if bayes_accuracy is not None:
+        line = plt.Line2D([], [], color="black", linestyle="--", linewidth=1)
+        extra.append((line, f"Bayes-optimal accuracy ({bayes_accuracy:.3f})"))
+    fig.legend(
+        handles + [h for h, _ in extra],
+        labels + [label for _, label in extra],
+        loc="outside lower center",
+        ncol=min(4, len(handles) + len(extra)),
+        fontsize="small",
+        frameon=False,
+    )

@@ -6,12 +6,9 @@ r"""One semi-supervised training loop for every method: supervised-only, mean te
 >>> result = get_or_train_semi(config)  # cached under data/cache/semi/<hash>/, trained only once
 >>> result.method.test_model, result.history
 
-It mirrors the supervised trainer (:mod:`umlkit.train`) and shares its pieces: the device choice
-(:func:`umlkit.runtime.pick_device`), Adam and the learning-rate schedule (:mod:`umlkit.optim`:
-constant, then poly(0.9) decay), from :mod:`umlkit.checkpoints` the atomic checkpoints and RNG
-state capture for exact resuming, from :mod:`umlkit.runs` the configuration check on resume, the
-cache key and the cache lookup; validation with :func:`umlkit.evaluate.evaluate` and best-epoch
-model selection on validation Dice. The methods themselves are built by name
+It mirrors the supervised trainer (:mod:`umlkit.train`) and shares its pieces (device, Adam and
+its schedule, atomic checkpoints and RNG states for exact resuming, the configuration check on
+resume, the cache) with best-epoch selection on validation Dice; the methods are built by name
 (:mod:`umlkit.semi.methods`). What is different:
 
 * **Which images are labeled**: :func:`umlkit.semi.sampler.split_labeled` draws
@@ -27,7 +24,8 @@ model selection on validation Dice. The methods themselves are built by name
   :math:`L` = ``rampup_epochs`` (default: half the epochs, as in the mean-teacher family, where
   the ramp spans a large part of training).
 * **Validation and checkpoints every few epochs** (``validate_every``; about eight per run by
-  default, and always after the last epoch), because epochs over a few labeled images are short.
+  default, and always after the last epoch), because epochs over a few labeled images are short;
+  convergence and the half-budget weights (:mod:`umlkit.convergence`) are judged over them.
 * **After each step** the method's :meth:`~umlkit.semi.base.SemiSupervisedMethod.after_step`
   runs (EMA teacher updates, :math:`\alpha = \min(1 - 1/(\text{step} + 1), 0.99)`).
 """
@@ -60,7 +58,12 @@ from umlkit.checkpoints import (
     state_copy,
     write_json,
 )
-from umlkit.convergence import Convergence, HalfBudget, convergence
+from umlkit.convergence import (
+    Convergence,
+    HalfBudget,
+    half_budget_copy,
+    validated_convergence,
+)
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
 from umlkit.optim import learning_rate, make_optimizer
@@ -85,10 +88,8 @@ from umlkit.semi.sampler import PartiallyLabeled, TwoStreamBatchSampler, split_l
 
 #: Fields of :class:`SemiConfig` left out of the cache key (they do not change the result).
 NOT_HASHED = ("device", "num_workers", "array_cache")
-#: Part of the cache key: raised whenever an unchanged configuration's numbers change, so that
-#: no run of older loop code is loaded from the cache. 4: the data enter the key by the content
-#: of their files, no longer by names and sizes alone (the same data give another key). 5: a
-#: finished run also holds its half-budget weights (half.pt, umlkit.convergence).
+#: Part of the cache key, raised whenever an unchanged configuration's run changes (5: it keeps
+#: its half-budget weights, half.pt), so that no run of older loop code is loaded.
 SEMI_REVISION = 5
 #: What a ``last.pt`` must hold for :func:`fit_semi` to resume from it.
 RESUME_KEYS = (
@@ -198,8 +199,8 @@ class SemiResult:
     output_dir: Path | None = None  # where the checkpoints are (None: trained in memory)
     from_cache: bool = False  # True when get_or_train_semi found a finished run
     convergence: Convergence | None = None  # plateaued? (umlkit.convergence, over validations)
-    half_state: dict | None = None  # the half-budget weights of the method (None: none)
-    half_epoch: int = -1  # 0-based epoch of the half-budget weights
+    half_state: dict | None = None  # the half-budget weights (half_epoch: their 0-based epoch)
+    half_epoch: int = -1
 
 
 def load_splits(config: SemiConfig, splits: tuple[str, ...] = ("train", "val")) -> list[Dataset]:
@@ -287,34 +288,17 @@ def fit_semi(
 
 
 def semi_convergence(history: pd.DataFrame, best_epoch: int, config: SemiConfig):
-    """The :class:`~umlkit.convergence.Convergence` of a semi-supervised run, judged over its
-    validations (every :attr:`SemiConfig.validation_interval` epochs): ``epochs_run``,
-    ``best_epoch`` and ``plateau_epoch`` count validations, not epochs. ``None`` before any."""
-    if not len(history) or best_epoch < 0:
-        return None
-    validated = history[history["val_dice"].notna()].reset_index(drop=True)
-    if not len(validated):
-        return None
-    best = int((validated["epoch"] <= best_epoch).sum()) - 1
-    planned = math.ceil(config.epochs / config.validation_interval)
-    return convergence(list(validated["val_dice"]), best, max(planned, len(validated)))
+    """The run's :class:`~umlkit.convergence.Convergence`, judged over its validations
+    (:func:`umlkit.convergence.validated_convergence`)."""
+    return validated_convergence(
+        history, "val_dice", best_epoch, config.epochs, config.validation_interval
+    )
 
 
 def half_budget_method(result: SemiResult) -> SemiSupervisedMethod:
     """A copy of ``result.method`` holding the half-budget weights (eval mode): the best
-    validated epoch among the first half of the run's epochs (:mod:`umlkit.convergence`).
-
-    Raises:
-        ValueError: the result keeps no half-budget weights (no validation in the first half).
-    """
-    if result.half_state is None:
-        raise ValueError(
-            f"the {result.config.method} run keeps no half-budget weights: it was not validated "
-            "in the first half of its epochs, or an older umlkit trained it"
-        )
-    method = copy.deepcopy(result.method)
-    method.load_state_dict(result.half_state)
-    return method.eval()
+    validated epoch among the first half of the run's epochs (:mod:`umlkit.convergence`)."""
+    return half_budget_copy(result.method, result.half_state, f"the {result.config.method} run")
 
 
 def _build_run(config: SemiConfig, train_set: Dataset, device: str) -> dict[str, Any]:
