@@ -102,3 +102,18 @@ def test_the_tracker_keeps_only_what_can_still_become_the_half_budget():
     assert half.current(20)[0] == 9
     assert [epoch for epoch, _ in half.entries] == list(range(9, 20))
     assert HalfBudget().current(4) is None
+
+
+def test_a_run_validated_every_few_epochs_is_judged_over_its_validations():
+    import pandas as pd
+
+    from umlkit.convergence import validated_convergence
+
+    # 6 epochs validated every 2 (epochs 1, 3, 5): Dice 0.5, 0.7, 0.7; best at epoch 3
+    history = pd.DataFrame(
+        {"epoch": range(6), "val_dice": [math.nan, 0.5, math.nan, 0.7, math.nan, 0.7]}
+    )
+    report = validated_convergence(history, "val_dice", best_epoch=3, epochs=6, interval=2)
+    assert report.epochs_run == 3 and report.max_epochs == 3
+    assert report.best_epoch == 1 and not report.still_improving
+    assert validated_convergence(history.iloc[:1], "val_dice", 0, 6, 2) is None

@@ -225,3 +225,32 @@ def test_resume_onto_a_damaged_checkpoint_is_one_clear_error(tmp_path):
     (tmp_path / "best.pt").write_bytes((tmp_path / "best.pt").read_bytes()[:100])
     with pytest.raises(ValueError, match=r"best.pt is truncated or corrupt"):
         load_method(tmp_path / "best.pt")
+
+
+def test_the_half_budget_is_the_best_validated_epoch_of_the_first_half(tmp_path, monkeypatch):
+    # validation Dice rises every epoch: after 6 epochs the half budget is epoch 2 (of 0-2)
+    scores = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    monkeypatch.setattr(loop, "_validation_dice", lambda method, val_set, device: next(scores))
+    data = (Squares(16), Squares(4, seed=1))
+    config = tiny_config("supervised", epochs=6, validate_every=1)
+    result = get_or_train_semi(config, cache_dir=tmp_path, progress=False, data=data)
+    assert result.best_epoch == 5 and result.half_epoch == 2
+    assert result.convergence.still_improving and not result.convergence.plateaued
+    again = get_or_train_semi(config, cache_dir=tmp_path, progress=False, data=data)
+    assert again.from_cache and again.half_epoch == 2
+    half = loop.half_budget_method(again)
+    for name, tensor in result.half_state.items():
+        assert torch.equal(half.state_dict()[name], tensor), name
+    assert not any(
+        torch.equal(tensor, result.method.state_dict()[name])
+        for name, tensor in result.half_state.items()
+        if tensor.is_floating_point() and tensor.numel() > 1
+    ), "the half-budget weights are the final ones"
+
+
+def test_a_run_without_half_budget_weights_says_so():
+    data = (Squares(16), Squares(4, seed=1))
+    result = fit_semi(tiny_config("supervised", epochs=1), progress=False, data=data)
+    result.half_state = None
+    with pytest.raises(ValueError, match="keeps no half-budget weights"):
+        loop.half_budget_method(result)

@@ -169,6 +169,7 @@ def learning_curves(
     for ax, label in zip(axes, LEARNING_METRICS.values(), strict=True):
         ax.set_ylabel(label)
         _integer_epoch_axis(ax, longest)
+        ax.set_xlim(0.5, longest + 0.5)  # room for the stars on the last epoch
     if bayes_accuracy is not None:
         axes[0].axhline(bayes_accuracy, color="black", linestyle="--", linewidth=1)
     _learning_legend(fig, axes, bayes_accuracy)
