@@ -21,6 +21,7 @@ from umlkit.results import (
     main,
     print_beside_reference,
     record,
+    record_if_defined,
     reference_results,
     reference_value,
     write_markdown,
@@ -101,6 +102,22 @@ def test_bad_numbers_are_refused_in_one_line_naming_the_key(tmp_path, value, spr
         record(ctx, "04.BAD", value, spread=spread)
     assert "\n" not in str(caught.value)
     assert not (ctx.figures_dir / "results.json").exists()  # nothing written
+
+
+def test_record_if_defined_skips_undefined_values_and_single_seed_spreads(tmp_path):
+    ctx = context(tmp_path)
+    assert record_if_defined(ctx, "04.U-Net.ACC", np.float64(np.nan), spread=np.nan) is None
+    assert record_if_defined(ctx, "04.NONE", None) is None
+    assert not (ctx.figures_dir / "results.json").exists()  # nothing recorded yet
+    assert record_if_defined(ctx, "04.ONE", np.float64(0.8), spread=np.nan) == "0.800"
+    text = record_if_defined(ctx, "04.HD95", 3.25, spread=0.5, unit="px", digits=1, headline=True)
+    assert text == "3.2 ± 0.5"
+    entries = load_results(ctx.figures_dir / "results.json")["results"]
+    assert set(entries) == {"04.ONE", "04.HD95"}
+    assert entries["04.ONE"]["spread"] is None and type(entries["04.ONE"]["value"]) is float
+    assert entries["04.HD95"]["unit"] == "px" and entries["04.HD95"]["headline"] is True
+    with pytest.raises(ValueError, match="'04.INF'"):
+        record_if_defined(ctx, "04.INF", math.inf)  # infinite is an error, not "undefined"
 
 
 def test_two_notebooks_merge_and_a_rerun_replaces_only_its_own_keys(tmp_path):

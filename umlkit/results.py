@@ -240,6 +240,26 @@ def record(
     return text
 
 
+def record_if_defined(
+    ctx, key: str, value: Any, *, spread: Any = None, **options: Any
+) -> str | None:
+    """:func:`record` for a number read from a table, where NaN means "not defined".
+
+    A notebook that records a whole table meets NaN where a model cannot have a metric (the Dice
+    of a classifier, the accuracy of a U-Net) and as the standard deviation of a single seed.
+    Here a NaN (or ``None``) ``value`` records nothing, and a NaN ``spread`` records the value
+    without a spread; everything else is :func:`record` (the same keyword arguments).
+
+    Returns:
+        The text :func:`record` returns, or ``None`` where nothing was recorded.
+    """
+    if value is None or pd.isna(value):
+        return None
+    if spread is not None and pd.isna(spread):
+        spread = None
+    return record(ctx, key, value, spread=spread, **options)
+
+
 def _merged(path: Path, profile: str, key: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The file at ``path`` (or a new one) with ``entry`` under ``key`` and the earlier runs of
     ``entry``'s notebook removed."""
