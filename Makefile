@@ -8,6 +8,7 @@
 #                  + browser tests (JupyterLab and the website in Chromium; skipped without one),
 #                  then the numeric modules again under a second set of CPU kernels
 #   make docs      the course website in build/site/ from the executed notebooks of make figures
+#   make lab       JupyterLab on notebooks/ in umlkit's environment (without the news pop-up)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -17,9 +18,15 @@ STAMP := $(VENV)/.umlkit-installed
 # requirement would otherwise pull a multi-GB CUDA build.
 CPU_TORCH := torch==2.13.0
 
-.PHONY: venv test test-cpu-kernels lint figures reference smoke-figures docs clean-notebooks bench
+.PHONY: venv lab test test-cpu-kernels lint figures reference smoke-figures docs clean-notebooks bench
 
-venv: $(STAMP)
+# JupyterLab's news pop-up off in this environment (umlkit/lab.py says why and how).
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+venv: $(STAMP) $(LAB_OVERRIDES)
+
+$(LAB_OVERRIDES): $(STAMP) umlkit/lab.py
+	@$(BIN)/python -m umlkit.lab
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,6 +87,9 @@ docs: venv
 
 smoke-figures: venv
 	$(BIN)/umlkit figures --profile smoke
+
+lab: venv
+	$(BIN)/jupyter lab notebooks
 
 bench: venv
 	$(BIN)/umlkit bench

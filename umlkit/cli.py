@@ -358,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="umlkit", description="Uncertainty-informed mutual learning: data, training, figures."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_preprocess, _add_train, _add_evaluate, _add_bench, _add_figures):
+    adders = (_add_synth, _add_preprocess, _add_train, _add_evaluate, _add_bench, _add_figures)
+    for add in (*adders, _add_cache):
         add(sub)
     return parser
 
@@ -493,6 +494,35 @@ def _add_figures(sub) -> None:
         help="override one notebook parameter (value read as YAML); repeatable",
     )
     figures.set_defaults(func=_cmd_figures)
+
+
+def _cmd_cache(args: argparse.Namespace) -> None:
+    from umlkit.cache import export_cache, import_cache
+
+    if args.action == "export":
+        export_cache(args.file, profile=args.profile)
+    else:
+        import_cache(args.file, overwrite=args.overwrite)
+
+
+def _add_cache(sub) -> None:
+    cache = sub.add_parser(
+        "cache", help="pack the trained models into one file, or unpack such a file (a lab)"
+    )
+    actions = cache.add_subparsers(dest="action", required=True)
+    export = actions.add_parser(
+        "export", help="pack finished runs, their synthetic data and decoded splits"
+    )
+    export.add_argument("file", type=Path, help="the archive to write: .tar.gz, .tgz or .zip")
+    export.add_argument(
+        "--profile", choices=PROFILES, default=None, help="only this profile's runs (default: all)"
+    )
+    unpack = actions.add_parser("import", help="unpack an exported archive into data/")
+    unpack.add_argument("file", type=Path, help="the archive umlkit cache export wrote")
+    unpack.add_argument(
+        "--overwrite", action="store_true", help="replace files here that differ from the archive's"
+    )
+    cache.set_defaults(func=_cmd_cache)
 
 
 def main(argv: list[str] | None = None) -> int:

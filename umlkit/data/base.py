@@ -264,12 +264,7 @@ class SegmentationClassificationDataset(Dataset):
         deletes the older copies of the same identity — the same split of a dataset whose files
         have changed since — so the store keeps one copy per split and size.
         """
-        identity = hashlib.sha256(
-            json.dumps(
-                [self.kind, str(self.root.resolve()), self.split, self.size], default=str
-            ).encode()
-        ).hexdigest()[:8]
-        prefix = f"{self.kind}-{self.split}-{identity}-"
+        prefix = array_store_prefix(self.kind, self.root, self.split, self.size)
         path = folder / f"{prefix}{array_cache_key(self)}.npz"
         if path.is_file():
             try:
@@ -354,6 +349,19 @@ def default_array_cache_dir() -> Path:
 
     folder = os.environ.get("UMLKIT_ARRAY_CACHE")
     return Path(folder) if folder else project_root() / "data" / "cache" / "arrays"
+
+
+def array_store_prefix(kind: str, root: str | Path, split: str, size: Sequence[int] | None) -> str:
+    """The start of the names of a split's stored copies: ``<kind>-<split>-<identity>-``.
+
+    The identity is 8 hex digits of a hash of the kind, the dataset folder (resolved), the split
+    and the size ``(H, W)``: the copies of one split at one size share it, whatever the state of
+    its files (that is :func:`array_cache_key`, the rest of the name). ``umlkit cache import``
+    (:mod:`umlkit.cache`) uses it to name the copies it brings into another checkout.
+    """
+    size = None if size is None else [int(side) for side in size]
+    text = json.dumps([kind, str(Path(root).resolve()), split, size], default=str)
+    return f"{kind}-{split}-{hashlib.sha256(text.encode()).hexdigest()[:8]}-"
 
 
 def array_cache_key(dataset: SegmentationClassificationDataset) -> str:
