@@ -53,7 +53,9 @@ def test_smoke_figures_never_go_to_the_committed_folder(monkeypatch):
     assert ctx.figures_dir == ctx.root / "build" / "figures-smoke"
     # only the converged reference writes the committed figures; the quick default does not
     assert setup_notebook("99_test", "reference").figures_dir == ctx.root / "figures"
-    assert setup_notebook("99_test", "default").figures_dir == ctx.root / "build" / "figures-default"
+    assert (
+        setup_notebook("99_test", "default").figures_dir == ctx.root / "build" / "figures-default"
+    )
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):

@@ -50,7 +50,7 @@ COMMITTED_PROFILE = "reference"
 #: The reference recipe (docs/decisions.md): Adam at this rate, batches of 32, the schedule of
 #: TrainConfig stretched over at most this many epochs.
 REFERENCE_LR = 3e-3
-REFERENCE_MAX_EPOCHS = 24
+REFERENCE_MAX_EPOCHS = 16
 
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
