@@ -18,12 +18,14 @@ from types import SimpleNamespace
 
 import pytest
 
+import umlkit.semi.loop as semi_module
 import umlkit.train as train_module
 from umlkit.cache import CacheFolders, export_cache, import_cache
 from umlkit.cache.archives import versions
 from umlkit.cli import main
 from umlkit.data import load_dataset, make_synthetic
 from umlkit.data.base import SegmentationClassificationDataset
+from umlkit.semi.loop import SemiConfig, get_or_train_semi, semi_config_hash
 from umlkit.train import TrainConfig, get_or_train
 
 
@@ -69,11 +71,25 @@ def lecturer(tmp_path_factory):
     )
     trained = get_or_train(config, cache_dir=folders.models, progress=False)
     assert not trained.from_cache
+    fundus = make_synthetic(
+        folders.synthetic / "fundus-smoke", kind="fundus", n=24, size=32, progress=False
+    )
+    semi = SemiConfig(
+        method="supervised",
+        data_root=str(fundus),
+        label_fraction=0.5,
+        image_size=16,
+        width=4,
+        epochs=1,
+        device="cpu",
+        array_cache=str(folders.arrays),
+    )
+    assert not get_or_train_semi(semi, cache_dir=folders.semi, progress=False).from_cache
     shutil.copytree(trained.output_dir, folders.models / "0123456789abcdef")
     archive, lines = base / "lab.tar.gz", []
     manifest = export_cache(archive, "smoke", folders=folders, progress=False, log=lines.append)
     return SimpleNamespace(
-        folders=folders, config=config, archive=archive, manifest=manifest, lines=lines
+        folders=folders, config=config, semi=semi, archive=archive, manifest=manifest, lines=lines
     )
 
 
@@ -86,10 +102,12 @@ def test_manifest_lists_the_finished_run_its_data_and_versions(lecturer):
     assert {key: manifest[key] for key in versions()} == versions()
     assert manifest["profile"] == "smoke"
     assert [(run["section"], run["dataset"]) for run in manifest["runs"]] == [
-        ("models", "derm-smoke")
+        ("models", "derm-smoke"),
+        ("semi", "fundus-smoke"),
     ]
     assert manifest["runs"][0]["hash"] == train_module.config_hash(lecturer.config)
-    assert [entry["name"] for entry in manifest["datasets"]] == ["derm-smoke"]
+    assert manifest["runs"][1]["hash"] == semi_config_hash(lecturer.semi)
+    assert [entry["name"] for entry in manifest["datasets"]] == ["derm-smoke", "fundus-smoke"]
     assert {entry["split"] for entry in manifest["arrays"]} >= {"train", "val"}
     assert "1 stale" in lecturer.lines[-1]  # the copy under a made-up hash is left out
     with tarfile.open(lecturer.archive) as tar:
@@ -107,15 +125,23 @@ def test_round_trip_loads_every_model_without_training(lecturer, tmp_path, monke
     student = folders_in(tmp_path / "student")
     lines = []
     report = import_cache(archive, folders=student, progress=False, log=lines.append)
-    assert report.runs == {"models": 1} and report.datasets == ["derm-smoke"]
+    assert report.runs == {"models": 1, "semi": 1}
+    assert report.datasets == ["derm-smoke", "fundus-smoke"]
     assert report.arrays == len(lecturer.manifest["arrays"]) and report.unchanged == 0
-    assert lines[0].startswith(f"imported {archive.name}: 1 supervised")
+    assert lines[0].startswith(f"imported {archive.name}: 1 supervised and 1 semi-supervised")
 
     monkeypatch.setattr(train_module, "train", no_training)
+    monkeypatch.setattr(semi_module, "fit_semi", no_training)
     root = student.synthetic / "derm-smoke"
     config = replace(lecturer.config, data_root=str(root), array_cache=str(student.arrays))
     result = get_or_train(config, cache_dir=student.models, progress=False)
     assert result.from_cache and result.output_dir.parent == student.models
+    semi = replace(
+        lecturer.semi,
+        data_root=str(student.synthetic / "fundus-smoke"),
+        array_cache=str(student.arrays),
+    )
+    assert get_or_train_semi(semi, cache_dir=student.semi, progress=False).from_cache
 
     # The decoded splits carry this checkout's names: loading them decodes no image.
     monkeypatch.setattr(SegmentationClassificationDataset, "_load", no_training)
@@ -242,7 +268,7 @@ def test_the_command_line_exports_and_imports(lecturer, tmp_path, monkeypatch, c
     monkeypatch.setattr(CacheFolders, "of_checkout", classmethod(lambda cls: lecturer.folders))
     archive = tmp_path / "cli.tgz"
     assert main(["cache", "export", str(archive), "--profile", "smoke"]) == 0
-    assert "exported 1 supervised and 0 semi-supervised runs" in capsys.readouterr().out
+    assert "exported 1 supervised and 1 semi-supervised runs" in capsys.readouterr().out
     student = folders_in(tmp_path / "student")
     monkeypatch.setattr(CacheFolders, "of_checkout", classmethod(lambda cls: student))
     assert main(["cache", "import", str(archive)]) == 0
