@@ -85,7 +85,9 @@ from umlkit.plots.style import (
 )
 from umlkit.plots.training import (
     CURVE_NAMES,
+    LEARNING_METRICS,
     LOSS_COLUMNS,
+    STAR,
     VALIDATION_COLUMNS,
     factor_weight_bars,
     learning_curves,
@@ -128,7 +130,9 @@ __all__ = [
     "uncertainty_distance_curves",
     # training (03)
     "CURVE_NAMES",
+    "LEARNING_METRICS",
     "LOSS_COLUMNS",
+    "STAR",
     "VALIDATION_COLUMNS",
     "factor_weight_bars",
     "learning_curves",
