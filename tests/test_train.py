@@ -730,3 +730,16 @@ def test_a_resumed_run_keeps_the_half_budget_of_the_uninterrupted_one(
 def test_bad_early_stopping_settings_are_one_clear_error(data_root, changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(data_root, **changes)
+
+
+def test_early_stopping_never_stops_a_run_whose_last_epoch_is_its_best(
+    data_root, tmp_path, monkeypatch
+):
+    # window 3, patience 2, tolerance 0.05: the smoothed best does not rise by more than 0.05
+    # after epoch 4, but epoch 4 itself is the best so far, so the run goes on; after epoch 5
+    # (not the best) the rule stops it
+    scripted_validation(monkeypatch, [0.5, 0.7, 0.6, 0.6, 0.72, 0.6, 0.9, 0.9])
+    config = tiny_config(data_root, epochs=8, patience=2, plateau_window=3, plateau_tolerance=0.05)
+    result = train(config, progress=False)
+    assert len(result.history) == 6
+    assert result.convergence.stopped_early and not result.convergence.still_improving

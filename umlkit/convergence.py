@@ -11,7 +11,8 @@ smoothed score up to ``t - patience`` by at most ``tolerance``: ``patience`` epo
 improvement worth the name. A run needs ``window + patience`` epochs before the rule can fire.
 
 With :attr:`umlkit.train.TrainConfig.patience` set, :func:`umlkit.train.train` stops as soon as
-the rule fires (early stopping; ``epochs`` is then the maximum). Without it the run trains all its
+the rule fires, unless the epoch just trained is the best so far (a run is never stopped while it
+is still improving; early stopping, ``epochs`` is then the maximum). Without it the run trains all its
 epochs and the rule, with :data:`REPORT_PATIENCE`, still says whether it had plateaued.
 
 **Two budgets.** A conclusion drawn from a run should not depend on when the run was stopped. So

@@ -342,7 +342,9 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
             state.finish_epoch(row, step_rows, model)
             if config.patience is not None:
                 report = run_convergence(state.history, state.best_epoch, config)
-                state.stopped = bool(report.plateaued) and epoch + 1 < config.epochs
+                # never while the last epoch is the best: that run is still improving
+                stop = report.plateaued and not report.still_improving
+                state.stopped = bool(stop) and epoch + 1 < config.epochs
             if output_dir is not None and distributed.is_main_process():
                 save_epoch(output_dir, run, state, data)
             distributed.barrier()  # no process moves on before the epoch's checkpoint exists
