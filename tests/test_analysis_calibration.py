@@ -83,8 +83,12 @@ def test_calibration_budgets_evaluate_both_weights(derm_data, tiny_models):
         for parameter in other.parameters():
             parameter.mul_(0.5)
     results = {
-        ("UML", 0): SimpleNamespace(model=uml, half_state=other.state_dict()),
-        ("U-Net", 0): SimpleNamespace(model=tiny_models["U-Net"], half_state=None),
+        ("UML", 0): SimpleNamespace(
+            model=uml, half_state=other.state_dict(), config=SimpleNamespace(model="uml")
+        ),
+        ("U-Net", 0): SimpleNamespace(
+            model=tiny_models["U-Net"], half_state=None, config=SimpleNamespace(model="unet")
+        ),
     }
     with pytest.raises(ValueError, match="no half-budget weights"):
         calibration.calibration_budgets(results, test)

@@ -188,7 +188,10 @@ def test_robustness_budgets_sweep_both_weights_of_every_seed(derm_data):
     test = derm_data.load("test")
     probe = ImageSpread()
     results = {
-        ("probe", s): SimpleNamespace(model=probe, half_state=probe.state_dict()) for s in (0, 1)
+        ("probe", s): SimpleNamespace(
+            model=probe, half_state=probe.state_dict(), config=SimpleNamespace(model="probe")
+        )
+        for s in (0, 1)
     }
     final, half = robustness.robustness_budgets(
         results, test, {"gaussian_noise": (0.0,)}, progress=False

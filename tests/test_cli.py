@@ -129,8 +129,8 @@ def test_train_refuses_a_folder_holding_a_run_and_names_the_flags(derm, run, cap
     assert main([*train_args(derm, run), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        f"umlkit train: --output-dir {run} already holds a run (last.pt, best.pt, history.csv, "
-        "steps.csv, config.json): --resume continues it, --overwrite replaces it, or choose another "
+        f"umlkit train: --output-dir {run} already holds a run (last.pt, best.pt, half.pt, "
+        "history.csv, steps.csv, config.json): --resume continues it, --overwrite replaces it, or choose another "
         "--output-dir\n"
     )
     assert snapshot(run) == before
@@ -179,7 +179,7 @@ def test_a_second_train_into_a_folder_in_use_is_refused_at_once(derm, tmp_path):
     assert last["epoch"] == 1 and last["train_config"]["seed"] == 0
     assert best["train_config"]["seed"] == 0 and best["epoch"] == last["best"]["epoch"]
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        ["best.pt", "config.json", "history.csv", "last.pt", "steps.csv"]
+        ["best.pt", "config.json", "half.pt", "history.csv", "last.pt", "steps.csv"]
     )
 
 
@@ -198,8 +198,10 @@ def test_train_ends_a_refused_write_in_one_line_keeping_the_last_checkpoint(
     save, calls = checkpoints.torch.save, []
 
     def refused_after_the_first_epoch(checkpoint, target):
-        calls.append(target)
-        if len(calls) <= 2:  # epoch 0: best.pt and last.pt
+        # epoch 0 writes its half-budget candidate, best.pt and last.pt (last.pt comes last;
+        # each through a temporary ".last.pt.<pid>-<id>.tmp")
+        if not calls or not Path(calls[-1]).name.startswith(".last.pt."):
+            calls.append(target)
             return save(checkpoint, target)
         Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")
         raise OSError(code, os.strerror(code))
@@ -215,8 +217,9 @@ def test_train_ends_a_refused_write_in_one_line_keeping_the_last_checkpoint(
     # the epoch-0 checkpoint is kept whole, no temporary is left, and --resume goes on from it
     assert load_checkpoint(folder / "last.pt")["epoch"] == 0
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        ["best.pt", "config.json", "history.csv", "last.pt", "steps.csv"]
+        ["best.pt", "config.json", "half", "half.pt", "history.csv", "last.pt", "steps.csv"]
     )
+    assert [path.name for path in (folder / "half").iterdir()] == ["epoch_0000.pt"]
     assert main([*train_args(derm, folder), "--epochs", "2", "--resume"]) == 0
     assert load_checkpoint(folder / "last.pt")["epoch"] == 1
 

@@ -58,7 +58,9 @@ def test_a_broken_overrides_file_is_one_line(tmp_path):
 
 def test_make_lab_writes_the_overrides_then_opens_the_notebooks():
     dry_run = subprocess.run(
-        ["make", "--dry-run", "--always-make", "lab"],
+        # --no-print-directory: under `make test` this make is a sub-make, which would add
+        # "make[1]: Entering/Leaving directory" lines
+        ["make", "--no-print-directory", "--dry-run", "--always-make", "lab"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -119,7 +119,11 @@ def test_budget_note():
 
 
 def test_half_budget_models_refuse_runs_without_half_budget_weights():
-    old = {("UML", 0): SimpleNamespace(half_state=None)}
+    old = {
+        ("UML", 0): SimpleNamespace(
+            model=None, half_state=None, config=SimpleNamespace(model="uml")
+        )
+    }
     with pytest.raises(ValueError, match="no half-budget weights"):
         verdicts.half_budget_models(old)
 

@@ -434,8 +434,8 @@ def _add_train(sub) -> None:
     existing.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the run in --output-dir (its last.pt, best.pt, history.csv, steps.csv, "
-        "config.json)",
+        help="replace the run in --output-dir (its last.pt, best.pt, half.pt, history.csv, "
+        "steps.csv, config.json)",
     )
     cmd.add_argument("--no-navigator", action="store_true", help="ablation")
     cmd.add_argument("--no-instructor", action="store_true", help="ablation")

@@ -297,6 +297,17 @@ def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, lis
     return device, claim_run_folder(output_dir, RUN_FILES, resume, overwrite, names)
 
 
+def _stops_early(state: TrainingState, config: TrainConfig, epoch: int) -> bool:
+    """Whether early stopping (``config.patience``) ends the run after ``epoch``: its validation
+    score has plateaued, its last epoch is not its best (that run is still improving), and
+    epochs remain to be skipped."""
+    if config.patience is None:
+        return False
+    report = run_convergence(state.history, state.best_epoch, config)
+    stop = report.plateaued and not report.still_improving
+    return bool(stop) and epoch + 1 < config.epochs
+
+
 def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, callback) -> None:
     """Train, validate and (with ``output_dir``) save each epoch from ``state.next_epoch`` on."""
     config, model = run["config"], run["model"]
@@ -340,11 +351,7 @@ def _run_epochs(run, train_set, val_set, state, output_dir, data, progress, call
             # what else the machine is doing.
             row["cpu_seconds"] = time.process_time() - started_cpu
             state.finish_epoch(row, step_rows, model)
-            if config.patience is not None:
-                report = run_convergence(state.history, state.best_epoch, config)
-                # never while the last epoch is the best: that run is still improving
-                stop = report.plateaued and not report.still_improving
-                state.stopped = bool(stop) and epoch + 1 < config.epochs
+            state.stopped = _stops_early(state, config, epoch)
             if output_dir is not None and distributed.is_main_process():
                 save_epoch(output_dir, run, state, data)
             distributed.barrier()  # no process moves on before the epoch's checkpoint exists

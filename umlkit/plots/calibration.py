@@ -233,30 +233,8 @@ def calibration_against_truth(
         layout="constrained",
     )
     mesh = None
-    centres = (edges[:-1] + edges[1:]) / 2
     for ax, model in zip(axes.flat, models, strict=False):
-        mesh = ax.pcolormesh(
-            edges, edges, np.ma.masked_equal(counts[model], 0), cmap=COUNT_CMAP, norm=norm
-        )
-        column_count = counts[model].sum(axis=0)
-        column_mean = (counts[model] * centres[:, None]).sum(axis=0) / np.maximum(column_count, 1)
-        shown = column_count >= MIN_COLUMN_COUNT
-        ax.plot(
-            centres[shown],
-            column_mean[shown],
-            color=ERROR_COLOUR,
-            marker="o",
-            markersize=3,
-            linewidth=1.5,
-            label="mean prediction",
-        )
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
-        ax.set_yticks([0, 0.5, 1], ["0", "0.5", "1"])
-        ax.set_aspect("equal")
-        ax.grid(False)
+        mesh = _truth_panel(ax, counts[model], edges, norm)
         ax.set_title(str(model), fontsize="medium")
     for ax in axes[-1]:
         ax.set_xlabel("true probability (generator)")
@@ -268,3 +246,30 @@ def calibration_against_truth(
     fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
     fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, label="images per cell (log scale)")
     return fig
+
+
+def _truth_panel(ax, counts: np.ndarray, edges: np.ndarray, norm: LogNorm):
+    """One panel of :func:`calibration_against_truth`: the cell counts (rows = predicted), the
+    mean prediction of each column holding enough images, and the diagonal. Returns the mesh."""
+    mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(counts, 0), cmap=COUNT_CMAP, norm=norm)
+    centres = (edges[:-1] + edges[1:]) / 2
+    column_count = counts.sum(axis=0)
+    column_mean = (counts * centres[:, None]).sum(axis=0) / np.maximum(column_count, 1)
+    shown = column_count >= MIN_COLUMN_COUNT
+    ax.plot(
+        centres[shown],
+        column_mean[shown],
+        color=ERROR_COLOUR,
+        marker="o",
+        markersize=3,
+        linewidth=1.5,
+        label="mean prediction",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+    ax.set_yticks([0, 0.5, 1], ["0", "0.5", "1"])
+    ax.set_aspect("equal")
+    ax.grid(False)
+    return mesh
