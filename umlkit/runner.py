@@ -133,6 +133,14 @@ class NotebookParameter:
     annotation: ast.expr | None = field(default=None, compare=False, repr=False)
 
 
+def _declared(parameters: dict[str, Any], notebook: Path) -> dict[str, Any]:
+    """The values of a parameter set that ``notebook``'s ``parameters`` cell declares: a set
+    shared by all notebooks (``ranking_seeds`` is notebook 04's alone) passes each notebook only
+    its own, so papermill has no unknown parameter to warn about."""
+    declared = notebook_parameters(notebook)
+    return {name: value for name, value in parameters.items() if name in declared}
+
+
 def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
     """The parameters of a notebook, read from its cell tagged ``parameters``.
 
@@ -380,7 +388,7 @@ def run_notebooks(
             papermill.execute_notebook(
                 str(notebook),
                 str(output_dir / notebook.name),
-                parameters=parameters,
+                parameters=_declared(parameters, notebook),
                 cwd=str(notebook.parent),
                 progress_bar=False,
                 kernel_name="python3",
