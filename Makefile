@@ -9,6 +9,9 @@
 #                  then the numeric modules again under a second set of CPU kernels
 #   make docs      the course website in build/site/ from the executed notebooks of make figures
 #   make lab       JupyterLab on notebooks/ in umlkit's environment (without the news pop-up)
+#   make assignments  the students' copies of the notebooks, solutions stripped by nbgrader:
+#                  build/assignments/<notebook>/<notebook>.ipynb
+#   make check-outputs  re-store the outputs nbval compares (cells marked # NBVAL_CHECK_OUTPUT)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +21,8 @@ STAMP := $(VENV)/.umlkit-installed
 # requirement would otherwise pull a multi-GB CUDA build.
 CPU_TORCH := torch==2.13.0
 
-.PHONY: venv lab test test-cpu-kernels lint figures reference smoke-figures docs clean-notebooks bench
+.PHONY: venv lab test test-cpu-kernels lint figures reference smoke-figures docs clean-notebooks bench \
+  assignments check-outputs
 
 # JupyterLab's news pop-up off in this environment (umlkit/lab.py says why and how).
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
@@ -94,5 +98,18 @@ lab: venv
 bench: venv
 	$(BIN)/umlkit bench
 
+# Every output removed except those of the cells nbval compares (# NBVAL_CHECK_OUTPUT).
 clean-notebooks: venv
-	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+	$(BIN)/python -m umlkit.checked_outputs clear notebooks/*.ipynb
+
+# The outputs nbval compares, written into the committed notebooks: each notebook executed at
+# the smoke profile in notebooks/ (as nbval runs it), only its # NBVAL_CHECK_OUTPUT cells' outputs
+# kept. Run it after changing such a cell; NOTEBOOKS=notebooks/02_evidential_primer.ipynb for one.
+NOTEBOOKS ?= notebooks/*.ipynb
+check-outputs: venv
+	$(BIN)/python -m umlkit.checked_outputs store $(NOTEBOOKS)
+
+# The student release (umlkit/exercises.py): nbgrader generate_assignment over the notebooks as
+# committed, in a scratch nbgrader course (build/nbgrader/, its gradebook.db included).
+assignments: venv
+	$(BIN)/python -m umlkit.exercises release notebooks/*.ipynb --out build/assignments --course build/nbgrader

@@ -1,12 +1,14 @@
 """The install surface: pyproject and environment.yml list the same packages; the README and CI
 agree; committed notebooks and figures follow the layout conventions."""
 
-import json
 import re
 import tomllib
 from pathlib import Path
 
+import nbformat
 import yaml
+
+from umlkit.checked_outputs import is_checked
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,10 +66,21 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_committed_notebooks_follow_the_conventions():
     assert [path.name[:2] for path in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))]
     for path in NOTEBOOKS:
-        cells = json.loads(path.read_text())["cells"]
+        cells = nbformat.read(path, as_version=4).cells
         code = [cell for cell in cells if cell["cell_type"] == "code"]
-        executed = [i for i, cell in enumerate(code) if cell["outputs"] or cell["execution_count"]]
-        assert not executed, f"{path.name}: code cells {executed} hold outputs (nbconvert --clear)"
+        # outputs only where nbval compares them (umlkit.checked_outputs), and there always
+        executed = [
+            i
+            for i, cell in enumerate(code)
+            if cell["execution_count"] or (cell["outputs"] and not is_checked(cell))
+        ]
+        assert not executed, (
+            f"{path.name}: code cells {executed} hold outputs (make clean-notebooks)"
+        )
+        unstored = [i for i, cell in enumerate(code) if is_checked(cell) and not cell["outputs"]]
+        assert not unstored, (
+            f"{path.name}: checked cells {unstored} lack their output (make check-outputs)"
+        )
         parameters = [cell for cell in code if "parameters" in cell["metadata"].get("tags", [])]
         assert len(parameters) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
         assert re.search(r"^profile = ", "".join(parameters[0]["source"]), re.M), path.name

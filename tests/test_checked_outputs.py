@@ -1,0 +1,59 @@
+"""umlkit.checked_outputs: only the cells marked # NBVAL_CHECK_OUTPUT keep an output."""
+
+import nbformat
+import pytest
+
+from umlkit.checked_outputs import MARKER, clear, is_checked, keep_checked_outputs, store
+
+
+def _notebook(*sources):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    return notebook
+
+
+def _output(text):
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
+def test_only_a_first_line_marker_checks_a_cell():
+    notebook = _notebook(f"{MARKER}\nprint(1)", f"print(1)  {MARKER}", f"x = 1\n{MARKER}")
+    notebook.cells.append(nbformat.v4.new_markdown_cell(MARKER))
+    assert [is_checked(cell) for cell in notebook.cells] == [True, False, False, False]
+
+
+def test_unchecked_outputs_and_every_execution_count_are_removed():
+    notebook = _notebook(f"{MARKER}\nprint(1)", "print(2)")
+    for cell, text in zip(notebook.cells, ("1\n", "2\n"), strict=True):
+        cell.outputs, cell.execution_count = [_output(text)], 3
+    keep_checked_outputs(notebook)
+    assert [cell.outputs for cell in notebook.cells] == [[_output("1\n")], []]
+    assert [cell.execution_count for cell in notebook.cells] == [None, None]
+
+
+def test_the_executed_copy_supplies_the_checked_outputs():
+    notebook, executed = _notebook(f"{MARKER}\n1 + 1", "3"), _notebook(f"{MARKER}\n1 + 1", "3")
+    result = nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=7)
+    executed.cells[0].outputs = [result]
+    executed.cells[1].outputs = [_output("3")]
+    keep_checked_outputs(notebook, executed)
+    (stored,) = notebook.cells[0].outputs
+    assert stored["data"] == {"text/plain": "2"} and stored["execution_count"] is None
+    assert notebook.cells[1].outputs == []
+    with pytest.raises(ValueError, match="other cells"):
+        keep_checked_outputs(notebook, _notebook("print('another notebook')"))
+
+
+def test_store_executes_the_notebook_and_writes_the_checked_output(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    profile_line = "import os\nprint(os.environ['UMLKIT_PROFILE'], 6 * 7)"
+    nbformat.write(_notebook(f"{MARKER}\n{profile_line}", "print('not kept')"), path)
+    assert store(path) == 1
+    stored = nbformat.read(path, as_version=4)
+    assert [output["text"] for output in stored.cells[0].outputs] == ["smoke 42\n"]
+    assert stored.cells[1].outputs == [] and stored.cells[0].execution_count is None
+    stored.cells[1].outputs = [_output("left by a run\n")]
+    nbformat.write(stored, path)
+    clear(path)
+    cleared = nbformat.read(path, as_version=4).cells
+    assert cleared[1].outputs == [] and cleared[0].outputs == stored.cells[0].outputs

@@ -1,0 +1,121 @@
+"""Checks that can fail: the notebook cells whose stored output nbval compares.
+
+nbval runs every notebook under ``--nbval-lax``: a cell that runs without an error passes,
+whatever it prints. A cell whose first line is the comment ``# NBVAL_CHECK_OUTPUT`` is compared
+with the output stored in the committed notebook, so a changed number fails ``make test``. Only
+outputs that are the same whatever the profile and the machine qualify: a metric of fixed
+arrays, a Dirichlet statistic, the shape of a table, printed rounded.
+
+Every other cell is committed without output (``tests/test_packaging.py``). This module writes
+the stored outputs (``make check-outputs``): it executes a notebook at the ``smoke`` profile, in
+its own folder as nbval does, and keeps the outputs of the checked cells only::
+
+    python -m umlkit.checked_outputs store notebooks/02_evidential_primer.ipynb
+    python -m umlkit.checked_outputs clear notebooks/*.ipynb   # every other output removed
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import nbformat
+
+MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(cell) -> bool:
+    """Whether ``cell`` is a code cell whose first line is :data:`MARKER`."""
+    return cell.cell_type == "code" and cell.source.split("\n", 1)[0].strip() == MARKER
+
+
+def _without_execution_counts(outputs: list) -> list:
+    outputs = copy.deepcopy(outputs)
+    for output in outputs:
+        if "execution_count" in output:
+            output["execution_count"] = None
+    return outputs
+
+
+def keep_checked_outputs(notebook, executed=None):
+    """``notebook`` with outputs in its checked cells only, and no execution counts.
+
+    Args:
+        notebook: an nbformat notebook (changed in place and returned).
+        executed: the same notebook executed; its checked cells' outputs replace the stored
+            ones. ``None`` keeps the outputs the checked cells already hold.
+
+    Raises:
+        ValueError: ``executed`` has other cells than ``notebook``.
+    """
+    if executed is not None and [c.source for c in executed.cells] != [
+        c.source for c in notebook.cells
+    ]:
+        raise ValueError("the executed notebook has other cells than the notebook")
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        if not is_checked(cell):
+            cell.outputs = []
+        elif executed is not None:
+            cell.outputs = _without_execution_counts(executed.cells[index].outputs)
+        else:
+            cell.outputs = _without_execution_counts(cell.outputs)
+    return notebook
+
+
+def execute(path: str | Path, profile: str = "smoke", timeout: int = 900):
+    """A copy of the notebook at ``path`` executed at ``profile`` in its own folder (as nbval)."""
+    from nbclient import NotebookClient
+
+    path = Path(path).resolve()
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        coalesce_streams=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute(env={**os.environ, "UMLKIT_PROFILE": profile})
+    return notebook
+
+
+def store(path: str | Path, profile: str = "smoke") -> int:
+    """Execute the notebook at ``path`` and write it back with its checked cells' outputs.
+
+    Returns:
+        How many checked cells it holds.
+    """
+    notebook = nbformat.read(path, as_version=4)
+    keep_checked_outputs(notebook, execute(path, profile))
+    nbformat.write(notebook, path)
+    return sum(is_checked(cell) for cell in notebook.cells)
+
+
+def clear(path: str | Path) -> None:
+    """Remove every output of the notebook at ``path`` except the checked cells'."""
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.write(keep_checked_outputs(notebook), path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m umlkit.checked_outputs store|clear NOTEBOOK...`` (module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m umlkit.checked_outputs", description=__doc__)
+    parser.add_argument("command", choices=("store", "clear"))
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--profile", default="smoke", help="the profile to execute at (store)")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        if args.command == "store":
+            print(f"{path}: {store(path, args.profile)} checked cell(s) stored")
+        else:
+            clear(path)
+
+
+if __name__ == "__main__":
+    main()
