@@ -166,3 +166,9 @@ def test_dirichlet_explorer_updates():
     assert "S = 12.0" in readout.value and "u = 0.250" in readout.value
     with pytest.raises(ValueError, match="three numbers in"):
         dirichlet_explorer((0.5, 1.0, 1.0))
+
+
+def test_every_profile_has_toy_settings():
+    from umlkit.profiles import PROFILES
+
+    assert set(toy.TOY_SETTINGS) == set(PROFILES)

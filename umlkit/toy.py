@@ -49,6 +49,7 @@ FEATURES = ("mlp", "rbf")
 TOY_SETTINGS = {
     "smoke": {"n": 200, "epochs": 150, "resolution": 61},
     "default": {"n": 400, "epochs": 400, "resolution": 151},
+    "reference": {"n": 400, "epochs": 400, "resolution": 151},  # the same toy as "default"
     "paper": {"n": 400, "epochs": 400, "resolution": 201},
 }
 
