@@ -209,7 +209,7 @@ def train_config(
         seed=int(seed),
         # TrainConfig's default rate where the profile names none
         lr=float(train.get("lr", TrainConfig.lr)),
-        # early stopping where the profile asks for it (the reference profile); None: all epochs
+        # early stopping where a profile asks for it (none does today); None: all epochs
         patience=train.get("patience"),
         array_cache=str(data_base.default_array_cache_dir()),
     )
