@@ -157,3 +157,96 @@ def test_truth_calibration_rejects_real_data(fake_evaluation):
     nan = fake_evaluation({"id": ["a"], "prob": [0.5], "label": [1], "p_true": [np.nan]})
     with pytest.raises(ValueError, match="NaN"):
         calibration.truth_calibration({"UML": nan})
+
+
+def test_confidence_direction_signs_the_gap_ece_hides():
+    # 5 equal-width bins; confidences 0.6 (bin 3) and 0.9 (bin 4)
+    under = np.array([[0.6, 0.4], [0.6, 0.4], [0.9, 0.1], [0.9, 0.1]])
+    labels = np.array([0, 0, 0, 0])  # every prediction right: accuracy 1 > confidence
+    over = np.array([[0.4, 0.6], [0.6, 0.4], [0.1, 0.9], [0.9, 0.1]])
+    over_labels = np.array([1, 1, 1, 1])  # right 1 of 2 at 0.6, 1 of 2 at 0.9
+    table = calibration.confidence_direction({"under": under}, labels, n_bins=5)
+    row = table.loc["under"]
+    assert row["accuracy"] == pytest.approx(1.0)
+    assert row["mean_confidence"] == pytest.approx(0.75)
+    assert row["gap"] == pytest.approx(0.25)
+    assert row["share_under"] == pytest.approx(1.0)
+    assert row["direction"] == "under-confident"
+    row = calibration.confidence_direction({"over": over}, over_labels, n_bins=5).loc["over"]
+    assert row["gap"] == pytest.approx(0.5 - 0.75)
+    assert row["share_over"] == pytest.approx(1.0)
+    assert row["direction"] == "over-confident"
+    # accuracy above confidence in one bin, below in the other: mixed
+    mixed_labels = np.array([0, 0, 1, 1])  # right at 0.6 (both), wrong at 0.9 (both)
+    row = calibration.confidence_direction({"m": under}, mixed_labels, n_bins=5).loc["m"]
+    assert row["share_under"] == pytest.approx(0.5) and row["share_over"] == pytest.approx(0.5)
+    assert row["direction"] == "mixed"
+
+
+def test_truth_slopes_hand_computed():
+    frame = pd.DataFrame(
+        {
+            "model": ["flat"] * 3 + ["exact"] * 3,
+            "p_true": [0.1, 0.5, 0.9] * 2,
+            "predicted": [0.3, 0.5, 0.7, 0.1, 0.5, 0.9],
+        }
+    )
+    slopes = calibration.truth_slopes(frame)
+    assert slopes["flat"] == pytest.approx(0.5)
+    assert slopes["exact"] == pytest.approx(1.0)
+    constant = frame.assign(p_true=0.5)
+    assert np.isnan(calibration.truth_slopes(constant)["flat"])
+    with pytest.raises(ValueError, match="p_true"):
+        calibration.truth_slopes(frame.drop(columns="p_true"))
+
+
+def test_reliability_takeaways_are_computed_from_the_tables():
+    directions = pd.DataFrame(
+        {
+            "accuracy": [0.8, 0.8],
+            "mean_confidence": [0.7, 0.82],
+            "gap": [0.1, -0.02],
+            "share_under": [0.9, 0.2],
+            "share_over": [0.1, 0.8],
+            "direction": ["under-confident", "over-confident"],
+        },
+        index=["UML", "softmax"],
+    )
+    table = pd.DataFrame({"ECE": [0.05, 0.02], "aECE": [0.03, 0.04]}, index=["UML", "softmax"])
+    pixels = pd.DataFrame(
+        {"ECE pooled": [0.01, 0.02], "ECE pooled, foreground": [0.08, 0.04]}, index=["a", "b"]
+    )
+    slopes = pd.Series({"UML": 0.6, "softmax": 0.9})
+    lines = calibration.reliability_takeaways(
+        directions, table, pixels, slopes, positive="melanoma"
+    )
+    assert lines[0] == (
+        "UML's image head is under-confident: it is right on 80.0% of the test images while its "
+        "mean confidence is 70.0%, and 90% of the images sit in bins whose accuracy exceeds "
+        "their confidence (the bars stand above the diagonal of the first reliability figure)."
+    )
+    assert lines[1] == (
+        "Accuracy minus mean confidence: softmax -0.020 (over-confident); UML +0.100 "
+        "(positive: under-confident)."
+    )
+    assert (
+        "lowest ECE is softmax's, the lowest equal-mass ECE UML's (not the same head)" in lines[2]
+    )
+    assert lines[3].startswith(
+        "Against the generator's true probabilities UML's predictions are pulled toward the "
+        "middle: too low where melanoma is likely"
+    )
+    assert (
+        "slope of predicted on true probability 0.60, where 1 follows the truth; softmax 0.90"
+        in (lines[3])
+    )
+    assert lines[4].startswith(
+        "Pixels: for 2 of 2 pixel outputs the all-pixel ECE is below the foreground ECE (the "
+        "foreground's is 2.0 to 8.0 times as large)"
+    )
+    assert lines[4].endswith("On the foreground b is best calibrated (0.040).")
+    assert len(calibration.reliability_takeaways(directions, table)) == 3
+    with pytest.raises(ValueError, match="not among the heads"):
+        calibration.reliability_takeaways(directions, table, reference="multitask")
+    with pytest.raises(ValueError, match="aECE"):
+        calibration.reliability_takeaways(directions, table.drop(columns="aECE"))

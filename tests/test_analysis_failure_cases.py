@@ -170,3 +170,57 @@ def test_factor_weights_bad_input(change, message):
         failure_cases.factor_weights(change(table), ["a", "b"])
     with pytest.raises(ValueError, match="3 true weights for 2 factors"):
         failure_cases.factor_weights(table, ["a", "b"], true_weights=[1, 2, 3])
+
+
+def test_failure_takeaways_are_computed_from_the_tables():
+    table = pd.DataFrame(
+        {"uncertainty": [0.9, 0.1, 0.8, 0.2, 0.3, 0.4], "error": [1, 1, 1, 0, 0, 0]}
+    )
+    aurc = pd.DataFrame(
+        {"aurc": [0.30, 0.25], "error_rate": [0.5, 0.4], "optimal_aurc": [0.15, 0.10]},
+        index=["UML, u = K/S", "softmax, max p"],
+    )
+    segmentation = pd.DataFrame(
+        {"aurc": [0.20, 0.12]},
+        index=["UML, mean pixel uncertainty", "UML, segmentation entropy, mean pixel uncertainty"],
+    )
+    effects = {
+        "error": pd.DataFrame(
+            {
+                "factor": ["bayes_error", "hairs", "size"],
+                "coefficient": [0.7, 1.5, -0.9],
+                "lower": [0.5, -0.2, -1.2],
+                "upper": [0.9, 3.0, -0.6],
+            }
+        ),
+        "segmentation_failure": pd.DataFrame(
+            {"factor": ["hairs"], "coefficient": [0.1], "lower": [-0.1], "upper": [0.3]}
+        ),
+    }
+    words = {"error": "a wrong label", "segmentation_failure": "a failed segmentation"}
+    lines = failure_cases.failure_takeaways(table, aurc, segmentation, effects, outcomes=words)
+    # wrong mean 0.6, right mean 0.3; the right median is 0.3: one wrong image (0.1) below it
+    assert lines[0] == (
+        "UML's wrong labels are more uncertain on average (u 0.600 against 0.300 on the right "
+        "ones), yet 33% of its wrong images (1 of 3) are less uncertain than the median right image: "
+        "confidently wrong, the ones no threshold on u catches."
+    )
+    assert lines[1] == (
+        "Ranked by u = K/S, UML's AURC is 0.300: a perfect ranking would reach 0.150 and a random "
+        "one about its error rate, 0.500. The lowest AURC is softmax, max p's (0.250, error rate "
+        "0.400)."
+    )
+    assert "by the mutual decoder's U^s the AURC is 0.200, by the entropy of UML's own " in lines[2]
+    assert lines[2].endswith(
+        "the segmentation's entropy puts the failed segmentations last more reliably."
+    )
+    # hairs has the largest coefficient but its interval holds 0: size is the clear one
+    assert lines[3] == (
+        "Of the recorded factors, size lowers the odds of a wrong label most (-0.90 log-odds per "
+        "standard deviation)."
+    )
+    assert lines[4] == "No recorded factor clearly changes the odds of a failed segmentation."
+    calm = table.assign(uncertainty=[0.1, 0.1, 0.1, 0.5, 0.5, 0.5])
+    assert "not more uncertain on average" in failure_cases.failure_takeaways(calm, aurc)[0]
+    with pytest.raises(ValueError, match="not a row"):
+        failure_cases.failure_takeaways(table, aurc.drop(index="UML, u = K/S"))

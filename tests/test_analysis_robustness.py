@@ -26,11 +26,14 @@ def test_robustness_sweep_clean_level_matches_plain_evaluation(derm_data, tiny_m
     )
     assert len(frame) == 4
     assert test.transform is None  # the sweep corrupts copies, never the dataset itself
-    clean = evaluate(tiny_models["UML"], test, surface_metrics=False).summary
+    evaluation = evaluate(tiny_models["UML"], test, surface_metrics=False)
+    clean = evaluation.summary
     row = frame[(frame.model == "UML") & (frame.severity == 0.0)].iloc[0]
     assert row["accuracy"] == pytest.approx(clean["accuracy"])
     assert row["dice"] == pytest.approx(clean["dice"])
+    assert row["predicted_positive"] == pytest.approx((evaluation.table["pred"] == 1).mean())
     assert frame.loc[frame.model == "U-Net", "accuracy"].isna().all()
+    assert frame.loc[frame.model == "U-Net", "predicted_positive"].isna().all()
 
 
 def test_robustness_sweep_evaluates_the_clean_level_once(derm_data, tiny_models, monkeypatch):
@@ -202,3 +205,59 @@ def test_robustness_budgets_sweep_both_weights_of_every_seed(derm_data):
     results["probe", 1].half_state = None
     with pytest.raises(ValueError, match="no half-budget weights"):
         robustness.robustness_budgets(results, test, {"gaussian_noise": (0.0,)}, progress=False)
+
+
+def _collapsing_sweep() -> pd.DataFrame:
+    """Two models over three noise levels: at the strongest both call every image class 1 and
+    their uncertainty falls; a U-Net row without an image head."""
+    rows = []
+    for model, clean_uncertainty in (("UML", 0.44), ("multitask", 0.72)):
+        for severity, positive, accuracy, factor in ((0.0, 0.4, 0.8, 1.0), (0.5, 1.0, 0.4, 0.2)):
+            rows.append(
+                {
+                    "corruption": "gaussian_noise",
+                    "severity": severity,
+                    "model": model,
+                    "accuracy": accuracy,
+                    "predicted_positive": positive,
+                    "uncertainty": clean_uncertainty * factor,
+                }
+            )
+    rows.append(
+        {"corruption": "gaussian_noise", "severity": 0.5, "model": "U-Net", "accuracy": np.nan}
+    )
+    return pd.DataFrame(rows)
+
+
+def test_robustness_takeaways_name_the_collapse_and_the_falling_uncertainty():
+    sweep = _collapsing_sweep()
+    ood = pd.DataFrame({"auroc_image": [0.3, 0.7]}, index=["UML", "multitask"])
+    lines = robustness.robustness_takeaways(
+        sweep, ("not melanoma", "melanoma"), positive_share=0.4, ood_table=ood
+    )
+    assert lines[0] == (
+        "gaussian_noise at its strongest (0.5): every model calls (almost) every image melanoma "
+        "(40% of the test images are melanoma); accuracy 0.400 to 0.400, below the chance line "
+        "0.600 for 2 of 2 models; the image uncertainty falls for 2 of 2 (UML 0.44 on clean "
+        "images, 0.09 at the strongest level)."
+    )
+    assert lines[1] == (
+        "Out-of-distribution images: the best image-uncertainty AUROC is multitask's (0.700); "
+        "UML's is 0.300: below 0.5, UML is surer on images unlike any it was trained on than on "
+        "its own test images."
+    )
+
+
+def test_robustness_takeaways_other_outcomes_and_bad_input():
+    sweep = _collapsing_sweep()
+    benign = sweep.assign(predicted_positive=0.0, uncertainty=1 - sweep.uncertainty)
+    (line,) = robustness.robustness_takeaways(benign, ("benign", "melanoma"), positive_share=0.4)
+    assert "every model calls (almost) every image benign" in line
+    assert "the image uncertainty rises for 2 of 2" in line
+    split = sweep.assign(predicted_positive=np.where(sweep.model == "UML", 0.5, 0.7))
+    (line,) = robustness.robustness_takeaways(split, ("benign", "melanoma"), positive_share=0.4)
+    assert "the models call 50% to 70% of the images melanoma" in line
+    with pytest.raises(ValueError, match="no image head"):
+        robustness.robustness_takeaways(sweep, ("a", "b"), 0.4, reference="U-Net")
+    with pytest.raises(ValueError, match="predicted_positive"):
+        robustness.robustness_takeaways(sweep.drop(columns="predicted_positive"), ("a", "b"), 0.4)

@@ -106,3 +106,76 @@ def test_pixel_error_detection_hand_computed():
     assert row["best_ueo"] == pytest.approx(4 / 6)
     assert 0.1 <= row["best_threshold"] < 0.9
     assert set(curves.columns) == {"model", "threshold", "ueo"}
+
+
+def test_uncertainty_pile_up_hand_computed():
+    values = np.array([0.10, 0.20, 0.70, 0.71, 0.72, 0.74, 0.76])
+    pile = uncertainty_maps.uncertainty_pile_up(values, num_classes=2, width=0.05)
+    # [0.70, 0.75) holds four of the seven values; no other band of width 0.05 holds more
+    assert pile["band_lower"] == pytest.approx(0.70)
+    assert pile["band_upper"] == pytest.approx(0.75)
+    assert pile["band_share"] == pytest.approx(4 / 7)
+    assert pile["band_evidence"] == pytest.approx(2 / 0.725 - 2)  # S - K at the middle
+    assert pile["zero_logit"] == pytest.approx(1 / (1 + np.log(2)))  # notebook 02's 0.59
+    assert pile["share_above_zero_logit"] == pytest.approx(5 / 7)
+    assert pile["largest"] == pytest.approx(0.76)
+    relu = uncertainty_maps.uncertainty_pile_up(values, num_classes=2, evidence="relu")
+    assert relu["zero_logit"] == pytest.approx(1.0)  # no evidence at all: u = 1
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        uncertainty_maps.uncertainty_pile_up(np.array([1.5]), num_classes=2)
+    with pytest.raises(ValueError, match="width"):
+        uncertainty_maps.uncertainty_pile_up(values, num_classes=2, width=0)
+
+
+def test_uncertainty_map_takeaways_are_computed_from_the_numbers():
+    pile = {
+        "band_lower": 0.70,
+        "band_upper": 0.75,
+        "band_share": 0.3,
+        "band_evidence": 0.76,
+        "zero_logit": 0.59,
+        "share_above_zero_logit": 0.45,
+        "largest": 0.78,
+    }
+    correlations = pd.DataFrame(
+        {"uncertainty": [0.2, 0.7], "pixel_uncertainty": [-0.5, 0.1]},
+        index=["lesion_size", "bayes_error"],
+    )
+    scores = pd.DataFrame(
+        {
+            "error_rate": [0.015, 0.012],
+            "auroc": [0.96, 0.97],
+            "auprc": [0.28, 0.36],
+            "best_ueo": [0.39, 0.46],
+        },
+        index=["UML, U^s", "multitask"],
+    )
+    lines = uncertainty_maps.uncertainty_map_takeaways(pile, correlations, scores)
+    assert lines[0] == (
+        "UML's image uncertainty piles up in a band: 30% of the test images have u in "
+        "[0.70, 0.75), and none is above 0.78. Notebook 02 derived what a head without evidence "
+        "says: with all logits 0, u = 0.59; with no evidence at all, u = 1. The band lies above "
+        "the zero-logit value, between it and 1: for these images the head has less evidence "
+        "than zero logits would give (about 0.8 in total over the classes); 45% of all test "
+        "images are more uncertain than 0.59."
+    )
+    assert lines[1].startswith(
+        "Image uncertainty follows bayes_error most closely (Spearman +0.70)"
+    )
+    assert lines[2] == "Mean pixel uncertainty follows lesion_size most closely (Spearman -0.50)."
+    assert lines[3] == (
+        "UML, U^s finds the segmentation errors far above chance (AUROC 0.960, chance 0.5; AUPRC "
+        "0.280 against an error rate of 0.0150), but among the 2 pixel uncertainties it ranks 2 "
+        "on AUROC, 2 on AUPRC and 2 on the best UEO; the highest AUPRC is multitask's (0.360)."
+    )
+    assert len(uncertainty_maps.uncertainty_map_takeaways(pile, None, scores)) == 2
+    at_zero = {**pile, "band_lower": 0.57, "band_upper": 0.62}
+    (line, _) = uncertainty_maps.uncertainty_map_takeaways(at_zero, None, scores)
+    assert "The band sits at the zero-logit value: for these images the head's logits" in line
+    below = {**pile, "band_lower": 0.10, "band_upper": 0.15, "band_evidence": 14.0}
+    (line, _) = uncertainty_maps.uncertainty_map_takeaways(below, None, scores)
+    assert "The band lies below the zero-logit value: these images do get evidence (about 14.0" in (
+        line
+    )
+    with pytest.raises(ValueError, match="not a row"):
+        uncertainty_maps.uncertainty_map_takeaways(pile, None, scores.drop(index="UML, U^s"))

@@ -50,11 +50,14 @@ from umlkit.analysis.calibration import (
     calibration_budgets,
     calibration_runs,
     calibration_table,
+    confidence_direction,
     describe_calibration,
     pixel_calibration,
     pixel_calibration_study,
     reliability_panels,
+    reliability_takeaways,
     truth_calibration,
+    truth_slopes,
 )
 from umlkit.analysis.experiments import (
     COMPARED,
@@ -75,6 +78,7 @@ from umlkit.analysis.failure_cases import (
     factor_regression,
     factor_weights,
     failure_factors,
+    failure_takeaways,
     flag_rates,
     risk_coverage_curves,
     select_cases,
@@ -89,6 +93,7 @@ from umlkit.analysis.robustness import (
     robustness_summary,
     robustness_sweep,
     robustness_sweep_over_seeds,
+    robustness_takeaways,
 )
 from umlkit.analysis.uncertainty_maps import (
     factor_correlations,
@@ -98,6 +103,8 @@ from umlkit.analysis.uncertainty_maps import (
     pick_spread,
     pixel_error_detection,
     pixel_uncertainty_maps,
+    uncertainty_map_takeaways,
+    uncertainty_pile_up,
     with_entropy_uncertainty,
 )
 from umlkit.analysis.verdicts import (
@@ -147,11 +154,14 @@ __all__ = [
     "calibration_budgets",
     "calibration_runs",
     "calibration_table",
+    "confidence_direction",
     "describe_calibration",
     "pixel_calibration",
     "pixel_calibration_study",
     "reliability_panels",
+    "reliability_takeaways",
     "truth_calibration",
+    "truth_slopes",
     # uncertainty maps
     "factor_correlations",
     "image_uncertainty",
@@ -160,6 +170,8 @@ __all__ = [
     "pick_spread",
     "pixel_error_detection",
     "pixel_uncertainty_maps",
+    "uncertainty_map_takeaways",
+    "uncertainty_pile_up",
     "with_entropy_uncertainty",
     # robustness and OOD
     "ROBUSTNESS_CORRUPTIONS",
@@ -170,12 +182,14 @@ __all__ = [
     "robustness_summary",
     "robustness_sweep",
     "robustness_sweep_over_seeds",
+    "robustness_takeaways",
     # failure cases
     "add_failure_columns",
     "describe_effects",
     "factor_regression",
     "factor_weights",
     "failure_factors",
+    "failure_takeaways",
     "flag_rates",
     "risk_coverage_curves",
     "select_cases",

@@ -8,7 +8,10 @@
   UML's mutual decoder, :data:`PIXEL_SOURCES`), :func:`pixel_calibration_study` (several models,
   with and without the background pixels)
 * against the truth: :func:`truth_calibration` (synthetic data knows each image's true
-  probability, so calibration can be measured without the noise of the drawn labels)
+  probability, so calibration can be measured without the noise of the drawn labels),
+  :func:`truth_slopes`
+* the takeaways: :func:`confidence_direction` (over- or under-confident: the sign ECE hides) and
+  :func:`reliability_takeaways` (the notebook's closing sentences, computed from its tables)
 """
 
 from __future__ import annotations
@@ -345,3 +348,169 @@ def truth_calibration(
             }
         )
     return pd.concat(frames, ignore_index=True), pd.DataFrame(rows).set_index("model")
+
+
+def confidence_direction(
+    probs: Mapping[str, np.ndarray], labels: np.ndarray, n_bins: int = 15
+) -> pd.DataFrame:
+    r"""Is each classifier over- or under-confident? The sign that ECE's absolute value hides.
+
+    ECE adds up :math:`|\mathrm{acc}_b - \mathrm{conf}_b|`; without the absolute value the same
+    sum is :math:`\sum_b \frac{n_b}{N}(\mathrm{acc}_b - \mathrm{conf}_b)` = accuracy minus mean
+    confidence. A model is called **under-confident** when that difference is positive *and* more
+    than half of the images sit in bins whose accuracy exceeds their confidence (the bars of the
+    reliability diagram stand above the diagonal), **over-confident** in the mirror case, and
+    **mixed** otherwise.
+
+    Args:
+        probs: model -> ``(N, K)`` class probabilities.
+        labels: ``(N,)`` true classes.
+        n_bins: equal-width top-label bins, as the reliability diagrams.
+
+    Returns:
+        One row per model: ``accuracy``, ``mean_confidence``, ``gap`` (= accuracy - mean
+        confidence), ``share_under`` and ``share_over`` (the fraction of images in bins whose
+        accuracy is above / below their confidence) and ``direction``.
+    """
+    rows = {}
+    for name, p in probs.items():
+        bins = metrics.reliability_bins(p, labels, n_bins)
+        filled = bins[bins["count"] > 0]
+        weight = filled["count"] / filled["count"].sum()
+        confidence = float((weight * filled["confidence"]).sum())
+        accuracy = float((weight * filled["accuracy"]).sum())
+        share_under = float(weight[filled["gap"] > 0].sum())
+        share_over = float(weight[filled["gap"] < 0].sum())
+        gap = accuracy - confidence
+        if gap > 0 and share_under > 0.5:
+            direction = "under-confident"
+        elif gap < 0 and share_over > 0.5:
+            direction = "over-confident"
+        else:
+            direction = "mixed"
+        rows[name] = {
+            "accuracy": accuracy,
+            "mean_confidence": confidence,
+            "gap": gap,
+            "share_under": share_under,
+            "share_over": share_over,
+            "direction": direction,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def truth_slopes(truth_frame: pd.DataFrame) -> pd.Series:
+    """Least-squares slope of each model's predicted probability on the true one (``p_true``).
+
+    1 follows the truth; below 1 the predictions are pulled toward the middle (too cautious at
+    both ends), above 1 pushed apart. ``truth_frame`` is the first table of
+    :func:`truth_calibration`.
+    """
+    require_columns(truth_frame, ("model", "predicted", "p_true"), "truth frame")
+    slopes = {}
+    for name, group in truth_frame.groupby("model", sort=False):
+        truth = group["p_true"].to_numpy(float)
+        predicted = group["predicted"].to_numpy(float)
+        spread = float(np.var(truth))
+        slopes[name] = (
+            float(np.mean((truth - truth.mean()) * (predicted - predicted.mean())) / spread)
+            if spread > 0
+            else np.nan
+        )
+    return pd.Series(slopes, name="slope")
+
+
+#: How each direction reads in a sentence and in the reliability diagram.
+_DIRECTION_WORDS = {
+    "under-confident": ("under-confident", "exceeds", "the bars stand above the diagonal"),
+    "over-confident": ("over-confident", "falls below", "the bars fall below the diagonal"),
+    "mixed": ("neither over- nor under-confident throughout", "exceeds", "the bars cross it"),
+}
+
+
+def reliability_takeaways(
+    directions: pd.DataFrame,
+    calibration: pd.DataFrame,
+    pixel_table: pd.DataFrame | None = None,
+    slopes: pd.Series | None = None,
+    reference: str = "UML",
+    positive: str = "class 1",
+) -> list[str]:
+    """The takeaways of notebook 05, as sentences computed from its tables.
+
+    Args:
+        directions: :func:`confidence_direction` of the image heads.
+        calibration: :func:`calibration_table` of the same heads (``ECE`` and ``aECE``).
+        pixel_table: the table of :func:`pixel_calibration_study` (optional).
+        slopes: :func:`truth_slopes` (optional; synthetic data only).
+        reference: the head the sentences are about.
+        positive: the name of class 1 (``"melanoma"``), for the sentence on the true probabilities.
+
+    Raises:
+        ValueError: the reference is missing, or a table lacks a column.
+    """
+    require_columns(
+        directions, ("accuracy", "mean_confidence", "gap", "share_under", "direction"), "directions"
+    )
+    require_columns(calibration, ("ECE", "aECE"), "calibration table")
+    if reference not in directions.index or reference not in calibration.index:
+        raise ValueError(f"{reference!r} is not among the heads {list(directions.index)}")
+    own = directions.loc[reference]
+    words, side, look = _DIRECTION_WORDS[own["direction"]]
+    share = own["share_over"] if own["direction"] == "over-confident" else own["share_under"]
+    sentences = [
+        f"{reference}'s image head is {words}: it is right on {own['accuracy']:.1%} of the test "
+        f"images while its mean confidence is {own['mean_confidence']:.1%}, and {share:.0%} of "
+        f"the images sit in bins whose accuracy {side} their confidence ({look} of the first "
+        "reliability figure)."
+    ]
+    others = directions.drop(index=reference)
+    if len(others):
+        sentences.append(
+            "Accuracy minus mean confidence: "
+            + ", ".join(
+                f"{name} {row.gap:+.3f} ({row.direction})" for name, row in others.iterrows()
+            )
+            + f"; {reference} {own['gap']:+.3f} (positive: under-confident)."
+        )
+    by_ece, by_aece = calibration["ECE"].idxmin(), calibration["aECE"].idxmin()
+    agree = "the same head" if by_ece == by_aece else "not the same head"
+    sentences.append(
+        f"The binning is part of the number: {reference}'s ECE is "
+        f"{calibration.loc[reference, 'ECE']:.3f} with equal-width bins and "
+        f"{calibration.loc[reference, 'aECE']:.3f} with equal-mass bins; the lowest ECE is "
+        f"{by_ece}'s, the lowest equal-mass ECE {by_aece}'s ({agree})."
+    )
+    if slopes is not None and reference in slopes.index and np.isfinite(slopes[reference]):
+        sentences.append(_truth_sentence(slopes, reference, positive))
+    if pixel_table is not None and len(pixel_table):
+        require_columns(pixel_table, ("ECE pooled", "ECE pooled, foreground"), "pixel table")
+        ratio = pixel_table["ECE pooled, foreground"] / pixel_table["ECE pooled"]
+        best = pixel_table["ECE pooled, foreground"].idxmin()
+        sentences.append(
+            f"Pixels: for {int((ratio > 1).sum())} of {len(pixel_table)} pixel outputs the "
+            f"all-pixel ECE is below the foreground ECE (the foreground's is {ratio.min():.1f} to "
+            f"{ratio.max():.1f} times as large): the easy background dilutes it. On the "
+            f"foreground {best} is best calibrated "
+            f"({pixel_table.loc[best, 'ECE pooled, foreground']:.3f})."
+        )
+    return sentences
+
+
+def _truth_sentence(slopes: pd.Series, reference: str, positive: str) -> str:
+    """The sentence on the slope of the predictions against the generator's probabilities."""
+    slope = slopes[reference]
+    if slope < 1:
+        shape = (
+            f"pulled toward the middle: too low where {positive} is likely, too high where it "
+            "is not"
+        )
+    else:
+        shape = f"pushed toward the ends: too sure of {positive} and of its absence"
+    others = ", ".join(f"{name} {value:.2f}" for name, value in slopes.drop(reference).items())
+    return (
+        f"Against the generator's true probabilities {reference}'s predictions are {shape} "
+        f"(slope of predicted on true probability {slope:.2f}, where 1 follows the truth"
+        + (f"; {others}" if others else "")
+        + ")."
+    )

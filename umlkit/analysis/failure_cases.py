@@ -8,6 +8,7 @@
 * explanatory factors: :func:`failure_factors`, :func:`factor_regression`, :func:`flag_rates`,
   with :func:`describe_effects` for sentences computed from the numbers;
   :func:`factor_weights` (notebook 03: which generator factors a classifier reads)
+* the takeaways: :func:`failure_takeaways` (the notebook's closing sentences)
 """
 
 from __future__ import annotations
@@ -331,3 +332,87 @@ def flag_rates(table: pd.DataFrame, flags: Sequence[str], target: str = "error")
             }
         )
     return pd.DataFrame(rows)
+
+
+def _strongest_clear_effect(effects: pd.DataFrame) -> pd.Series | None:
+    """The factor with the largest coefficient whose bootstrap interval excludes 0, if any."""
+    clear = effects[(effects["lower"] > 0) | (effects["upper"] < 0)]
+    if clear.empty:
+        return None
+    return clear.loc[clear["coefficient"].abs().idxmax()]
+
+
+def failure_takeaways(
+    table: pd.DataFrame,
+    aurc: pd.DataFrame,
+    segmentation_aurc: pd.DataFrame | None = None,
+    effects: Mapping[str, pd.DataFrame] | None = None,
+    reference: str = "UML, u = K/S",
+    outcomes: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The takeaways of notebook 08, as sentences computed from its tables.
+
+    Args:
+        table: UML's table with ``uncertainty`` and ``error`` (:func:`add_failure_columns`).
+        aurc: the table of :func:`risk_coverage_curves` for classification.
+        segmentation_aurc: the same for segmentation (optional); its rows ``"UML, mean pixel
+            uncertainty"`` and ``"UML, segmentation entropy, mean pixel uncertainty"`` are
+            compared when both are there (the same masks, two uncertainties).
+        effects: outcome column -> :func:`factor_regression` (optional).
+        reference: the row of ``aurc`` that ranks by UML's u = K/S.
+        outcomes: outcome column -> words for it (``{"error": "a wrong label"}``).
+
+    Raises:
+        ValueError: a missing column or row.
+    """
+    require_columns(table, ("uncertainty", "error"), "table")
+    require_columns(aurc, ("aurc", "error_rate", "optimal_aurc"), "aurc table")
+    if reference not in aurc.index:
+        raise ValueError(f"{reference!r} is not a row of the AURC table {list(aurc.index)}")
+    wrong = table.loc[table["error"] == 1, "uncertainty"]
+    right = table.loc[table["error"] == 0, "uncertainty"]
+    sentences = []
+    if len(wrong) and len(right):
+        confident = int((wrong < right.median()).sum())
+        sentences.append(
+            f"UML's wrong labels are more uncertain on average (u {wrong.mean():.3f} against "
+            f"{right.mean():.3f} on the right ones), yet {confident / len(wrong):.0%} of its wrong "
+            f"images ({confident} of {len(wrong)}) are less uncertain than the median right "
+            "image: confidently wrong, the ones no threshold on u catches."
+            if wrong.mean() > right.mean()
+            else f"UML's wrong labels are not more uncertain on average (u {wrong.mean():.3f} "
+            f"against {right.mean():.3f} on the right ones): u does not single out its errors."
+        )
+    row = aurc.loc[reference]
+    best = aurc["aurc"].idxmin()
+    sentences.append(
+        f"Ranked by {reference.split(', ', 1)[1]}, UML's AURC is {row['aurc']:.3f}: a perfect "
+        f"ranking would reach {row['optimal_aurc']:.3f} and a random one about its error rate, "
+        f"{row['error_rate']:.3f}. The lowest AURC is {best}'s ({aurc.loc[best, 'aurc']:.3f}"
+        + (
+            f", error rate {aurc.loc[best, 'error_rate']:.3f})."
+            if best != reference
+            else ", UML's own)."
+        )
+    )
+    pair = ("UML, mean pixel uncertainty", "UML, segmentation entropy, mean pixel uncertainty")
+    if segmentation_aurc is not None and all(p in segmentation_aurc.index for p in pair):
+        mutual, entropy = (segmentation_aurc.loc[p, "aurc"] for p in pair)
+        better = "U^s" if mutual < entropy else "the segmentation's entropy"
+        sentences.append(
+            f"The same segmentations, ranked two ways: by the mutual decoder's U^s the AURC is "
+            f"{mutual:.3f}, by the entropy of UML's own segmentation {entropy:.3f}; {better} "
+            "puts the failed segmentations last more reliably."
+        )
+    for outcome, frame in (effects or {}).items():
+        strongest = _strongest_clear_effect(frame)
+        words = (outcomes or {}).get(outcome, outcome)
+        if strongest is None:
+            sentences.append(f"No recorded factor clearly changes the odds of {words}.")
+            continue
+        direction = "raises" if strongest["coefficient"] > 0 else "lowers"
+        sentences.append(
+            f"Of the recorded factors, {strongest['factor']} {direction} the odds of {words} most "
+            f"({strongest['coefficient']:+.2f} log-odds per standard deviation)."
+        )
+    return sentences

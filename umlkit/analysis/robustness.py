@@ -8,6 +8,8 @@ training distribution.
   :func:`describe_robustness` (which model is most robust, with its two-budget verdict)
 * unseen images: :func:`ood_scores` (how well each uncertainty tells the out-of-distribution set,
   :func:`umlkit.analysis.experiments.prepare_ood`, from the test set)
+* the takeaways: :func:`robustness_takeaways` (which class the models call at the strongest
+  level, and whether their uncertainty noticed)
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def robustness_sweep(
 
     Returns:
         One row per (corruption, severity, model) with ``accuracy``, ``dice``, ``ece``,
+        ``predicted_positive`` (the share of images predicted as class 1: melanoma, glaucoma),
         ``uncertainty`` (mean image uncertainty, :func:`image_uncertainty`) and
         ``pixel_uncertainty`` (mean pixel uncertainty, :func:`pixel_uncertainty_maps`); NaN where
         the model lacks the output.
@@ -104,6 +107,7 @@ def robustness_sweep(
                 pixel_uncertainty = float(pixel_uncertainty_maps(evaluation)[0].mean())
             except ValueError:
                 pixel_uncertainty = np.nan
+            predicted = evaluation.table["pred"]
             rows.append(
                 {
                     "corruption": name,
@@ -112,6 +116,9 @@ def robustness_sweep(
                     "accuracy": summary["accuracy"],
                     "dice": summary["dice"],
                     "ece": summary["ece"],
+                    "predicted_positive": float((predicted == 1).mean())
+                    if (predicted >= 0).all()
+                    else np.nan,
                     "uncertainty": float(np.nanmean(evaluation.table["uncertainty"]))
                     if evaluation.table["uncertainty"].notna().any()
                     else np.nan,
@@ -346,3 +353,87 @@ def ood_scores(
             row[key] = metrics.ood_auroc(inside, outside) if defined else np.nan
         rows.append(row)
     return pd.concat(frames, ignore_index=True), pd.DataFrame(rows).set_index("model")
+
+
+def _at_level(sweep: pd.DataFrame, corruption: str, level: str) -> pd.DataFrame:
+    """Each model's metrics at a corruption's clean (``"min"``) or strongest (``"max"``) severity,
+    averaged over the training seeds."""
+    rows = sweep[sweep["corruption"] == corruption]
+    chosen = rows["severity"].min() if level == "min" else rows["severity"].max()
+    return rows[rows["severity"] == chosen].groupby("model", sort=False).mean(numeric_only=True)
+
+
+def _share_range(values: pd.Series) -> str:
+    """``"38 %"`` or ``"97 % to 100 %"``: the range of a share over the models."""
+    low, high = f"{values.min():.0%}", f"{values.max():.0%}"
+    return low if low == high else f"{low} to {high}"
+
+
+def robustness_takeaways(
+    sweep: pd.DataFrame,
+    class_names: Sequence[str],
+    positive_share: float,
+    ood_table: pd.DataFrame | None = None,
+    reference: str = "UML",
+) -> list[str]:
+    """The takeaways of notebook 07, as sentences computed from its sweep and OOD scores.
+
+    For each corruption at its strongest level: which class the image heads now predict, their
+    accuracy against the chance line (always predicting the commonest test label) and whether
+    their image uncertainty rose or fell from the clean images; then the OOD detection scores.
+
+    Args:
+        sweep: :func:`robustness_sweep` (or over seeds) with ``predicted_positive``.
+        class_names: the image classes (class 1 is the positive one).
+        positive_share: the share of class 1 among the test labels.
+        ood_table: the scores of :func:`ood_scores` (optional).
+        reference: the model whose numbers the sentences quote.
+
+    Raises:
+        ValueError: a missing column, or the reference has no image head.
+    """
+    columns = ("corruption", "severity", "model", "accuracy", "predicted_positive", "uncertainty")
+    require_columns(sweep, columns, "robustness sweep")
+    negative, positive = class_names[0], class_names[1]
+    chance = max(positive_share, 1 - positive_share)
+    sentences = []
+    for corruption in dict.fromkeys(sweep["corruption"]):
+        clean = _at_level(sweep, corruption, "min").dropna(subset=["accuracy"])
+        strongest = _at_level(sweep, corruption, "max").dropna(subset=["accuracy"])
+        if reference not in strongest.index:
+            raise ValueError(f"{reference!r} has no image head in the sweep")
+        called = strongest["predicted_positive"]
+        if called.min() >= 0.95:
+            who = f"every model calls (almost) every image {positive}"
+        elif called.max() <= 0.05:
+            who = f"every model calls (almost) every image {negative}"
+        else:
+            who = f"the models call {_share_range(called)} of the images {positive}"
+        accuracy = strongest["accuracy"]
+        below = int((accuracy < chance - 0.005).sum())
+        fall = strongest["uncertainty"] < clean["uncertainty"]
+        moved = "falls" if fall.sum() > len(fall) / 2 else "rises"
+        level = sweep.loc[sweep["corruption"] == corruption, "severity"].max()
+        sentences.append(
+            f"{corruption} at its strongest ({level:g}): {who} ({positive_share:.0%} of the test "
+            f"images are {positive}); accuracy {accuracy.min():.3f} to {accuracy.max():.3f}, below "
+            f"the chance line {chance:.3f} for {below} of {len(accuracy)} models; the image "
+            f"uncertainty {moved} for {int(fall.sum() if moved == 'falls' else (~fall).sum())} of "
+            f"{len(fall)} ({reference} {clean.loc[reference, 'uncertainty']:.2f} on clean images, "
+            f"{strongest.loc[reference, 'uncertainty']:.2f} at the strongest level)."
+        )
+    if ood_table is not None and reference in ood_table.index:
+        auroc = ood_table["auroc_image"].dropna()
+        best = auroc.idxmax()
+        own = ood_table.loc[reference, "auroc_image"]
+        warning = (
+            f": below 0.5, {reference} is surer on images unlike any it was trained on than on "
+            "its own test images"
+            if own < 0.5
+            else ""
+        )
+        sentences.append(
+            f"Out-of-distribution images: the best image-uncertainty AUROC is {best}'s "
+            f"({auroc[best]:.3f}); {reference}'s is {own:.3f}{warning}."
+        )
+    return sentences

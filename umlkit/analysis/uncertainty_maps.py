@@ -12,6 +12,8 @@ models.
 * galleries: :func:`map_cases`, :func:`pick_spread`
 * what the uncertainty tracks: :func:`factor_correlations` (the generator's factors),
   :func:`pixel_error_detection` (the segmentation errors)
+* the takeaways: :func:`uncertainty_pile_up` (where the image uncertainties crowd, beside the
+  no-evidence values of notebook 02) and :func:`uncertainty_map_takeaways`
 """
 
 from __future__ import annotations
@@ -182,3 +184,145 @@ def pixel_error_detection(
         )
         curves.append(curve.assign(model=name))
     return pd.DataFrame(rows).set_index("model"), pd.concat(curves, ignore_index=True)
+
+
+def uncertainty_pile_up(
+    uncertainty: np.ndarray, num_classes: int, evidence: str = "softplus", width: float = 0.05
+) -> dict[str, float]:
+    r"""Where the image uncertainties u = K/S crowd, next to the values notebook 02 derives.
+
+    Notebook 02: a head with no evidence at all has :math:`\alpha = 1`, :math:`S = K` and
+    :math:`u = 1`; a head whose logits are all 0 has :math:`e = g(0)` per class (``softplus``:
+    :math:`\ln 2`), so :math:`u_0 = K / (K + K\,g(0)) = 1 / (1 + g(0))` (about 0.59 for softplus).
+
+    Args:
+        uncertainty: the images' u = K/S, ``(N,)``.
+        num_classes: K.
+        evidence: the head's evidence function (:func:`umlkit.evidential.evidence_from_logits`).
+        width: the width of the band searched for.
+
+    Returns:
+        ``band_lower``, ``band_upper`` and ``band_share``: the interval [lower, lower + width)
+        holding the most images, and their share; ``band_evidence``: the total evidence
+        :math:`S - K` at the band's middle; ``zero_logit``: :math:`u_0`; ``share_above_zero_logit``:
+        the share of images more uncertain than :math:`u_0` (less evidence than zero logits
+        give); ``largest``: the largest u.
+
+    Raises:
+        ValueError: no values, values outside [0, 1], or a width outside (0, 1].
+    """
+    from umlkit.evidential import dirichlet, evidence_from_logits
+
+    values = np.sort(np.asarray(uncertainty, dtype=float).ravel())
+    if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
+        raise ValueError("uncertainty must hold at least one value, all in [0, 1]")
+    if not 0 < width <= 1:
+        raise ValueError(f"width must lie in (0, 1], got {width}")
+    zero = evidence_from_logits(torch.zeros(1, num_classes, dtype=torch.float64), evidence)
+    zero_logit = float(dirichlet(zero, dim=1).uncertainty[0, 0])
+    # images in [values[i], values[i] + width) for every start i: the densest band starts at one
+    counts = np.searchsorted(values, values + width, side="left") - np.arange(values.size)
+    start = int(np.argmax(counts))
+    lower = float(values[start])
+    middle = lower + width / 2
+    return {
+        "band_lower": lower,
+        "band_upper": lower + width,
+        "band_share": float(counts[start] / values.size),
+        "band_evidence": num_classes / middle - num_classes,
+        "zero_logit": zero_logit,
+        "share_above_zero_logit": float(np.mean(values > zero_logit)),
+        "largest": float(values[-1]),
+    }
+
+
+def _pile_up_sentence(pile_up: Mapping[str, float]) -> str:
+    """Where the image uncertainties crowd, said beside notebook 02's no-evidence values.
+
+    ``pile_up`` is :func:`uncertainty_pile_up`'s dict. The band "sits at" the zero-logit value
+    when that value lies in the band or within half a band's width of it.
+    """
+    lower, upper, zero = pile_up["band_lower"], pile_up["band_upper"], pile_up["zero_logit"]
+    slack = (upper - lower) / 2
+    if lower - slack <= zero <= upper + slack:
+        relation = (
+            "The band sits at the zero-logit value: for these images the head's logits are "
+            "about 0, it has found next to no evidence either way"
+        )
+    elif lower > zero:
+        relation = (
+            "The band lies above the zero-logit value, between it and 1: for these images the "
+            f"head has less evidence than zero logits would give (about "
+            f"{pile_up['band_evidence']:.1f} in total over the classes)"
+        )
+    else:
+        relation = (
+            "The band lies below the zero-logit value: these images do get evidence (about "
+            f"{pile_up['band_evidence']:.1f} in total over the classes)"
+        )
+    return (
+        f"UML's image uncertainty piles up in a band: {pile_up['band_share']:.0%} of the test "
+        f"images have u in [{lower:.2f}, {upper:.2f}), and none is above "
+        f"{pile_up['largest']:.2f}. Notebook 02 derived what a head without evidence says: with "
+        f"all logits 0, u = {zero:.2f}; with no evidence at all, u = 1. {relation}; "
+        f"{pile_up['share_above_zero_logit']:.0%} of all test images are more uncertain than "
+        f"{zero:.2f}."
+    )
+
+
+def uncertainty_map_takeaways(
+    pile_up: Mapping[str, float],
+    correlations: pd.DataFrame | None,
+    scores: pd.DataFrame,
+    reference: str = "UML, U^s",
+) -> list[str]:
+    """The takeaways of notebook 06, as sentences computed from its numbers.
+
+    Args:
+        pile_up: :func:`uncertainty_pile_up` of UML's image uncertainty.
+        correlations: :func:`factor_correlations` with ``uncertainty`` and ``pixel_uncertainty``
+            columns (``None`` on real data).
+        scores: the scores of :func:`pixel_error_detection`.
+        reference: the row of ``scores`` that is UML's evidential pixel uncertainty.
+
+    Raises:
+        ValueError: the reference is not a row of ``scores``, or a column is missing.
+    """
+    require_columns(scores, ("error_rate", "auroc", "auprc", "best_ueo"), "scores")
+    if reference not in scores.index:
+        raise ValueError(f"{reference!r} is not a row of the scores {list(scores.index)}")
+    sentences = [_pile_up_sentence(pile_up)]
+    if correlations is not None:
+        for target, words in (("uncertainty", "Image"), ("pixel_uncertainty", "Mean pixel")):
+            if target not in correlations or correlations[target].dropna().empty:
+                continue
+            values = correlations[target].dropna()
+            factor = values.abs().idxmax()
+            meaning = (
+                " (the label's ambiguity by construction: it is highest where no classifier can "
+                "be sure)"
+                if factor == "bayes_error"
+                else ""
+            )
+            sentences.append(
+                f"{words} uncertainty follows {factor} most closely (Spearman "
+                f"{values[factor]:+.2f}){meaning}."
+            )
+    row = scores.loc[reference]
+    ranks = {
+        column: int(scores[column].rank(ascending=False, method="min")[reference])
+        for column in ("auroc", "auprc", "best_ueo")
+    }
+    best = scores["auprc"].idxmax()
+    sentences.append(
+        f"{reference} finds the segmentation errors far above chance (AUROC {row['auroc']:.3f}, "
+        f"chance 0.5; AUPRC {row['auprc']:.3f} against an error rate of {row['error_rate']:.4f}), "
+        f"but among the {len(scores)} pixel uncertainties it ranks {ranks['auroc']} on AUROC, "
+        f"{ranks['auprc']} on AUPRC and {ranks['best_ueo']} on the best UEO"
+        + (
+            f"; the highest AUPRC is {best}'s ({scores.loc[best, 'auprc']:.3f})."
+            if best != reference
+            else "."
+        )
+    )
+    return sentences
