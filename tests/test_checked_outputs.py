@@ -22,13 +22,14 @@ def test_only_a_first_line_marker_checks_a_cell():
     assert [is_checked(cell) for cell in notebook.cells] == [True, False, False, False]
 
 
-def test_unchecked_outputs_and_every_execution_count_are_removed():
+def test_only_the_checked_cells_keep_their_outputs_and_execution_counts():
     notebook = _notebook(f"{MARKER}\nprint(1)", "print(2)")
-    for cell, text in zip(notebook.cells, ("1\n", "2\n"), strict=True):
-        cell.outputs, cell.execution_count = [_output(text)], 3
+    for count, (cell, text) in enumerate(zip(notebook.cells, ("1\n", "2\n"), strict=True), 1):
+        cell.outputs, cell.execution_count = [_output(text)], count
     keep_checked_outputs(notebook)
     assert [cell.outputs for cell in notebook.cells] == [[_output("1\n")], []]
-    assert [cell.execution_count for cell in notebook.cells] == [None, None]
+    # nbval compares a stored output only where its cell was run: the count stays
+    assert [cell.execution_count for cell in notebook.cells] == [1, None]
 
 
 def test_the_executed_copy_supplies_the_checked_outputs():
@@ -36,9 +37,10 @@ def test_the_executed_copy_supplies_the_checked_outputs():
     result = nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=7)
     executed.cells[0].outputs = [result]
     executed.cells[1].outputs = [_output("3")]
+    executed.cells[0].execution_count = 7
     keep_checked_outputs(notebook, executed)
     (stored,) = notebook.cells[0].outputs
-    assert stored["data"] == {"text/plain": "2"} and stored["execution_count"] is None
+    assert stored["data"] == {"text/plain": "2"} and notebook.cells[0].execution_count == 7
     assert notebook.cells[1].outputs == []
     with pytest.raises(ValueError, match="other cells"):
         keep_checked_outputs(notebook, _notebook("print('another notebook')"))
@@ -51,7 +53,8 @@ def test_store_executes_the_notebook_and_writes_the_checked_output(tmp_path):
     assert store(path) == 1
     stored = nbformat.read(path, as_version=4)
     assert [output["text"] for output in stored.cells[0].outputs] == ["smoke 42\n"]
-    assert stored.cells[1].outputs == [] and stored.cells[0].execution_count is None
+    assert stored.cells[1].outputs == [] and stored.cells[1].execution_count is None
+    assert stored.cells[0].execution_count == 1
     stored.cells[1].outputs = [_output("left by a run\n")]
     nbformat.write(stored, path)
     clear(path)

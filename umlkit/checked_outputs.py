@@ -6,7 +6,9 @@ with the output stored in the committed notebook, so a changed number fails ``ma
 outputs that are the same whatever the profile and the machine qualify: a metric of fixed
 arrays, a Dirichlet statistic, the shape of a table, printed rounded.
 
-Every other cell is committed without output (``tests/test_packaging.py``). This module writes
+Every other cell is committed without output or execution count (``tests/test_packaging.py``);
+a checked cell keeps the execution count of the run that stored its output, because nbval
+refuses a stored output whose cell was never run. This module writes
 the stored outputs (``make check-outputs``): it executes a notebook at the ``smoke`` profile, in
 its own folder as nbval does, and keeps the outputs of the checked cells only::
 
@@ -32,21 +34,13 @@ def is_checked(cell) -> bool:
     return cell.cell_type == "code" and cell.source.split("\n", 1)[0].strip() == MARKER
 
 
-def _without_execution_counts(outputs: list) -> list:
-    outputs = copy.deepcopy(outputs)
-    for output in outputs:
-        if "execution_count" in output:
-            output["execution_count"] = None
-    return outputs
-
-
 def keep_checked_outputs(notebook, executed=None):
-    """``notebook`` with outputs in its checked cells only, and no execution counts.
+    """``notebook`` with outputs and execution counts in its checked cells only.
 
     Args:
         notebook: an nbformat notebook (changed in place and returned).
-        executed: the same notebook executed; its checked cells' outputs replace the stored
-            ones. ``None`` keeps the outputs the checked cells already hold.
+        executed: the same notebook executed; its checked cells' outputs and execution counts
+            replace the stored ones. ``None`` keeps what the checked cells already hold.
 
     Raises:
         ValueError: ``executed`` has other cells than ``notebook``.
@@ -58,13 +52,11 @@ def keep_checked_outputs(notebook, executed=None):
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
         if not is_checked(cell):
-            cell.outputs = []
+            cell.outputs, cell.execution_count = [], None
         elif executed is not None:
-            cell.outputs = _without_execution_counts(executed.cells[index].outputs)
-        else:
-            cell.outputs = _without_execution_counts(cell.outputs)
+            cell.outputs = copy.deepcopy(executed.cells[index].outputs)
+            cell.execution_count = executed.cells[index].execution_count
     return notebook
 
 
@@ -98,7 +90,7 @@ def store(path: str | Path, profile: str = "smoke") -> int:
 
 
 def clear(path: str | Path) -> None:
-    """Remove every output of the notebook at ``path`` except the checked cells'."""
+    """Remove every output and execution count of the notebook at ``path`` but the checked cells'."""
     notebook = nbformat.read(path, as_version=4)
     nbformat.write(keep_checked_outputs(notebook), path)
 
