@@ -226,8 +226,8 @@ def test_reliability_takeaways_are_computed_from_the_tables():
         "their confidence (the bars stand above the diagonal of the first reliability figure)."
     )
     assert lines[1] == (
-        "Accuracy minus mean confidence: softmax -0.020 (over-confident); UML +0.100 "
-        "(positive: under-confident)."
+        "Accuracy minus mean confidence (above 0: under-confident): softmax -0.020 "
+        "(over-confident); UML +0.100."
     )
     assert (
         "lowest ECE is softmax's, the lowest equal-mass ECE UML's (not the same head)" in lines[2]

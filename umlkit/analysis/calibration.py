@@ -467,11 +467,11 @@ def reliability_takeaways(
     others = directions.drop(index=reference)
     if len(others):
         sentences.append(
-            "Accuracy minus mean confidence: "
+            "Accuracy minus mean confidence (above 0: under-confident): "
             + ", ".join(
                 f"{name} {row.gap:+.3f} ({row.direction})" for name, row in others.iterrows()
             )
-            + f"; {reference} {own['gap']:+.3f} (positive: under-confident)."
+            + f"; {reference} {own['gap']:+.3f}."
         )
     by_ece, by_aece = calibration["ECE"].idxmin(), calibration["aECE"].idxmin()
     agree = "the same head" if by_ece == by_aece else "not the same head"
