@@ -94,8 +94,12 @@ def test_the_release_strips_the_solution_and_keeps_the_placeholder(tmp_path):
     nbformat.write(_notebook(*_exercise(1)), source)
     (released,) = release([source], tmp_path / "assignments", tmp_path / "course")
     assert released == tmp_path / "assignments" / "02_sums" / "02_sums.ipynb"
-    cells = nbformat.read(released, as_version=4).cells
+    student = nbformat.read(released, as_version=4)
+    cells = student.cells
     assert cells[2].source == f"total = None\n{CODE_STUB}"
+    assert exercises(student, released=True)[0].solution.source == cells[2].source
+    with pytest.raises(ValueError, match="needs the stub, no solution"):
+        exercises(_notebook(*_exercise(1)), released=True)
     assert cells[3].source == TEST and cells[1].source == SETUP
     assert (tmp_path / "course" / "gradebook.db").is_file()
     # a second release replaces the first in the same scratch course folder

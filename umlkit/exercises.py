@@ -121,11 +121,12 @@ def _role(cell) -> str:
     return "setup"
 
 
-def exercises(notebook) -> list[Exercise]:
+def exercises(notebook, released: bool = False) -> list[Exercise]:
     """The exercises of a notebook (an nbformat notebook), each checked against the conventions.
 
     An exercise's cells are the code cells tagged ``exercise`` between its heading and the next
-    exercise heading (other cells in between are not part of it).
+    exercise heading (other cells in between are not part of it). ``released``: the notebook is
+    a student release, whose solutions nbgrader replaced by :data:`CODE_STUB`.
 
     Raises:
         ValueError: an ``exercise`` cell before any exercise heading, headings not numbered
@@ -152,16 +153,17 @@ def exercises(notebook) -> list[Exercise]:
     if numbers != list(range(1, len(result) + 1)):
         raise ValueError(f"exercises must be numbered 1, 2, ... in order, got {numbers}")
     for exercise in result:
-        check_exercise(exercise)
+        check_exercise(exercise, released)
     return result
 
 
-def check_exercise(exercise: Exercise) -> None:
+def check_exercise(exercise: Exercise, released: bool = False) -> None:
     """Raise a ``ValueError`` naming the exercise unless its cells follow the conventions.
 
     The roles in order (setup cells, one solution, one test), the ``hide-input`` tag of the
     solution, the nbgrader metadata and ``grade_id`` of both graded cells, and a solution region
-    preceded by ``name = None`` placeholders only.
+    preceded by ``name = None`` placeholders only. In a student release (``released``) the
+    region must have been replaced by :data:`CODE_STUB`.
     """
     where = f"exercise {exercise.name}"
     roles = [_role(cell) for cell in exercise.cells]
@@ -175,30 +177,41 @@ def check_exercise(exercise: Exercise) -> None:
         "test": autograded_metadata(f"{exercise.grade_prefix}-tests", points=points),
     }
     for role, cell in (("solution", exercise.solution), ("test", exercise.test)):
-        metadata = dict(cell.metadata["nbgrader"])
+        # the release adds keys of nbgrader's own (a checksum, the cell type): compare ours
+        metadata = {key: cell.metadata["nbgrader"].get(key) for key in expected[role]}
         if metadata != expected[role]:
             raise ValueError(f"{where}: the {role} cell's nbgrader metadata is {metadata}")
     if HIDE_INPUT_TAG not in _tags(exercise.solution):
         raise ValueError(f"{where}: the solution cell needs the tag {HIDE_INPUT_TAG!r}")
     lines = [line.strip() for line in exercise.solution.source.split("\n")]
-    if lines.count(BEGIN) != 1 or lines.count(END) != 1 or lines.index(BEGIN) > lines.index(END):
+    if released:
+        if lines.count(CODE_STUB) != 1 or BEGIN in lines:
+            raise ValueError(f"{where}: the released solution cell needs the stub, no solution")
+        start = lines.index(CODE_STUB)
+    elif lines.count(BEGIN) != 1 or lines.count(END) != 1 or lines.index(BEGIN) > lines.index(END):
         raise ValueError(f"{where}: the solution cell needs one {BEGIN} ... {END} region")
-    before = [line for line in lines[: lines.index(BEGIN)] if line and not line.startswith("#")]
+    else:
+        start = lines.index(BEGIN)
+    before = [line for line in lines[:start] if line and not line.startswith("#")]
     if not before or not all(PLACEHOLDER.match(line) for line in before):
         raise ValueError(f"{where}: set each answer to None on a line of its own before {BEGIN}")
 
 
-def isolated_exercises(notebook):
+def isolated_exercises(notebook, released: bool = False):
     """A notebook of the exercises' code cells only, each exercise in a fresh namespace.
 
     Before each exercise a ``%reset -f`` cell empties the kernel's namespace, so running the
     result proves every exercise self-contained, in one kernel (modules stay imported, which
-    changes no name an exercise sees).
+    changes no name an exercise sees). ``released`` as for :func:`exercises`.
     """
     cells = []
-    for exercise in exercises(notebook):
+    for exercise in exercises(notebook, released):
         cells.append(nbformat.v4.new_code_cell("%reset -f"))
-        cells.extend(copy.deepcopy(cell) for cell in exercise.cells)
+        cells.extend(
+            # a new cell id: the result may be joined with another copy of the same notebook
+            nbformat.v4.new_code_cell(cell.source, metadata=copy.deepcopy(cell.metadata))
+            for cell in exercise.cells
+        )
     return nbformat.v4.new_notebook(cells=cells, metadata=dict(notebook.metadata))
 
 
