@@ -159,15 +159,23 @@ def test_uncertainty_map_takeaways_are_computed_from_the_numbers():
         "than zero logits would give (about 0.8 in total over the classes); 45% of all test "
         "images are more uncertain than 0.59."
     )
-    assert lines[1].startswith(
-        "Image uncertainty follows bayes_error most closely (Spearman +0.70)"
+    assert lines[1] == (
+        "Image uncertainty is tied most closely to bayes_error (Spearman +0.70: it rises as "
+        "bayes_error rises; bayes_error is the label's ambiguity by construction)."
     )
-    assert lines[2] == "Mean pixel uncertainty follows lesion_size most closely (Spearman -0.50)."
+    assert lines[2] == (
+        "Mean pixel uncertainty is tied most closely to lesion_size (Spearman -0.50: it falls as "
+        "lesion_size rises)."
+    )
     assert lines[3] == (
         "UML, U^s finds the segmentation errors far above chance (AUROC 0.960, chance 0.5; AUPRC "
-        "0.280 against an error rate of 0.0150), but among the 2 pixel uncertainties it ranks 2 "
+        "0.280 against an error rate of 0.0150); but among the 2 pixel uncertainties it ranks 2 "
         "on AUROC, 2 on AUPRC and 2 on the best UEO; the highest AUPRC is multitask's (0.360)."
     )
+    chance = scores.assign(auroc=[0.48, 0.47])
+    (_, line) = uncertainty_maps.uncertainty_map_takeaways(pile, None, chance)
+    assert line.startswith("UML, U^s finds the segmentation errors no better than chance (AUROC")
+    assert "0.0150); among the 2 pixel uncertainties it ranks 1 on AUROC" in line
     assert len(uncertainty_maps.uncertainty_map_takeaways(pile, None, scores)) == 2
     at_zero = {**pile, "band_lower": 0.57, "band_upper": 0.62}
     (line, _) = uncertainty_maps.uncertainty_map_takeaways(at_zero, None, scores)

@@ -270,6 +270,48 @@ def _pile_up_sentence(pile_up: Mapping[str, float]) -> str:
     )
 
 
+def _factor_sentence(values: pd.Series, words: str) -> str:
+    """Which factor an uncertainty is tied to most closely, by its Spearman correlation."""
+    factor = values.abs().idxmax()
+    moves = "rises" if values[factor] > 0 else "falls"
+    meaning = (
+        "; bayes_error is the label's ambiguity by construction" if factor == "bayes_error" else ""
+    )
+    return (
+        f"{words} uncertainty is tied most closely to {factor} (Spearman {values[factor]:+.2f}: "
+        f"it {moves} as {factor} rises{meaning})."
+    )
+
+
+def _detection_sentence(scores: pd.DataFrame, reference: str) -> str:
+    """How the reference's pixel uncertainty finds the errors, and where it ranks."""
+    row = scores.loc[reference]
+    if row["auroc"] >= 0.8:
+        verdict = "far above chance"
+    elif row["auroc"] > 0.6:
+        verdict = "above chance"
+    else:
+        verdict = "no better than chance"
+    ranks = {
+        column: int(scores[column].rank(ascending=False, method="min")[reference])
+        for column in ("auroc", "auprc", "best_ueo")
+    }
+    behind = max(ranks.values()) > 1 and verdict != "no better than chance"
+    best = scores["auprc"].idxmax()
+    return (
+        f"{reference} finds the segmentation errors {verdict} (AUROC {row['auroc']:.3f}, chance "
+        f"0.5; AUPRC {row['auprc']:.3f} against an error rate of {row['error_rate']:.4f})"
+        + ("; but" if behind else ";")
+        + f" among the {len(scores)} pixel uncertainties it ranks {ranks['auroc']} on AUROC, "
+        f"{ranks['auprc']} on AUPRC and {ranks['best_ueo']} on the best UEO"
+        + (
+            f"; the highest AUPRC is {best}'s ({scores.loc[best, 'auprc']:.3f})."
+            if best != reference
+            else "."
+        )
+    )
+
+
 def uncertainty_map_takeaways(
     pile_up: Mapping[str, float],
     correlations: pd.DataFrame | None,
@@ -294,35 +336,7 @@ def uncertainty_map_takeaways(
     sentences = [_pile_up_sentence(pile_up)]
     if correlations is not None:
         for target, words in (("uncertainty", "Image"), ("pixel_uncertainty", "Mean pixel")):
-            if target not in correlations or correlations[target].dropna().empty:
-                continue
-            values = correlations[target].dropna()
-            factor = values.abs().idxmax()
-            meaning = (
-                " (the label's ambiguity by construction: it is highest where no classifier can "
-                "be sure)"
-                if factor == "bayes_error"
-                else ""
-            )
-            sentences.append(
-                f"{words} uncertainty follows {factor} most closely (Spearman "
-                f"{values[factor]:+.2f}){meaning}."
-            )
-    row = scores.loc[reference]
-    ranks = {
-        column: int(scores[column].rank(ascending=False, method="min")[reference])
-        for column in ("auroc", "auprc", "best_ueo")
-    }
-    best = scores["auprc"].idxmax()
-    sentences.append(
-        f"{reference} finds the segmentation errors far above chance (AUROC {row['auroc']:.3f}, "
-        f"chance 0.5; AUPRC {row['auprc']:.3f} against an error rate of {row['error_rate']:.4f}), "
-        f"but among the {len(scores)} pixel uncertainties it ranks {ranks['auroc']} on AUROC, "
-        f"{ranks['auprc']} on AUPRC and {ranks['best_ueo']} on the best UEO"
-        + (
-            f"; the highest AUPRC is {best}'s ({scores.loc[best, 'auprc']:.3f})."
-            if best != reference
-            else "."
-        )
-    )
+            if target in correlations and not correlations[target].dropna().empty:
+                sentences.append(_factor_sentence(correlations[target].dropna(), words))
+    sentences.append(_detection_sentence(scores, reference))
     return sentences
