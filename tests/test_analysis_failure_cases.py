@@ -221,6 +221,20 @@ def test_failure_takeaways_are_computed_from_the_tables():
     )
     assert lines[4] == "No recorded factor clearly changes the odds of a failed segmentation."
     calm = table.assign(uncertainty=[0.1, 0.1, 0.1, 0.5, 0.5, 0.5])
-    assert "not more uncertain on average" in failure_cases.failure_takeaways(calm, aurc)[0]
+    assert failure_cases.failure_takeaways(calm, aurc)[0] == (
+        "UML's wrong labels are less uncertain on average (u 0.100 against 0.500 on the right "
+        "ones): u does not single out its errors; 100% of its wrong images (3 of 3) are less "
+        "uncertain than the median right image."
+    )
+    alike = table.assign(uncertainty=[0.3, 0.3, 0.3, 0.301, 0.3, 0.3])
+    assert "are about as uncertain on average" in failure_cases.failure_takeaways(alike, aurc)[0]
+    first = aurc.assign(aurc=[0.2, 0.25])
+    assert failure_cases.failure_takeaways(table, first)[1].endswith(
+        "No other score of the table has a lower AURC."
+    )
+    tied = segmentation.assign(aurc=[0.2, 0.2])
+    assert failure_cases.failure_takeaways(table, aurc, tied)[2].endswith(
+        "the two rank them alike."
+    )
     with pytest.raises(ValueError, match="not a row"):
         failure_cases.failure_takeaways(table, aurc.drop(index="UML, u = K/S"))

@@ -342,6 +342,59 @@ def _strongest_clear_effect(effects: pd.DataFrame) -> pd.Series | None:
     return clear.loc[clear["coefficient"].abs().idxmax()]
 
 
+def _wrong_and_right_sentence(wrong: pd.Series, right: pd.Series) -> str:
+    """How uncertain the wrong images are next to the right ones, and how many look sure."""
+    gap = wrong.mean() - right.mean()
+    compared = f"(u {wrong.mean():.3f} against {right.mean():.3f} on the right ones)"
+    confident = int((wrong < right.median()).sum())
+    share = (
+        f"{confident / len(wrong):.0%} of its wrong images ({confident} of {len(wrong)}) are less "
+        "uncertain than the median right image"
+    )
+    if gap > 0.005:
+        return (
+            f"UML's wrong labels are more uncertain on average {compared}, yet {share}: "
+            "confidently wrong, the ones no threshold on u catches."
+        )
+    alike = "about as uncertain" if gap >= -0.005 else "less uncertain"
+    return (
+        f"UML's wrong labels are {alike} on average {compared}: u does not single out its "
+        f"errors; {share}."
+    )
+
+
+def _ranking_sentences(
+    aurc: pd.DataFrame, segmentation_aurc: pd.DataFrame | None, reference: str
+) -> list[str]:
+    """Where the reference's AURC lies, and how UML's two pixel uncertainties rank the masks."""
+    row = aurc.loc[reference]
+    best = aurc["aurc"].idxmin()
+    sentences = [
+        f"Ranked by {reference.split(', ', 1)[1]}, UML's AURC is {row['aurc']:.3f}: a perfect "
+        f"ranking would reach {row['optimal_aurc']:.3f} and a random one about its error rate, "
+        f"{row['error_rate']:.3f}. "
+        + (
+            f"The lowest AURC is {best}'s ({aurc.loc[best, 'aurc']:.3f}, error rate "
+            f"{aurc.loc[best, 'error_rate']:.3f})."
+            if best != reference
+            else "No other score of the table has a lower AURC."
+        )
+    ]
+    pair = ("UML, mean pixel uncertainty", "UML, segmentation entropy, mean pixel uncertainty")
+    if segmentation_aurc is not None and all(p in segmentation_aurc.index for p in pair):
+        mutual, entropy = (segmentation_aurc.loc[p, "aurc"] for p in pair)
+        if abs(mutual - entropy) < 0.0005:
+            verdict = "the two rank them alike"
+        else:
+            better = "U^s" if mutual < entropy else "the segmentation's entropy"
+            verdict = f"{better} puts the failed segmentations last more reliably"
+        sentences.append(
+            f"The same segmentations, ranked two ways: by the mutual decoder's U^s the AURC is "
+            f"{mutual:.3f}, by the entropy of UML's own segmentation {entropy:.3f}; {verdict}."
+        )
+    return sentences
+
+
 def failure_takeaways(
     table: pd.DataFrame,
     aurc: pd.DataFrame,
@@ -371,39 +424,8 @@ def failure_takeaways(
         raise ValueError(f"{reference!r} is not a row of the AURC table {list(aurc.index)}")
     wrong = table.loc[table["error"] == 1, "uncertainty"]
     right = table.loc[table["error"] == 0, "uncertainty"]
-    sentences = []
-    if len(wrong) and len(right):
-        confident = int((wrong < right.median()).sum())
-        sentences.append(
-            f"UML's wrong labels are more uncertain on average (u {wrong.mean():.3f} against "
-            f"{right.mean():.3f} on the right ones), yet {confident / len(wrong):.0%} of its wrong "
-            f"images ({confident} of {len(wrong)}) are less uncertain than the median right "
-            "image: confidently wrong, the ones no threshold on u catches."
-            if wrong.mean() > right.mean()
-            else f"UML's wrong labels are not more uncertain on average (u {wrong.mean():.3f} "
-            f"against {right.mean():.3f} on the right ones): u does not single out its errors."
-        )
-    row = aurc.loc[reference]
-    best = aurc["aurc"].idxmin()
-    sentences.append(
-        f"Ranked by {reference.split(', ', 1)[1]}, UML's AURC is {row['aurc']:.3f}: a perfect "
-        f"ranking would reach {row['optimal_aurc']:.3f} and a random one about its error rate, "
-        f"{row['error_rate']:.3f}. The lowest AURC is {best}'s ({aurc.loc[best, 'aurc']:.3f}"
-        + (
-            f", error rate {aurc.loc[best, 'error_rate']:.3f})."
-            if best != reference
-            else ", UML's own)."
-        )
-    )
-    pair = ("UML, mean pixel uncertainty", "UML, segmentation entropy, mean pixel uncertainty")
-    if segmentation_aurc is not None and all(p in segmentation_aurc.index for p in pair):
-        mutual, entropy = (segmentation_aurc.loc[p, "aurc"] for p in pair)
-        better = "U^s" if mutual < entropy else "the segmentation's entropy"
-        sentences.append(
-            f"The same segmentations, ranked two ways: by the mutual decoder's U^s the AURC is "
-            f"{mutual:.3f}, by the entropy of UML's own segmentation {entropy:.3f}; {better} "
-            "puts the failed segmentations last more reliably."
-        )
+    sentences = [_wrong_and_right_sentence(wrong, right)] if len(wrong) and len(right) else []
+    sentences.extend(_ranking_sentences(aurc, segmentation_aurc, reference))
     for outcome, frame in (effects or {}).items():
         strongest = _strongest_clear_effect(frame)
         words = (outcomes or {}).get(outcome, outcome)
