@@ -2,7 +2,8 @@
 
 The site is a Sphinx + MyST-NB book. Its pages are gathered into a staging folder first, because
 they live in three places: the README (the landing page), the executed notebooks (``make reference``
-writes them to ``build/notebooks/``; the committed ones have no outputs) and the pages of ``docs/``.
+writes them to ``build/notebooks/``; the committed ones have no outputs) and the pages of ``docs/``
+(the lecturer's guide under "Teaching", the others under "Reference").
 The staging folder mirrors the repository's layout (``notebooks/``, ``docs/``), so the README's
 relative links keep working on the site. Sphinx then runs with ``docs/conf.py`` and turns every
 warning into an error: a broken reference fails the build.
@@ -20,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
-#: Pages of ``docs/`` that the site includes as they are, under "Reference".
+#: Pages of ``docs/`` that the site includes as they are, under "Teaching" and "Reference".
+TEACHING_PAGES = ("course.md",)
 REFERENCE_PAGES = ("fidelity.md", "decisions.md")
 
 
@@ -31,12 +33,15 @@ def missing_notebooks(executed_dir: Path, notebooks_dir: Path = ROOT / "notebook
 
 
 def landing_page(readme: str, notebooks: list[str]) -> str:
-    """The README followed by the site's (hidden) tables of contents: notebooks, then reference."""
+    """The README followed by the site's (hidden) tables of contents: notebooks, teaching,
+    reference."""
     chapters = "\n".join(f"notebooks/{Path(name).stem}" for name in notebooks)
+    teaching = "\n".join(f"docs/{Path(name).stem}" for name in TEACHING_PAGES)
     reference = "\n".join(f"docs/{Path(name).stem}" for name in REFERENCE_PAGES)
     return (
         f"{readme.rstrip()}\n\n"
         f"```{{toctree}}\n:caption: Notebooks\n:hidden:\n:maxdepth: 1\n\n{chapters}\n```\n\n"
+        f"```{{toctree}}\n:caption: Teaching\n:hidden:\n:maxdepth: 1\n\n{teaching}\n```\n\n"
         f"```{{toctree}}\n:caption: Reference\n:hidden:\n:maxdepth: 1\n\n{reference}\napi\n```\n"
     )
 
@@ -67,7 +72,7 @@ def stage(executed_dir: Path, staging: Path, *, allow_unexecuted: bool = False) 
     for name in notebooks:
         source = executed_dir / name if name not in missing else ROOT / "notebooks" / name
         shutil.copy2(source, staging / "notebooks" / name)
-    for name in REFERENCE_PAGES:
+    for name in TEACHING_PAGES + REFERENCE_PAGES:
         shutil.copy2(DOCS / name, staging / "docs" / name)
     shutil.copy2(DOCS / "api.md", staging / "api.md")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
