@@ -4,8 +4,16 @@ The site is not built from ``docs/`` directly: ``docs/build_site.py`` first gath
 ``build/site-src/`` (the README as the landing page, the executed notebooks, the pages of
 ``docs/``) and then runs Sphinx there with this folder as the configuration directory. The notebooks
 arrive executed, by ``make figures``; the site only shows their outputs and never runs them again.
+
+The site works without a network (a lab room without internet): MathJax, which renders the
+formulas, is served from the site itself rather than from a CDN (:func:`copy_mathjax`), and the
+only other scripts that would come from a CDN, the widget manager of myst-nb, are not loaded
+(``nb_ipywidgets_js``). The browser test ``tests/browser/test_site.py`` blocks every request
+outside the site and checks that a formula still renders.
 """
 
+import shutil
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from umlkit import __version__
@@ -23,8 +31,20 @@ extensions = [
     "sphinx.ext.mathjax",
 ]
 
+#: The distribution that ships MathJax's browser build; the docs extra pins its version
+#: (pyproject.toml). It is packaged as a Django app but needs no Django: umlkit only copies its files.
+MATHJAX_DISTRIBUTION = "django-static-mathjax"
+#: The MathJax component the pages load: TeX and MathML input, HTML-CSS output (CHTML).
+MATHJAX_ENTRY = "tex-mml-chtml.js"
+# Relative to the site's _static/ folder (Sphinx's rule for a path that is not a URL).
+mathjax_path = f"mathjax/{MATHJAX_ENTRY}"
+
 # The notebooks carry the outputs of `make figures`; executing them here would retrain every model.
 nb_execution_mode = "off"
+# The only widgets in the executed notebooks are tqdm's progress bars of the training loops.
+# Rendering them would take require.js and the widget manager from a CDN, and a finished bar
+# says nothing on a page: they stay unrendered and the site requests nothing from elsewhere.
+nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 # A failing cell in an executed notebook shows up as a traceback on its page; it must fail the build.
 nb_output_stderr = "show"
 myst_enable_extensions = ["dollarmath", "amsmath"]
@@ -57,3 +77,44 @@ html_theme_options = {
 # Without a default, the theme logs "invalid theme mode" to the console on a reader's first visit.
 html_context = {"default_mode": "light"}
 html_static_path: list[str] = []
+
+
+def mathjax_source() -> Path:
+    """MathJax's browser build (its ``es5/`` folder) as the docs extra installs it.
+
+    Raises:
+        FileNotFoundError: the distribution is not installed (``pip install -e '.[docs]'``).
+    """
+    try:
+        folder = Path(distribution(MATHJAX_DISTRIBUTION).locate_file("mathjax/static/mathjax/es5"))
+    except PackageNotFoundError:
+        folder = None
+    if folder is None or not (folder / MATHJAX_ENTRY).is_file():
+        raise FileNotFoundError(
+            f"MathJax not found: the site serves it itself, from the package "
+            f"{MATHJAX_DISTRIBUTION} of the docs extra (pip install -e '.[docs]')"
+        )
+    return folder
+
+
+def copy_mathjax(app, exception) -> None:
+    """Copy MathJax into ``_static/mathjax/`` of the built site: the entry script and the
+    folders it loads from on demand (fonts, TeX extensions, the accessibility menu and its
+    speech rules), without MathJax's other combined scripts, which no page loads."""
+    if exception is not None or app.builder.format != "html":
+        return
+    source = mathjax_source()
+    target = Path(app.outdir) / "_static" / "mathjax"
+    others = {path.name for path in source.glob("*.js")} - {MATHJAX_ENTRY}
+    shutil.copytree(
+        source,
+        target,
+        dirs_exist_ok=True,
+        ignore=lambda folder, names: others & set(names) if Path(folder) == source else (),
+    )
+
+
+def setup(app):
+    # Checked before the build starts, so that a missing MathJax fails at once, not at the end.
+    mathjax_source()
+    app.connect("build-finished", copy_mathjax)

@@ -97,6 +97,7 @@ def test_site_has_every_chapter_and_reference_page(site):
     assert len(chapters) == 10
     for expected in [f"notebooks/{stem}.html" for stem in chapters] + [
         "index.html",
+        "docs/course.html",
         "docs/fidelity.html",
         "docs/decisions.html",
         "api.html",
@@ -139,7 +140,8 @@ def test_every_page_loads_without_error_in_chromium(site, server, page, artefact
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
 
     def outside(route):
-        # No network here: anything from elsewhere (MathJax's CDN) is answered empty.
+        # The site needs nothing from elsewhere (docs/conf.py); a request that leaves it is
+        # recorded and answered empty, so that the page still loads and the test says which.
         external.add(urlsplit(route.request.url).netloc)
         route.fulfill(status=200, body="", content_type="application/javascript")
 
@@ -160,12 +162,70 @@ def test_every_page_loads_without_error_in_chromium(site, server, page, artefact
         problems += [f"broken image: {src}" for src in broken]
         problems[before:] = [f"{relative}: {problem}" for problem in problems[before:]]
     assert not problems, "\n".join(problems[:40])
-    assert external <= {"cdn.jsdelivr.net"}, f"unexpected external hosts: {external}"
+    assert not external, f"requests outside the site, to: {sorted(external)}"
 
     page.goto(server + "notebooks/02_evidential_primer.html", wait_until="load")
     screenshot = artefacts / "site-02_evidential_primer.png"
     page.screenshot(path=str(screenshot), full_page=False)
     assert screenshot.stat().st_size > 10_000
+
+
+#: What the offline test reads of a page once MathJax has finished: its formulas (the elements
+#: Sphinx writes for MathJax), how many MathJax replaced by its output, the first output's size,
+#: the TeX left as text, and whether MathJax's own fonts were loaded.
+RENDERED_MATH = r"""async () => {
+    await MathJax.startup.promise;
+    await document.fonts.ready;
+    const formulas = [...document.querySelectorAll('article .math')];
+    const rendered = formulas.filter(el => el.querySelector('mjx-container'));
+    const first = rendered.length ? rendered[0].querySelector('mjx-container') : null;
+    const box = first ? first.getBoundingClientRect() : {width: 0, height: 0};
+    const raw = formulas.map(el => el.innerText)
+                        .filter(text => text.includes('\\') || text.includes('$'));
+    const fonts = [...document.fonts].filter(font => font.family.includes('MJX'));
+    return {
+        formulas: formulas.length,
+        rendered: rendered.length,
+        width: box.width,
+        height: box.height,
+        raw: raw.slice(0, 5),
+        fonts: fonts.filter(font => font.status === 'loaded').map(font => font.family),
+        font_errors: fonts.filter(font => font.status === 'error').map(font => font.family),
+    };
+}"""
+
+
+@pytest.mark.parametrize(
+    "address", ["notebooks/02_evidential_primer.html", "generated/umlkit.evidential.html"]
+)
+def test_formulas_render_with_every_request_outside_the_site_blocked(server, page, address):
+    """A lab room without internet: MathJax and its fonts come from the site itself."""
+    blocked, failed = [], []
+
+    def offline(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", offline)
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(server + address, wait_until="load")
+    assert not blocked, f"requests outside the site: {blocked[:5]}"
+    # MathJax's script is deferred: by the load event it has run, if it was there to run.
+    assert page.evaluate("() => Boolean(window.MathJax && MathJax.startup)"), "no MathJax"
+    math = page.evaluate(RENDERED_MATH)
+    assert math["formulas"] > 0, f"{address} has no formula to render"
+    assert math["rendered"] == math["formulas"], math
+    assert math["width"] > 0 and math["height"] > 0, math
+    assert not math["raw"], f"TeX left as text: {math['raw']}"
+    assert math["fonts"] and not math["font_errors"], math
+    assert not [url for url in failed if url.startswith(server)], failed[:5]
+    loaded = page.evaluate(
+        "() => performance.getEntriesByType('resource').map(entry => entry.name)"
+    )
+    assert any("/_static/mathjax/" in url for url in loaded), "MathJax was not loaded from the site"
 
 
 def test_search_finds_the_uncertainty_navigator(server, page):
