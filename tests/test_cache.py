@@ -21,7 +21,7 @@ import pytest
 import umlkit.semi.loop as semi_module
 import umlkit.train as train_module
 from umlkit.cache import CacheFolders, export_cache, import_cache
-from umlkit.cache.archives import versions
+from umlkit.cache.archives import SECTIONS, versions
 from umlkit.cli import main
 from umlkit.data import load_dataset, make_synthetic
 from umlkit.data.base import SegmentationClassificationDataset
@@ -276,3 +276,79 @@ def test_the_command_line_exports_and_imports(lecturer, tmp_path, monkeypatch, c
     assert main(["cache", "import", str(tmp_path / "nowhere.zip")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("umlkit cache: cache archive")
+
+
+# ------------------------------------------- the lab path: a real notebook after an import
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def new_checkout(base: Path) -> Path:
+    """A clone as far as notebook 03 needs one: the project marker (``pyproject.toml`` beside
+    ``umlkit/``, which :func:`umlkit.runtime.project_root` looks for), the notebook and the smoke
+    parameter set; ``data/`` and ``build/`` start empty."""
+    (base / "notebooks" / "params").mkdir(parents=True)
+    shutil.copy2(ROOT / "pyproject.toml", base / "pyproject.toml")
+    (base / "umlkit").symlink_to(ROOT / "umlkit", target_is_directory=True)
+    shutil.copy2(ROOT / "notebooks" / "03_training.ipynb", base / "notebooks")
+    shutil.copy2(ROOT / "notebooks" / "params" / "smoke.yaml", base / "notebooks" / "params")
+    return base
+
+
+def run_notebook_03(checkout: Path) -> str:
+    """``umlkit figures --profile smoke --only 03`` in ``checkout``; what its cells printed."""
+    import nbformat
+
+    assert main(["figures", "--profile", "smoke", "--only", "03"]) == 0
+    executed = nbformat.read(checkout / "build" / "notebooks-smoke" / "03_training.ipynb", 4)
+    return "".join(
+        output.get("text", "")
+        for cell in executed.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+
+
+def stamps(folders: CacheFolders) -> dict[str, tuple[int, bytes]]:
+    """Every file of the folders an archive fills (runs, datasets, decoded splits): its
+    modification time (ns) and bytes, by path."""
+    return {
+        str(path): (path.stat().st_mtime_ns, path.read_bytes())
+        for section in SECTIONS
+        for path in sorted(folders.section(section).rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_notebook_03_runs_without_training_after_an_import(tmp_path, monkeypatch):
+    """The lab path end to end, with the commands a lecturer and a student type: the lecturer
+    runs notebook 03 (it generates the smoke data and trains) and exports the cache; a fresh
+    clone imports the archive and runs the same notebook, which loads its model: not one file of
+    the runs, datasets or decoded splits is added, removed or written again.
+
+    Cost: two smoke-profile runs of one notebook, the first training for two epochs, the second
+    loading; about 55 s of CPU time in all (the machine otherwise idle, that is about a minute of
+    one `make test` worker). The other notebooks find their runs the same way, by the hash of
+    their configuration, which the round-trip tests above check for both training loops.
+    """
+    # Each checkout keeps its decoded splits in its own data/cache/arrays, as a clone does.
+    monkeypatch.delenv("UMLKIT_ARRAY_CACHE", raising=False)
+    lecturer = new_checkout(tmp_path / "lecturer")
+    monkeypatch.chdir(lecturer)
+    printed = run_notebook_03(lecturer)
+    assert "seed 0: trained" in printed, printed
+    archive = tmp_path / "lab.tar.gz"
+    assert main(["cache", "export", str(archive), "--profile", "smoke"]) == 0
+
+    student = new_checkout(tmp_path / "student")
+    monkeypatch.chdir(student)
+    assert main(["cache", "import", str(archive)]) == 0
+    folders = folders_in(student)
+    imported = stamps(folders)
+    assert any(Path(name).parent.parent == folders.models for name in imported)
+    printed = run_notebook_03(student)
+    assert "seed 0: loaded from the cache" in printed, printed
+    after = stamps(folders)
+    assert sorted(after) == sorted(imported), "files added to or removed from the cache"
+    changed = [name for name in imported if after[name] != imported[name]]
+    assert not changed, f"rewritten after the import: {changed[:5]}"
