@@ -87,6 +87,8 @@ REFERENCE_FIGURES = [
     "02_evidential_primer_toy_maps",
     "03_training_curves",
     "03_training_factor_weights",
+    "03_training_learning_curves",
+    "04_ablations_learning_curves",
     "04_ablations_metrics",
     "05_reliability_against_truth",
     "05_reliability_binning_variants",
