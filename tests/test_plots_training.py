@@ -96,6 +96,15 @@ def test_learning_curves_band_the_seeds_and_star_the_runs_still_improving():
     assert "Bayes-optimal accuracy (0.820)" in legend
 
 
+def test_the_legend_names_the_variants_of_either_panel_once():
+    no_accuracy = _history([0.8, 0.9]).assign(val_accuracy=np.nan)  # segmentation only
+    runs = {"UML": [_history([0.6, 0.7])], "segmentation only": [no_accuracy]}
+    fig = plots.learning_curves(runs)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["UML", "segmentation only"]
+    assert legend.count("UML") == 1
+
+
 def test_learning_curves_refuse_no_runs():
     with pytest.raises(ValueError, match="at least one run"):
         plots.learning_curves({})

@@ -202,9 +202,13 @@ STAR = {"marker": "*", "markersize": 11, "markeredgecolor": "black"}
 
 def _learning_legend(fig, axes, bayes_accuracy: float | None) -> None:
     """One legend below both panels: the variants, then what the band, star and line mean."""
-    handles, labels = axes[0].get_legend_handles_labels()
-    if not handles:
-        handles, labels = axes[1].get_legend_handles_labels()
+    # every panel's variants, once each: segmentation only has no accuracy, classification only
+    # no Dice
+    named = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            named.setdefault(label, handle)
+    handles, labels = list(named.values()), list(named)
     extra = [
         (plt.Line2D([], [], color="grey", linewidth=6, alpha=0.3), "lowest to highest seed"),
         (
