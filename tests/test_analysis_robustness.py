@@ -237,8 +237,8 @@ def test_robustness_takeaways_name_the_collapse_and_the_falling_uncertainty():
     )
     assert lines[0] == (
         "gaussian_noise at its strongest (0.5): every model calls (almost) every image melanoma "
-        "(40% of the test images are melanoma); accuracy 0.400 to 0.400, below the chance line "
-        "0.600 for 2 of 2 models; the image uncertainty falls for 2 of 2 (UML 0.44 on clean "
+        "(40% of the test images are melanoma); accuracy 0.400 against the chance line 0.600: "
+        "below it for 2 of 2 models; the image uncertainty falls for 2 of 2 (UML 0.44 on clean "
         "images, 0.09 at the strongest level)."
     )
     assert lines[1] == (
@@ -257,6 +257,12 @@ def test_robustness_takeaways_other_outcomes_and_bad_input():
     split = sweep.assign(predicted_positive=np.where(sweep.model == "UML", 0.5, 0.7))
     (line,) = robustness.robustness_takeaways(split, ("benign", "melanoma"), positive_share=0.4)
     assert "the models call 50% to 70% of the images melanoma" in line
+    # 0 * accuracy keeps the U-Net without an image head at NaN
+    mixed = sweep.assign(accuracy=np.where(sweep.model == "UML", 0.603, 0.7) + 0 * sweep.accuracy)
+    (line,) = robustness.robustness_takeaways(mixed, ("benign", "melanoma"), positive_share=0.4)
+    assert "accuracy 0.603 to 0.700 against the chance line 0.600: on it for 1, above it for 1" in (
+        line
+    )
     with pytest.raises(ValueError, match="no image head"):
         robustness.robustness_takeaways(sweep, ("a", "b"), 0.4, reference="U-Net")
     with pytest.raises(ValueError, match="predicted_positive"):

@@ -369,6 +369,22 @@ def _share_range(values: pd.Series) -> str:
     return low if low == high else f"{low} to {high}"
 
 
+def _against_chance(accuracy: pd.Series, chance: float) -> str:
+    """``"accuracy 0.385, below the chance line 0.615 for 4 of 4 models"``: the models'
+    accuracies and how many fall below, on (within 0.005) or above the chance line."""
+    low, high = f"{accuracy.min():.3f}", f"{accuracy.max():.3f}"
+    counts = {
+        "below": int((accuracy < chance - 0.005).sum()),
+        "on": int(((accuracy - chance).abs() <= 0.005).sum()),
+        "above": int((accuracy > chance + 0.005).sum()),
+    }
+    where = ", ".join(f"{side} it for {n}" for side, n in counts.items() if n)
+    return (
+        f"accuracy {low if low == high else f'{low} to {high}'} against the chance line "
+        f"{chance:.3f}: {where} of {len(accuracy)} models"
+    )
+
+
 def robustness_takeaways(
     sweep: pd.DataFrame,
     class_names: Sequence[str],
@@ -409,15 +425,12 @@ def robustness_takeaways(
             who = f"every model calls (almost) every image {negative}"
         else:
             who = f"the models call {_share_range(called)} of the images {positive}"
-        accuracy = strongest["accuracy"]
-        below = int((accuracy < chance - 0.005).sum())
         fall = strongest["uncertainty"] < clean["uncertainty"]
         moved = "falls" if fall.sum() > len(fall) / 2 else "rises"
         level = sweep.loc[sweep["corruption"] == corruption, "severity"].max()
         sentences.append(
             f"{corruption} at its strongest ({level:g}): {who} ({positive_share:.0%} of the test "
-            f"images are {positive}); accuracy {accuracy.min():.3f} to {accuracy.max():.3f}, below "
-            f"the chance line {chance:.3f} for {below} of {len(accuracy)} models; the image "
+            f"images are {positive}); {_against_chance(strongest['accuracy'], chance)}; the image "
             f"uncertainty {moved} for {int(fall.sum() if moved == 'falls' else (~fall).sum())} of "
             f"{len(fall)} ({reference} {clean.loc[reference, 'uncertainty']:.2f} on clean images, "
             f"{strongest.loc[reference, 'uncertainty']:.2f} at the strongest level)."
