@@ -32,6 +32,10 @@ def missing_notebooks(executed_dir: Path, notebooks_dir: Path = ROOT / "notebook
     return [name for name in names if not (executed_dir / name).is_file()]
 
 
+#: The reference's results (``make reference``), which the README's Results section links.
+RESULT_FILES = ("results.md", "results.json")
+
+
 def landing_page(readme: str, notebooks: list[str]) -> str:
     """The README followed by the site's (hidden) tables of contents: notebooks, teaching,
     reference."""
@@ -42,7 +46,8 @@ def landing_page(readme: str, notebooks: list[str]) -> str:
         f"{readme.rstrip()}\n\n"
         f"```{{toctree}}\n:caption: Notebooks\n:hidden:\n:maxdepth: 1\n\n{chapters}\n```\n\n"
         f"```{{toctree}}\n:caption: Teaching\n:hidden:\n:maxdepth: 1\n\n{teaching}\n```\n\n"
-        f"```{{toctree}}\n:caption: Reference\n:hidden:\n:maxdepth: 1\n\n{reference}\napi\n```\n"
+        f"```{{toctree}}\n:caption: Reference\n:hidden:\n:maxdepth: 1\n\n{reference}\n"
+        f"figures/results\napi\n```\n"
     )
 
 
@@ -75,6 +80,12 @@ def stage(executed_dir: Path, staging: Path, *, allow_unexecuted: bool = False) 
     for name in TEACHING_PAGES + REFERENCE_PAGES:
         shutil.copy2(DOCS / name, staging / "docs" / name)
     shutil.copy2(DOCS / "api.md", staging / "api.md")
+    # the README's Results section links the reference's results: a page and a download
+    (staging / "figures").mkdir()
+    for name in RESULT_FILES:
+        if not (ROOT / "figures" / name).is_file():
+            raise FileNotFoundError(f"{ROOT / 'figures' / name} is missing: run make reference")
+        shutil.copy2(ROOT / "figures" / name, staging / "figures" / name)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (staging / "index.md").write_text(landing_page(readme, notebooks), encoding="utf-8")
     return staging

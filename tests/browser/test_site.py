@@ -100,6 +100,7 @@ def test_site_has_every_chapter_and_reference_page(site):
         "docs/course.html",
         "docs/fidelity.html",
         "docs/decisions.html",
+        "figures/results.html",  # the README's Results section links it
         "api.html",
         "generated/umlkit.evidential.html",
         "generated/umlkit.widgets.html",
@@ -110,6 +111,8 @@ def test_site_has_every_chapter_and_reference_page(site):
     assert 'class="math' in evidential
     chapter = (site / "notebooks" / "02_evidential_primer.html").read_text(encoding="utf-8")
     assert "<img" in chapter  # the executed chapter shows its figures
+    # ...and the raw results.json is a download of the landing page
+    assert list(site.glob("_downloads/*/results.json"))
 
 
 def test_no_broken_internal_link(site):
