@@ -102,7 +102,7 @@ bench: venv
 clean-notebooks: venv
 	$(BIN)/python -m umlkit.checked_outputs clear notebooks/*.ipynb
 
-# The outputs nbval compares, written into the committed notebooks: each notebook executed at
+# The outputs nbval compares, written to notebooks/checked/ (the notebooks stay clear): each notebook executed at
 # the smoke profile in notebooks/ (as nbval runs it), only its # NBVAL_CHECK_OUTPUT cells' outputs
 # kept. Run it after changing such a cell; NOTEBOOKS=notebooks/02_evidential_primer.ipynb for one.
 NOTEBOOKS ?= notebooks/*.ipynb

@@ -13,8 +13,28 @@ stay together: they share one kernel.
 """
 
 import os
+import types
+from pathlib import Path
+
+import nbformat
+import nbval.plugin
+
+from umlkit.checked_outputs import with_stored_outputs
 
 os.environ.setdefault("UMLKIT_PROFILE", "smoke")
+
+
+def _read_with_stored_outputs(path, *args, **kwargs):
+    """nbval's reader of a notebook, with the checked cells' outputs put back from
+    ``notebooks/checked/`` (the notebooks themselves are committed without outputs)."""
+    return with_stored_outputs(nbformat.read(path, *args, **kwargs), Path(path))
+
+
+# nbval reads each notebook with ``nbformat.read`` of its own module: that one name is replaced
+nbval.plugin.nbformat = types.SimpleNamespace(
+    **{name: getattr(nbformat, name) for name in dir(nbformat) if not name.startswith("__")},
+)
+nbval.plugin.nbformat.read = _read_with_stored_outputs
 
 NOTEBOOKS_GROUP = "notebooks"
 

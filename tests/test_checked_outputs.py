@@ -3,7 +3,15 @@
 import nbformat
 import pytest
 
-from umlkit.checked_outputs import MARKER, clear, is_checked, keep_checked_outputs, store
+from umlkit.checked_outputs import (
+    MARKER,
+    clear,
+    is_checked,
+    keep_checked_outputs,
+    sidecar_path,
+    store,
+    with_stored_outputs,
+)
 
 
 def _notebook(*sources):
@@ -51,7 +59,11 @@ def test_store_executes_the_notebook_and_writes_the_checked_output(tmp_path):
     profile_line = "import os\nprint(os.environ['UMLKIT_PROFILE'], 6 * 7)"
     nbformat.write(_notebook(f"{MARKER}\n{profile_line}", "print('not kept')"), path)
     assert store(path) == 1
-    stored = nbformat.read(path, as_version=4)
+    # the notebook stays clear; its checked output is kept beside it, and put back for nbval
+    committed = nbformat.read(path, as_version=4)
+    assert all(c.outputs == [] and c.execution_count is None for c in committed.cells)
+    assert sidecar_path(path) == tmp_path / "checked" / "nb.json"
+    stored = with_stored_outputs(committed, path)
     assert [output["text"] for output in stored.cells[0].outputs] == ["smoke 42\n"]
     assert stored.cells[1].outputs == [] and stored.cells[1].execution_count is None
     assert stored.cells[0].execution_count == 1
@@ -59,4 +71,9 @@ def test_store_executes_the_notebook_and_writes_the_checked_output(tmp_path):
     nbformat.write(stored, path)
     clear(path)
     cleared = nbformat.read(path, as_version=4).cells
-    assert cleared[1].outputs == [] and cleared[0].outputs == stored.cells[0].outputs
+    assert cleared[0].outputs == [] and cleared[1].outputs == []
+    # a checked cell edited without storing again: its old output is refused, in one line
+    edited = nbformat.read(path, as_version=4)
+    edited.cells[0].source += "\nprint(1)"
+    with pytest.raises(ValueError, match="other checked cells than nb.ipynb's: run make check"):
+        with_stored_outputs(edited, path)

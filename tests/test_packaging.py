@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from umlkit.checked_outputs import is_checked
+from umlkit.checked_outputs import is_checked, with_stored_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,19 +68,16 @@ def test_committed_notebooks_follow_the_conventions():
     for path in NOTEBOOKS:
         cells = nbformat.read(path, as_version=4).cells
         code = [cell for cell in cells if cell["cell_type"] == "code"]
-        # outputs (with the execution count nbval needs beside them) only where nbval compares
-        # them (umlkit.checked_outputs), and there always
-        executed = [
-            i
-            for i, cell in enumerate(code)
-            if (cell["outputs"] or cell["execution_count"]) and not is_checked(cell)
-        ]
+        # no outputs at all: the checked cells' outputs live in notebooks/checked/
+        executed = [i for i, cell in enumerate(code) if cell["outputs"] or cell["execution_count"]]
         assert not executed, (
             f"{path.name}: code cells {executed} hold outputs (make clean-notebooks)"
         )
+        # ...where every checked cell has its output and execution count, for nbval
+        stored = with_stored_outputs(nbformat.read(path, as_version=4), path)
         unstored = [
             i
-            for i, cell in enumerate(code)
+            for i, cell in enumerate(c for c in stored.cells if c["cell_type"] == "code")
             if is_checked(cell) and not (cell["outputs"] and cell["execution_count"])
         ]
         assert not unstored, (

@@ -2,15 +2,16 @@
 
 nbval runs every notebook under ``--nbval-lax``: a cell that runs without an error passes,
 whatever it prints. A cell whose first line is the comment ``# NBVAL_CHECK_OUTPUT`` is compared
-with the output stored in the committed notebook, so a changed number fails ``make test``. Only
+with its stored output, so a changed number fails ``make test``. Only
 outputs that are the same whatever the profile and the machine qualify: a metric of fixed
 arrays, a Dirichlet statistic, the shape of a table, printed rounded.
 
-Every other cell is committed without output or execution count (``tests/test_packaging.py``);
-a checked cell keeps the execution count of the run that stored its output, because nbval
-refuses a stored output whose cell was never run. This module writes
-the stored outputs (``make check-outputs``): it executes a notebook at the ``smoke`` profile, in
-its own folder as nbval does, and keeps the outputs of the checked cells only::
+Notebooks are committed without any output (``tests/test_packaging.py``): the checked cells'
+outputs and execution counts (nbval refuses a stored output whose cell was never run) are kept
+beside them, in ``notebooks/checked/<notebook>.json``, and ``notebooks/conftest.py`` puts them
+back as nbval reads a notebook (:func:`with_stored_outputs`). This module writes them (``make
+check-outputs``): it executes a notebook at the ``smoke`` profile, in its own folder as nbval
+does, and keeps the outputs of the checked cells only::
 
     python -m umlkit.checked_outputs store notebooks/02_evidential_primer.ipynb
     python -m umlkit.checked_outputs clear notebooks/*.ipynb   # every other output removed
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +29,8 @@ from pathlib import Path
 import nbformat
 
 MARKER = "# NBVAL_CHECK_OUTPUT"
+#: The folder beside the notebooks that keeps their checked outputs (:func:`sidecar_path`).
+SIDECAR_DIR = "checked"
 
 
 def is_checked(cell) -> bool:
@@ -60,6 +64,47 @@ def keep_checked_outputs(notebook, executed=None):
     return notebook
 
 
+def sidecar_path(path: str | Path) -> Path:
+    """Where the checked outputs of the notebook at ``path`` are kept:
+    ``<its folder>/checked/<its name>.json`` (the notebook itself is committed without outputs)."""
+    path = Path(path)
+    return path.parent / SIDECAR_DIR / f"{path.stem}.json"
+
+
+def write_sidecar(notebook, path: str | Path) -> None:
+    """Keep the checked cells' sources, outputs and execution counts in :func:`sidecar_path`."""
+    entries = [
+        {"source": c.source, "execution_count": c.execution_count, "outputs": c.outputs}
+        for c in notebook.cells
+        if is_checked(c)
+    ]
+    target = sidecar_path(path)
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def with_stored_outputs(notebook, path: str | Path):
+    """``notebook`` (read from ``path``) with its checked cells' stored outputs put back, as nbval
+    must see it (``notebooks/conftest.py``). Changed in place and returned.
+
+    Raises:
+        ValueError: the stored outputs are of other checked cells than the notebook's (a checked
+            cell was edited without ``make check-outputs``); one line naming the files.
+    """
+    stored = sidecar_path(path)
+    entries = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else []
+    cells = [c for c in notebook.cells if is_checked(c)]
+    if [e["source"] for e in entries] != [c.source for c in cells]:
+        raise ValueError(
+            f"{stored} holds the outputs of other checked cells than {Path(path).name}'s: "
+            "run make check-outputs"
+        )
+    for cell, entry in zip(cells, entries, strict=True):
+        cell.outputs = [nbformat.from_dict(output) for output in entry["outputs"]]
+        cell.execution_count = entry["execution_count"]
+    return notebook
+
+
 def execute(path: str | Path, profile: str = "smoke", timeout: int = 900):
     """A copy of the notebook at ``path`` executed at ``profile`` in its own folder (as nbval)."""
     from nbclient import NotebookClient
@@ -85,14 +130,19 @@ def store(path: str | Path, profile: str = "smoke") -> int:
     """
     notebook = nbformat.read(path, as_version=4)
     keep_checked_outputs(notebook, execute(path, profile))
-    nbformat.write(notebook, path)
+    write_sidecar(notebook, path)
+    clear(path, notebook)
     return sum(is_checked(cell) for cell in notebook.cells)
 
 
-def clear(path: str | Path) -> None:
-    """Remove every output and execution count of the notebook at ``path`` but the checked cells'."""
-    notebook = nbformat.read(path, as_version=4)
-    nbformat.write(keep_checked_outputs(notebook), path)
+def clear(path: str | Path, notebook=None) -> None:
+    """Write the notebook at ``path`` (or ``notebook``) back without any output or execution count;
+    the checked cells' outputs live in :func:`sidecar_path`."""
+    notebook = nbformat.read(path, as_version=4) if notebook is None else notebook
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
