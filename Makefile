@@ -40,9 +40,11 @@ $(STAMP): pyproject.toml
 	  else echo "no GPU: installing the CPU build $(CPU_TORCH)"; \
 	       $(BIN)/python -m pip install -q $(CPU_TORCH) 2>&1 | grep -v "is ignored" || true; fi; fi
 	@# uv installs the same requirements as pip, downloading in parallel: about 10 s against
-	@# 80 s for pip on a fresh machine (docs/decisions.md); pip is the fallback.
+	@# 80 s for pip on a fresh machine (docs/decisions.md); pip is the fallback. Unlike pip, uv
+	@# writes no bytecode unless asked: where PYTHONDONTWRITEBYTECODE is set, every process would
+	@# compile scipy, pandas, matplotlib, ... again, and a notebook's imports take twice as long.
 	@$(BIN)/python -m pip install -q uv 2>&1 | grep -v "is ignored" || true
-	@$(BIN)/uv pip install --python $(BIN)/python -q -e ".[dev,docs]" 2>/dev/null \
+	@$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -e ".[dev,docs]" 2>/dev/null \
 	  || $(BIN)/python -m pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import umlkit, torch; print('umlkit', umlkit.__version__, '| torch', torch.__version__)"
 	@touch $@
@@ -65,6 +67,8 @@ SECOND_CAPABILITY = $(shell $(BIN)/python -c "import torch; \
   print('avx2' if torch.backends.cpu.get_cpu_capability() == 'AVX512' else 'default')")
 
 test: lint
+	@# umlkit's own bytecode, for the same reason (a source file edited later is compiled afresh)
+	@$(BIN)/python -m compileall -q umlkit
 	$(PYTEST)
 	ATEN_CPU_CAPABILITY=$(SECOND_CAPABILITY) $(PYTEST) --dist load $(NUMERIC_TESTS)
 
