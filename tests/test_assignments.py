@@ -8,8 +8,10 @@
   on a missing name or a ``TypeError``; every other cell runs. No check passes without its
   solution.
 
-Only the exercises' cells run (no training, no notebook-wide execution): both directions of a
-notebook share one kernel, the student's cells after the instructor's, behind a reset.
+Only the exercises' cells run (no training, no notebook-wide execution), all of them in one
+kernel: every chapter's instructor cells, then its student cells, each exercise behind a reset
+(``%reset -f``), so that no exercise sees another's names. One kernel instead of one per chapter
+saves a kernel start and umlkit's imports for every chapter.
 """
 
 import subprocess
@@ -54,29 +56,29 @@ def released(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(released):
-    """A function: the executed exercise cells of a notebook, ``(instructor, student)``."""
-    done = {}
-
-    def run(path: Path):
-        if path.stem not in done:
-            instructor = isolated_exercises(_read(path))
-            student = isolated_exercises(_read(released[path.stem]), released=True)
-            both = nbformat.v4.new_notebook(
-                cells=instructor.cells + student.cells, metadata=instructor.metadata
-            )
-            NotebookClient(
-                both,
-                timeout=120,
-                kernel_name="python3",
-                allow_errors=True,
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
-            split = len(instructor.cells)
-            done[path.stem] = (both.cells[:split], both.cells[split:])
-        return done[path.stem]
-
-    return run
+def runs(released) -> dict[str, tuple[list, list]]:
+    """The executed exercise cells of every chapter with exercises: ``{stem: (instructor,
+    student)}``, all run in one kernel (the module docstring says why that isolates them)."""
+    parts, cells = [], []
+    for path in WITH_EXERCISES:
+        instructor = isolated_exercises(_read(path)).cells
+        student = isolated_exercises(_read(released[path.stem]), released=True).cells
+        parts.append((path.stem, len(instructor), len(student)))
+        cells += instructor + student
+    both = nbformat.v4.new_notebook(cells=cells, metadata=_read(WITH_EXERCISES[0]).metadata)
+    NotebookClient(
+        both,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
+    done, start = {}, 0
+    for stem, n_instructor, n_student in parts:
+        middle, end = start + n_instructor, start + n_instructor + n_student
+        done[stem] = (both.cells[start:middle], both.cells[middle:end])
+        start = end
+    return done
 
 
 def _error(cell) -> str | None:
@@ -103,14 +105,14 @@ def test_each_chapter_holds_its_exercises_numbered_after_it(path):
 
 @pytest.mark.parametrize("path", WITH_EXERCISES, ids=_ids)
 def test_the_instructor_version_passes_every_test_cell(path, runs):
-    instructor, _ = runs(path)
+    instructor, _ = runs[path.stem]
     failed = {_grade_id(cell): _error(cell) for cell in instructor if _error(cell)}
     assert failed == {}, f"{path.name}: cells that raised"
 
 
 @pytest.mark.parametrize("path", WITH_EXERCISES, ids=_ids)
 def test_the_student_release_fails_every_test_cell_on_its_assertion(path, runs, released):
-    _, student = runs(path)
+    _, student = runs[path.stem]
     tests = {_grade_id(cell): _error(cell) for cell in student if _is_test(cell)}
     assert tests and set(tests.values()) == {"AssertionError"}, f"{path.name}: {tests}"
     others = {_grade_id(cell): _error(cell) for cell in student if not _is_test(cell)}

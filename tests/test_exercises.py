@@ -101,7 +101,7 @@ def test_the_release_strips_the_solution_and_keeps_the_placeholder(tmp_path):
     with pytest.raises(ValueError, match="needs the stub, no solution"):
         exercises(_notebook(*_exercise(1)), released=True)
     assert cells[3].source == TEST and cells[1].source == SETUP
-    assert (tmp_path / "course" / "gradebook.db").is_file()
+    assert not (tmp_path / "course" / "gradebook.db").exists()  # a scratch course grades nothing
     # a second release replaces the first in the same scratch course folder
     assert release([source], tmp_path / "assignments", tmp_path / "course") == [released]
 

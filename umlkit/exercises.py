@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import re
 import shutil
 import subprocess
@@ -233,8 +232,10 @@ def release(notebooks: Sequence[str | Path], destination: str | Path, course_dir
     """Write the student release of ``notebooks`` with ``nbgrader generate_assignment``.
 
     Each notebook becomes an nbgrader assignment of its own name in the scratch course folder
-    ``course_dir`` (emptied first; nbgrader's database ``gradebook.db`` lands there too), and
-    its release is copied to ``destination/<name>/<name>.ipynb``, replacing an earlier one.
+    ``course_dir`` (emptied first), and its release is copied to
+    ``destination/<name>/<name>.ipynb``, replacing an earlier one. nbgrader runs without its
+    gradebook database (``--no-db``): a scratch course grades nothing, and a lecturer's own
+    course records the assignment when it generates it there (docs/course.md).
 
     Returns:
         The released notebooks' paths, in the order of ``notebooks``.
@@ -246,11 +247,8 @@ def release(notebooks: Sequence[str | Path], destination: str | Path, course_dir
     notebooks = [Path(path).resolve() for path in notebooks]
     course_dir, destination = Path(course_dir).resolve(), Path(destination)
     _prepare_course(course_dir, notebooks)
-    # nbgrader creates its database by running the `alembic` command: it must be on the PATH
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
-    command = [sys.executable, "-m", "nbgrader", "generate_assignment", "*"]
-    done = subprocess.run(command, cwd=course_dir, env=env, capture_output=True, text=True)
+    command = [sys.executable, "-m", "nbgrader", "generate_assignment", "*", "--no-db"]
+    done = subprocess.run(command, cwd=course_dir, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{done.stdout}{done.stderr}")
     released = []

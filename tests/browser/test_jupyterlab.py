@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
-PlaywrightTimeout = playwright.TimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,18 +81,31 @@ def jupyter_lab(tmp_path_factory, artefacts, free_port):
         log.close()
 
 
+def kernel_state(base: str, token: str, path: str) -> str | None:
+    """The execution state of the kernel the server runs for the notebook ``path``, or None
+    while the notebook has no session (JupyterLab starts one once it has opened the file)."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=5) as response:
+        sessions = json.load(response)
+    states = [s["kernel"]["execution_state"] for s in sessions if s.get("path") == path]
+    return states[0] if states else None
+
+
 def run_all_cells(page, base: str, token: str, path: str) -> None:
     """Open ``path`` in JupyterLab, run all cells and wait until the last one has finished."""
     page.goto(f"{base}/lab/tree/{path}?token={token}")
     panel = page.locator(".jp-NotebookPanel:visible")
     panel.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
     # JupyterLab may ask which kernel to start (the notebook names one): accept its proposal.
+    # The server says when the notebook's kernel has started and is idle; waiting a fixed time
+    # for a question that mostly does not come would only leave a core idle.
     accept = page.locator(".jp-Dialog .jp-mod-accept")
-    try:
-        accept.wait_for(timeout=10_000)
-        accept.click()
-    except PlaywrightTimeout:
-        pass
+    deadline = time.monotonic() + 120
+    while kernel_state(base, token, path) != "idle":
+        if accept.is_visible():
+            accept.click()
+        if time.monotonic() > deadline:
+            pytest.fail(f"the kernel of {path} did not start within 120 s")
+        page.wait_for_timeout(250)
     panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
