@@ -1,6 +1,7 @@
 """The install surface: pyproject and environment.yml list the same packages; the README and CI
 agree; committed notebooks and figures follow the layout conventions."""
 
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -95,3 +96,18 @@ def test_committed_figures_are_named_after_a_notebook_in_both_formats():
     for png in figures:
         assert any(png.stem.startswith(f"{stem}_") for stem in stems), png.name
         assert png.with_suffix(".pdf").is_file(), f"{png.name} has no PDF twin"
+
+
+def test_the_test_schedule_names_test_files_that_exist():
+    """notebooks/conftest.py starts the longest test modules first; a renamed module would
+    silently fall back to xdist's order, so every name it lists must be a file."""
+    spec = importlib.util.spec_from_file_location(
+        "notebooks_conftest", ROOT / "notebooks" / "conftest.py"
+    )
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    assert conftest.LONGEST_FIRST
+    missing = [name for name in conftest.LONGEST_FIRST if not (ROOT / name).is_file()]
+    assert missing == []
+    assert conftest.work_unit("notebooks/04_ablations.ipynb::Cell 3", "x") == "notebooks"
+    assert conftest.work_unit("notebooks/09_semi_supervised.ipynb::Cell 3", "x") == "x"
