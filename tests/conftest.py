@@ -37,6 +37,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+#: The single slowest tests (torch.compile's first compilation, 30-45 s of one worker): they run
+#: first, so that under ``--dist load`` (the second-kernels pass of ``make test``) the other
+#: worker takes the rest instead of waiting for them at the end.
+SLOWEST_TESTS = ("tests/test_train.py::test_compiled_training_follows_eager_training",)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """:data:`SLOWEST_TESTS` first (a stable sort; ``notebooks/conftest.py`` then orders the
+    units of work of the whole run, which keeps them first within their module)."""
+    items.sort(key=lambda item: item.nodeid not in SLOWEST_TESTS)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _caches_in_a_temporary_folder(tmp_path_factory):
     """Decoded splits and file digests of the tests' fixture datasets go to temporary folders,
