@@ -363,16 +363,21 @@ def _at_level(sweep: pd.DataFrame, corruption: str, level: str) -> pd.DataFrame:
     return rows[rows["severity"] == chosen].groupby("model", sort=False).mean(numeric_only=True)
 
 
-def _share_range(values: pd.Series) -> str:
-    """``"38 %"`` or ``"97 % to 100 %"``: the range of a share over the models."""
-    low, high = f"{values.min():.0%}", f"{values.max():.0%}"
+def _value_range(values: pd.Series, spec: str) -> str:
+    """``"38%"`` or ``"97% to 100%"`` (``spec`` ``".0%"``): the range of a value over the
+    models, one number where they all print the same."""
+    low, high = f"{values.min():{spec}}", f"{values.max():{spec}}"
     return low if low == high else f"{low} to {high}"
 
 
+def _share_range(values: pd.Series) -> str:
+    """``"38%"`` or ``"97% to 100%"``: the range of a share over the models."""
+    return _value_range(values, ".0%")
+
+
 def _against_chance(accuracy: pd.Series, chance: float) -> str:
-    """``"accuracy 0.385, below the chance line 0.615 for 4 of 4 models"``: the models'
-    accuracies and how many fall below, on (within 0.005) or above the chance line."""
-    low, high = f"{accuracy.min():.3f}", f"{accuracy.max():.3f}"
+    """``"accuracy 0.385 against the chance line 0.615: below it for 4 of 4 models"``: the
+    models' accuracies and how many fall below, on (within 0.005) or above the chance line."""
     counts = {
         "below": int((accuracy < chance - 0.005).sum()),
         "on": int(((accuracy - chance).abs() <= 0.005).sum()),
@@ -380,7 +385,7 @@ def _against_chance(accuracy: pd.Series, chance: float) -> str:
     }
     where = ", ".join(f"{side} it for {n}" for side, n in counts.items() if n)
     return (
-        f"accuracy {low if low == high else f'{low} to {high}'} against the chance line "
+        f"accuracy {_value_range(accuracy, '.3f')} against the chance line "
         f"{chance:.3f}: {where} of {len(accuracy)} models"
     )
 
