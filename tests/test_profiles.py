@@ -73,6 +73,39 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
 
 
+def test_one_layout_gives_the_files_that_a_tight_savefig_gives(tmp_path, plot_theme):
+    """save_laid_out_once lays a constrained-layout figure out once and still writes, pixel for
+    pixel, the PNG that ``savefig(bbox_inches="tight")`` writes of the same figure; the PDF has
+    its aspect; the figure keeps its layout engine."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.image import imread
+
+    from umlkit.profiles import save_laid_out_once
+
+    def two_panels():
+        # a fresh figure for each save: matplotlib resamples an image drawn a second time a
+        # little differently, whichever way it is saved
+        fig, axes = plt.subplots(1, 2, figsize=(5, 2.5), layout="constrained")
+        axes[0].plot([0, 1], [0, 10_000])
+        axes[0].set_ylabel("a long label that the layout makes room for")
+        axes[1].imshow(np.arange(12.0).reshape(3, 4))
+        fig.suptitle("two panels")
+        return fig
+
+    fig = two_panels()
+    engine = fig.get_layout_engine()
+    save_laid_out_once(fig, [tmp_path / "once.png", tmp_path / "once.pdf"], dpi={".png": 150})
+    assert fig.get_layout_engine() is engine
+    two_panels().savefig(tmp_path / "tight.png", dpi=150, bbox_inches="tight")
+    once, tight = imread(tmp_path / "once.png"), imread(tmp_path / "tight.png")
+    assert once.shape == tight.shape
+    np.testing.assert_array_equal(once, tight)
+    pdf = (tmp_path / "once.pdf").read_bytes()
+    width, height = (float(v) for v in pdf.split(b"/MediaBox [ 0 0 ")[1].split(b" ]")[0].split())
+    assert width / height == pytest.approx(once.shape[1] / once.shape[0], rel=0.01)
+
+
 #: The figures ``make figures`` (the default profile) writes to ``figures/``, by notebook. The smoke
 #: profile writes the same ones to ``build/figures-smoke/`` but the two 08 factor figures, which need
 #: more failures than the smoke data give. Add a figure here when a notebook draws a new one.
