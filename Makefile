@@ -23,6 +23,7 @@ TORCH_VERSION := 2.13.0
 CPU_TORCH := torch==$(TORCH_VERSION)
 # The local wheel folders pip is configured with (pip.conf's find-links, $PIP_FIND_LINKS), if any.
 PIP_WHEEL_DIRS = $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null) $(PIP_FIND_LINKS)
+CPU_TORCH_WHEEL = $(firstword $(wildcard $(addsuffix /torch-$(TORCH_VERSION)+cpu-*.whl,$(PIP_WHEEL_DIRS))))
 
 .PHONY: venv lab test test-cpu-kernels lint figures reference smoke-figures docs clean-notebooks bench \
   assignments check-outputs
@@ -48,8 +49,8 @@ $(STAMP): pyproject.toml
 	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 	  if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: installing torch with CUDA"; \
 	  else echo "no GPU: installing the CPU build $(CPU_TORCH)"; \
-	       wheel=$$(ls $(addsuffix /torch-$(TORCH_VERSION)+cpu-*.whl,$(PIP_WHEEL_DIRS)) 2>/dev/null | head -n 1); \
-	       { test -n "$$wheel" && $(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode "$$wheel" 2>/dev/null; } \
+	       { test -n "$(CPU_TORCH_WHEEL)" \
+	         && $(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode "$(CPU_TORCH_WHEEL)" 2>/dev/null; } \
 	       || $(BIN)/python -m pip install -q $(CPU_TORCH) 2>&1 | grep -v "is ignored" || true; fi; fi
 	@$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -e ".[dev,docs]" 2>/dev/null \
 	  || $(BIN)/python -m pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
