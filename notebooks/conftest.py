@@ -54,8 +54,8 @@ def work_unit(nodeid: str, default: str) -> str:
 
 
 #: The units of work that take longest after the notebooks, longest first (seconds of one worker
-#: in a fresh-clone ``make test`` on 2 cores: the site about 100, test_train 65 of which 30 are
-#: torch.compile's, the cache's lab path 30, the exercises 20, the two-process training 18).
+#: in a fresh-clone ``make test`` on 2 cores: the site about 80, test_train 50 of which 35 are
+#: torch.compile's, the cache's lab path 23, the exercises 17, the two-process training 16).
 #: They start first, so that no long unit starts when the other worker is nearly done.
 LONGEST_FIRST = (
     "tests/browser/test_site.py",

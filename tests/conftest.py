@@ -37,7 +37,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-#: The single slowest tests (torch.compile's first compilation, 30-45 s of one worker): they run
+#: The single slowest tests (torch.compile's first compilation, about 30 s of one worker): they run
 #: first, so that under ``--dist load`` (the second-kernels pass of ``make test``) the other
 #: worker takes the rest instead of waiting for them at the end.
 SLOWEST_TESTS = ("tests/test_train.py::test_compiled_training_follows_eager_training",)
