@@ -74,14 +74,14 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
 
 
 def test_one_layout_gives_the_files_that_a_tight_savefig_gives(tmp_path, plot_theme):
-    """save_laid_out_once lays a constrained-layout figure out once and still writes, pixel for
-    pixel, the PNG that ``savefig(bbox_inches="tight")`` writes of the same figure; the PDF has
-    its aspect; the figure keeps its layout engine."""
+    """save_figure lays a constrained-layout figure out once (laid_out_once) and still writes,
+    pixel for pixel, the PNG that ``savefig(bbox_inches="tight")`` writes of the same figure; the
+    PDF has its aspect; the figure keeps its layout engine."""
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.image import imread
 
-    from umlkit.profiles import save_laid_out_once
+    from umlkit.profiles import PNG_DPI
 
     def two_panels():
         # a fresh figure for each save: matplotlib resamples an image drawn a second time a
@@ -95,13 +95,14 @@ def test_one_layout_gives_the_files_that_a_tight_savefig_gives(tmp_path, plot_th
 
     fig = two_panels()
     engine = fig.get_layout_engine()
-    save_laid_out_once(fig, [tmp_path / "once.png", tmp_path / "once.pdf"], dpi={".png": 150})
+    ctx = setup_notebook("99_test", "smoke", figures_dir=tmp_path)
+    png, pdf = ctx.save_figure(fig, "once")
     assert fig.get_layout_engine() is engine
-    two_panels().savefig(tmp_path / "tight.png", dpi=150, bbox_inches="tight")
-    once, tight = imread(tmp_path / "once.png"), imread(tmp_path / "tight.png")
+    two_panels().savefig(tmp_path / "tight.png", dpi=PNG_DPI, bbox_inches="tight")
+    once, tight = imread(png), imread(tmp_path / "tight.png")
     assert once.shape == tight.shape
     np.testing.assert_array_equal(once, tight)
-    pdf = (tmp_path / "once.pdf").read_bytes()
+    pdf = pdf.read_bytes()
     width, height = (float(v) for v in pdf.split(b"/MediaBox [ 0 0 ")[1].split(b" ]")[0].split())
     assert width / height == pytest.approx(once.shape[1] / once.shape[0], rel=0.01)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,60 +247,50 @@ class NotebookContext:
     def save_figure(self, fig, name: str) -> list[Path]:
         """Save ``fig`` as ``<figures_dir>/<notebook>_<name>.png`` and ``.pdf``; return the paths.
 
-        Both files are cut to the figure's tight bounding box (``bbox_inches="tight"``). The
-        figure is laid out once for both (:func:`save_laid_out_once`): its layout engine measures
-        every piece of text, which is most of the time a save takes.
+        Both files are cut to the figure's tight bounding box, as ``bbox_inches="tight"`` cuts
+        them, from one layout of the figure for both (:func:`laid_out_once`).
         """
         self.figures_dir.mkdir(parents=True, exist_ok=True)
-        paths = [self.figures_dir / f"{self.name}_{name}.{ext}" for ext in ("png", "pdf")]
-        # No creation date in the PDF: the same figure gives the same bytes on a rerun.
-        save_laid_out_once(fig, paths, dpi={".png": 150}, metadata={".pdf": {"CreationDate": None}})
-        self.figures_written.extend(paths)
-        return paths
+        png, pdf = (self.figures_dir / f"{self.name}_{name}.{ext}" for ext in ("png", "pdf"))
+        with laid_out_once(fig, dpi=PNG_DPI) as box:
+            fig.savefig(png, dpi=PNG_DPI, bbox_inches=box)
+            # No creation date in the PDF: the same figure gives the same bytes on a rerun.
+            fig.savefig(pdf, bbox_inches=box, metadata={"CreationDate": None})
+        self.figures_written.extend([png, pdf])
+        return [png, pdf]
 
 
-def save_laid_out_once(
-    fig, paths: list[Path], dpi: dict[str, float] | None = None, metadata: dict | None = None
-) -> None:
-    """Save ``fig`` to every path in ``paths`` (its suffix picks the format), cut to the tight
-    bounding box, laying the figure out only once.
+#: Resolution of the saved PNG figures.
+PNG_DPI = 150
 
-    ``fig.savefig(path, bbox_inches="tight")`` runs the figure's layout engine (constrained
-    layout, which measures every label) before each file, and Jupyter's inline display runs it
-    once more. Here the layout runs once, its tight box (padded by ``savefig.pad_inches``, as
-    ``"tight"`` does) is kept, and the files are written with the layout engine off; it is
-    switched back on afterwards, so the figure still lays itself out when it is shown or resized.
 
-    Args:
-        fig: a matplotlib figure.
-        paths: the files to write.
-        dpi: resolution by suffix, e.g. ``{".png": 150}``; other formats use ``savefig.dpi``.
-        metadata: ``savefig``'s ``metadata`` by suffix, e.g. ``{".pdf": {"CreationDate": None}}``.
+@contextmanager
+def laid_out_once(fig, dpi: float):
+    """Lay ``fig`` out once, at ``dpi``, and yield its tight bounding box (padded by
+    ``savefig.pad_inches``, as ``bbox_inches="tight"`` pads it), with the layout engine off until
+    the block ends: save every file inside with ``bbox_inches=box``.
+
+    ``fig.savefig(path, bbox_inches="tight")`` runs the figure's layout engine before each file
+    (constrained layout measures every label: about half the time of a save), and Jupyter's
+    inline display runs it once more. The engine is switched back on when the block ends, so the
+    figure still lays itself out when it is shown or resized. Text measured at another resolution
+    than a file's can come out a fraction of a pixel wider or narrower, which shifts its panels:
+    ``dpi`` is that of the PNG, whose pixels then match those of a tight ``savefig``.
     """
     import matplotlib as mpl
 
-    dpi, metadata = dpi or {}, metadata or {}
     engine = fig.get_layout_engine()
-    # Laid out at the first file's resolution: text measured at another one can come out a
-    # fraction of a pixel wider or narrower, which would shift every panel of that file.
     shown_dpi = fig.dpi
-    fig.set_dpi(dpi.get(Path(paths[0]).suffix) or shown_dpi)
+    fig.set_dpi(dpi)
     try:
-        fig.draw_without_rendering()  # runs the layout engine once
+        fig.draw_without_rendering()  # runs the layout engine
         box = fig.get_tightbbox().padded(mpl.rcParams["savefig.pad_inches"])
     finally:
         fig.set_dpi(shown_dpi)
     if engine is not None:
         fig.set_layout_engine("none")
     try:
-        for path in paths:
-            suffix = Path(path).suffix
-            fig.savefig(
-                path,
-                dpi=dpi.get(suffix),
-                bbox_inches=box,
-                metadata=metadata.get(suffix),
-            )
+        yield box
     finally:
         if engine is not None:
             fig.set_layout_engine(engine)
