@@ -81,12 +81,14 @@ def test_learning_curves_band_the_seeds_and_star_the_runs_still_improving():
     accuracy_ax = fig.axes[0]
     lines = {line.get_label(): line for line in accuracy_ax.get_lines()}
     # the mean over the seeds present at each epoch: (0.6 + 0.6) / 2, (0.7 + 0.75) / 2, 0.8
-    np.testing.assert_allclose(lines["UML"].get_ydata(), [0.6, 0.725, 0.8])
+    np.testing.assert_allclose(lines["UML (2 of 2 still improving)"].get_ydata(), [0.6, 0.725, 0.8])
+    assert "multitask (0 of 1 still improving)" in lines
     stars = [line for line in accuracy_ax.get_lines() if line.get_marker() == "*"]
-    # UML seed 0 (best epoch 3 of 3) and seed 1 (best epoch 2 of 2); not multitask (best 2 of 3)
+    # UML seed 0 (best epoch 3 of 3) and seed 1 (best epoch 2 of 2); not multitask (best 2 of 3).
+    # Two variants: UML's stars sit 0.075 epoch to the left, multitask's would sit to the right.
     assert sorted((float(s.get_xdata()[0]), float(s.get_ydata()[0])) for s in stars) == [
-        (2.0, 0.75),
-        (3.0, 0.8),
+        (pytest.approx(1.925), 0.75),
+        (pytest.approx(2.925), 0.8),
     ]
     bayes = [line for line in accuracy_ax.get_lines() if line.get_linestyle() == "--"]
     assert len(bayes) == 1 and bayes[0].get_ydata()[0] == pytest.approx(0.82)
@@ -101,8 +103,26 @@ def test_the_legend_names_the_variants_of_either_panel_once():
     runs = {"UML": [_history([0.6, 0.7])], "segmentation only": [no_accuracy]}
     fig = plots.learning_curves(runs)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend[:2] == ["UML", "segmentation only"]
-    assert legend.count("UML") == 1
+    uml, segmentation = "UML (1 of 1 still improving)", "segmentation only (1 of 1 still improving)"
+    assert legend[:2] == [uml, segmentation]
+    assert legend.count(uml) == 1
+
+
+def test_stars_on_the_same_epoch_sit_side_by_side():
+    # every variant still improving at its last epoch, with the same score: without the offsets
+    # the three stars would be drawn on top of each other
+    runs = {name: [_history([0.6, 0.8])] for name in ("UML", "multitask", "classification only")}
+    fig = plots.learning_curves(runs)
+    stars = [line for line in fig.axes[0].get_lines() if line.get_marker() == "*"]
+    xs = sorted(float(star.get_xdata()[0]) for star in stars)
+    assert xs == [pytest.approx(1.85), pytest.approx(2.0), pytest.approx(2.15)]
+    # 21 variants at 0.15 apart would spread over 3 epochs: the spacing shrinks to 0.04, so
+    # that every star stays within 0.4 epoch of its epoch
+    many = {f"variant {i}": [_history([0.6, 0.8])] for i in range(21)}
+    lines = plots.learning_curves(many).axes[0].get_lines()
+    xs = sorted(float(line.get_xdata()[0]) for line in lines if line.get_marker() == "*")
+    assert xs[0] == pytest.approx(1.6) and xs[-1] == pytest.approx(2.4)
+    np.testing.assert_allclose(np.diff(xs), 0.04)
 
 
 def test_learning_curves_refuse_no_runs():

@@ -134,8 +134,11 @@ def learning_curves(
     highest seed (runs stopped early by the plateau rule end where they stopped, so late epochs
     may have fewer seeds). A star marks the last epoch of every run whose best epoch *is* its
     last: that run was still improving when training ended, and its numbers are a stopping time
-    rather than a converged result. The dashed line is the Bayes-optimal accuracy of the
-    validation labels, the ceiling no classifier of these images can beat on average.
+    rather than a converged result. Each variant's stars sit a little to the side of the
+    others' (runs that all end on the same epoch would otherwise hide each other's stars), and
+    the legend counts them: "UML (2 of 3 still improving)". The dashed line is the
+    Bayes-optimal accuracy of the validation labels, the ceiling no classifier of these images
+    can beat on average.
 
     Args:
         runs: variant -> the ``history`` tables of its runs (one per seed; columns ``epoch``
@@ -157,14 +160,19 @@ def learning_curves(
             check_columns(history, ("epoch",), f"history of {variant}")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharex=True)
     colours = sns.color_palette("tab10", n_colors=max(len(runs), 3))
+    offsets = _star_offsets(len(runs))
     longest = 1
-    for colour, (variant, histories) in zip(colours, runs.items(), strict=False):
+    for colour, offset, (variant, histories) in zip(colours, offsets, runs.items(), strict=False):
         if best_epochs is not None and variant in best_epochs:
             bests = list(best_epochs[variant])
         else:
             bests = [int(h["epoch"].iloc[int(np.argmax(h["val_score"]))]) for h in histories]
+        improving = sum(
+            _still_improving(h, best) for h, best in zip(histories, bests, strict=False)
+        )
+        label = f"{variant} ({improving} of {len(histories)} still improving)"
         for ax, column in zip(axes, LEARNING_METRICS, strict=True):
-            drawn = _draw_seeds(ax, histories, column, bests, colour, variant)
+            drawn = _draw_seeds(ax, histories, column, bests, colour, label, offset)
             longest = max(longest, drawn)
     for ax, label in zip(axes, LEARNING_METRICS.values(), strict=True):
         ax.set_ylabel(label)
@@ -176,23 +184,43 @@ def learning_curves(
     return fig
 
 
-def _draw_seeds(ax, histories, column: str, bests, colour, variant: str) -> int:
+#: How far apart along x (in epochs) the stars of neighbouring variants sit.
+STAR_SPACING = 0.15
+
+
+def _star_offsets(n_variants: int) -> list[float]:
+    """Each variant's shift of its stars along x: centred on the epoch, :data:`STAR_SPACING`
+    apart, so that stars on the same epoch stay side by side (at most 0.4 epoch either way)."""
+    spacing = min(STAR_SPACING, 0.8 / max(n_variants - 1, 1))
+    return [(i - (n_variants - 1) / 2) * spacing for i in range(n_variants)]
+
+
+def _still_improving(history: pd.DataFrame, best: int) -> bool:
+    """Whether a run's best epoch is its last one (a run of a single epoch does not count)."""
+    last = int(history["epoch"].max())
+    return best == last and last > 0
+
+
+def _draw_seeds(
+    ax, histories, column: str, bests, colour, label: str, star_offset: float = 0.0
+) -> int:
     """One variant's curves of ``column``: the mean over seeds, the band from the lowest to the
-    highest seed, a star on each run whose best epoch is its last. Returns the last epoch drawn
-    (1-based; 0 when no history has the column)."""
+    highest seed, a star (``star_offset`` along x) on each run whose best epoch is its last.
+    Returns the last epoch drawn (1-based; 0 when no history has the column)."""
     curves = [h.set_index("epoch")[column] for h in histories if column in h]
     kept = [(c, best) for c, best in zip(curves, bests, strict=False) if c.notna().any()]
     if not kept:
         return 0
     table = pd.concat([c for c, _ in kept], axis=1)
     epochs = table.index.to_numpy() + 1
-    ax.plot(epochs, table.mean(axis=1), color=colour, label=variant)
+    ax.plot(epochs, table.mean(axis=1), color=colour, label=label)
     if table.shape[1] > 1:
         ax.fill_between(epochs, table.min(axis=1), table.max(axis=1), color=colour, alpha=0.2)
     for curve, best in kept:
         last = int(curve.index.max())
         if best == last and last > 0:
-            ax.plot(last + 1, curve.loc[last], linestyle="none", color=colour, **STAR)
+            x = last + 1 + star_offset
+            ax.plot(x, curve.loc[last], linestyle="none", color=colour, **STAR)
     return int(epochs.max())
 
 
@@ -223,7 +251,7 @@ def _learning_legend(fig, axes, bayes_accuracy: float | None) -> None:
         handles + [h for h, _ in extra],
         labels + [label for _, label in extra],
         loc="outside lower center",
-        ncol=min(4, len(handles) + len(extra)),
+        ncol=min(3, len(handles) + len(extra)),
         fontsize="small",
         frameon=False,
     )
