@@ -95,7 +95,16 @@ def test_learning_curves_band_the_seeds_and_star_the_runs_still_improving():
     assert len(accuracy_ax.collections) == 1  # the band of UML's two seeds, none for one seed
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "best epoch is the last: still improving" in legend
+    assert "lowest to highest seed" in legend
     assert "Bayes-optimal accuracy (0.820)" in legend
+
+
+def test_the_legend_explains_only_what_the_figure_draws():
+    # one seed (no band), its best epoch before its last (no star), no Bayes line
+    fig = plots.learning_curves({"UML": [_history([0.6, 0.9, 0.8])]})
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["UML (0 of 1 still improving)"]
+    assert not fig.axes[0].collections
 
 
 def test_the_legend_names_the_variants_of_either_panel_once():

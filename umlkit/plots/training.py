@@ -229,7 +229,8 @@ STAR = {"marker": "*", "markersize": 11, "markeredgecolor": "black"}
 
 
 def _learning_legend(fig, axes, bayes_accuracy: float | None) -> None:
-    """One legend below both panels: the variants, then what the band, star and line mean."""
+    """One legend below both panels: the variants, then what the band, star and line mean (each
+    only where the figure draws one: a single seed has no band, a converged run no star)."""
     # every panel's variants, once each: segmentation only has no accuracy, classification only
     # no Dice
     named = {}
@@ -237,13 +238,13 @@ def _learning_legend(fig, axes, bayes_accuracy: float | None) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             named.setdefault(label, handle)
     handles, labels = list(named.values()), list(named)
-    extra = [
-        (plt.Line2D([], [], color="grey", linewidth=6, alpha=0.3), "lowest to highest seed"),
-        (
-            plt.Line2D([], [], color="grey", linestyle="none", **STAR),
-            "best epoch is the last: still improving",
-        ),
-    ]
+    extra = []
+    if any(ax.collections for ax in axes):  # fill_between's bands
+        band = plt.Line2D([], [], color="grey", linewidth=6, alpha=0.3)
+        extra.append((band, "lowest to highest seed"))
+    if any(line.get_marker() == STAR["marker"] for ax in axes for line in ax.get_lines()):
+        star = plt.Line2D([], [], color="grey", linestyle="none", **STAR)
+        extra.append((star, "best epoch is the last: still improving"))
     if bayes_accuracy is not None:
         line = plt.Line2D([], [], color="black", linestyle="--", linewidth=1)
         extra.append((line, f"Bayes-optimal accuracy ({bayes_accuracy:.3f})"))
