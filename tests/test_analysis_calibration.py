@@ -151,6 +151,18 @@ def test_truth_calibration_hand_computed(fake_evaluation):
     assert row["excess_brier"] == pytest.approx(0.03)
 
 
+def test_truth_calibration_bins_like_every_ece(fake_evaluation):
+    # 0.12 and 0.18 share the bin [0.1, 0.2) of 10 bins, but not of 15 (edges at 2/15 = 0.133):
+    # 10 bins |0.15 - 0.2| = 0.05; 15 bins (|0.12 - 0.1| + |0.18 - 0.3|) / 2 = 0.07
+    evaluation = fake_evaluation(
+        {"id": ["a", "b"], "prob": [0.12, 0.18], "p_true": [0.1, 0.3], "label": [0, 0]}
+    )
+    _, scores = calibration.truth_calibration({"UML": evaluation})
+    assert scores.loc["UML", "ece_to_truth"] == pytest.approx(0.07)
+    _, scores = calibration.truth_calibration({"UML": evaluation}, n_bins=10)
+    assert scores.loc["UML", "ece_to_truth"] == pytest.approx(0.05)
+
+
 def test_truth_calibration_rejects_real_data(fake_evaluation):
     with pytest.raises(ValueError, match="p_true"):
         calibration.truth_calibration({"UML": fake_evaluation({"prob": [0.5], "label": [1]})})

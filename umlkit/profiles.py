@@ -10,10 +10,11 @@ parameter, not scattered ``if CI`` branches"):
     models train for a fixed, short budget, so its comparisons are *not* converged: each notebook
     prints the converged reference's numbers beside its own and flags where they disagree.
 ``reference``
-    ``make reference``: the same synthetic data, every comparison trained for a whole 16-epoch
-    schedule, each run reporting whether its validation score plateaued
-    (:mod:`umlkit.convergence`), with the seeds the conclusions need; its figures and ``figures/results.{md,json}`` are the committed ones, which the README
-    and the course website show.
+    ``make reference``: the same synthetic data, every comparison trained for its whole schedule
+    (16 epochs; notebook 09's runs 1500 steps), each run reporting whether its validation score
+    plateaued (:mod:`umlkit.convergence`), with the seeds the conclusions need; its figures and
+    ``figures/results.{md,json}`` are the committed ones, which the README and the course website
+    show.
 ``paper``
     real datasets at paper size; meant for a GPU, takes hours.
 

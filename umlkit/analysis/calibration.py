@@ -286,7 +286,7 @@ def _pixel_probs(output: Any, source: str) -> torch.Tensor:
 
 
 def truth_calibration(
-    evaluations: Mapping[str, Evaluation], n_bins: int = 10
+    evaluations: Mapping[str, Evaluation], n_bins: int = 15
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predicted probabilities against the generator's true probabilities ``p_true``.
 
@@ -303,7 +303,7 @@ def truth_calibration(
     Args:
         evaluations: model -> evaluation whose table has ``prob`` (positive-class probability),
             ``label`` and ``p_true`` (synthetic metadata) columns.
-        n_bins: bins of ``ece_to_truth``.
+        n_bins: equal-width bins of ``ece_to_truth`` (15, as every ECE of :mod:`umlkit.metrics`).
 
     Returns:
         ``(frame, scores)``: one row per image and model (``model, id, predicted, p_true,
