@@ -1,7 +1,10 @@
 """The papermill batch runner behind ``umlkit figures``."""
 
 import os
+import re
+import shlex
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -268,3 +271,38 @@ def test_a_bad_override_stops_the_batch_before_any_notebook_runs(project):
     with pytest.raises(ValueError, match="did you mean epochs"):
         run_notebooks("smoke", root=project, overrides={"epoch": 3}, progress=False)
     assert not (project / "build").exists()
+
+
+#: The pages that show ``umlkit figures`` commands for readers to copy.
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTED = (ROOT / "README.md", ROOT / "notebooks" / "00_overview.ipynb")
+
+
+def _documented_figures_commands() -> list[tuple[str, list[str]]]:
+    """``(page, arguments)`` of every ``umlkit figures ...`` the README and notebook 00 show (a
+    command ends at a backtick, a table's ``|``, a shell comment or the end of its line)."""
+    commands = []
+    for page in DOCUMENTED:
+        if page.suffix == ".ipynb":
+            cells = nbformat.read(page, as_version=4).cells
+            text = "\n".join(cell.source for cell in cells if cell.cell_type == "markdown")
+        else:
+            text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"umlkit figures([^`|#\n]*)", text):
+            commands.append((page.name, shlex.split(match.group(1))))
+    return commands
+
+
+def test_every_documented_figures_command_passes_the_runners_checks():
+    from umlkit.cli import build_parser
+    from umlkit.profiles import PROFILES
+
+    commands = _documented_figures_commands()
+    assert len(commands) >= 6  # the README's and notebook 00's examples were found
+    for page, arguments in commands:
+        args = build_parser().parse_args(["figures", *arguments])
+        assert args.profile in PROFILES, f"{page}: umlkit figures {' '.join(arguments)}"
+        only = None if args.only is None else args.only.split(",")
+        notebooks = list_notebooks(ROOT / "notebooks", only)
+        # raises, naming the parameter, where no chosen notebook has it or its type is wrong
+        check_overrides(notebooks, parse_overrides(args.param))
