@@ -76,6 +76,8 @@ html_theme_options = {
 }
 # Without a default, the theme logs "invalid theme mode" to the console on a reader's first visit.
 html_context = {"default_mode": "light"}
+# Without an icon, every browser asks the server for /favicon.ico and logs the 404 to the console.
+html_favicon = "favicon.svg"
 html_static_path: list[str] = []
 
 

@@ -71,8 +71,15 @@ def browser_type_launch_args(browser_type_launch_args, pytestconfig):
     if chromium:
         arguments["executable_path"] = chromium
     # Chromium's sandbox needs user namespaces, which containers and root shells often lack.
+    # A room without internet, on every machine: no host but the loopback resolves, so a page
+    # that asks for something from elsewhere fails at once (the tests record such requests)
+    # instead of waiting on a network that may or may not answer.
     arguments.setdefault("args", [])
-    arguments["args"] = [*arguments["args"], "--no-sandbox"]
+    arguments["args"] = [
+        *arguments["args"],
+        "--no-sandbox",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ]
     return arguments
 
 
