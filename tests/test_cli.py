@@ -2,6 +2,7 @@
 
 import errno
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -544,3 +545,12 @@ def test_figures_checks_its_parameters_before_any_notebook_runs(capsys, args, me
     assert main(["figures", "--profile", "smoke", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("umlkit figures: ") and message in err and err.count("\n") == 1
+
+
+def test_importing_the_entry_point_module_runs_nothing(monkeypatch, capsys):
+    # the API reference (sphinx autosummary) imports every module, umlkit.__main__ too, in a
+    # process whose command line is sphinx's or pytest's, not umlkit's
+    monkeypatch.setattr(sys, "argv", ["sphinx-build", "-b", "html"])
+    monkeypatch.delitem(sys.modules, "umlkit.__main__", raising=False)
+    importlib.import_module("umlkit.__main__")
+    assert capsys.readouterr() == ("", "")
