@@ -168,7 +168,8 @@ def learning_curves(
         else:
             bests = [int(h["epoch"].iloc[int(np.argmax(h["val_score"]))]) for h in histories]
         improving = sum(
-            _still_improving(h, best) for h, best in zip(histories, bests, strict=False)
+            _still_improving(int(h["epoch"].max()), best)
+            for h, best in zip(histories, bests, strict=False)
         )
         label = f"{variant} ({improving} of {len(histories)} still improving)"
         for ax, column in zip(axes, LEARNING_METRICS, strict=True):
@@ -195,9 +196,8 @@ def _star_offsets(n_variants: int) -> list[float]:
     return [(i - (n_variants - 1) / 2) * spacing for i in range(n_variants)]
 
 
-def _still_improving(history: pd.DataFrame, best: int) -> bool:
-    """Whether a run's best epoch is its last one (a run of a single epoch does not count)."""
-    last = int(history["epoch"].max())
+def _still_improving(last: int, best: int) -> bool:
+    """Whether a run's best epoch is its last one (0-based; a run of one epoch does not count)."""
     return best == last and last > 0
 
 
@@ -218,7 +218,7 @@ def _draw_seeds(
         ax.fill_between(epochs, table.min(axis=1), table.max(axis=1), color=colour, alpha=0.2)
     for curve, best in kept:
         last = int(curve.index.max())
-        if best == last and last > 0:
+        if _still_improving(last, best):
             x = last + 1 + star_offset
             ax.plot(x, curve.loc[last], linestyle="none", color=colour, **STAR)
     return int(epochs.max())
