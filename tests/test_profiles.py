@@ -107,6 +107,40 @@ def test_one_layout_gives_the_files_that_a_tight_savefig_gives(tmp_path, plot_th
     assert width / height == pytest.approx(once.shape[1] / once.shape[0], rel=0.01)
 
 
+def test_in_a_notebook_the_cell_shows_the_saved_png_instead_of_drawing_the_figure_again(
+    tmp_path, plot_theme, monkeypatch
+):
+    import IPython
+    import IPython.display
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from umlkit.profiles import PNG_DPI
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    ctx = setup_notebook("99_test", "smoke", figures_dir=tmp_path)
+
+    # a script (no IPython, the Agg backend): nothing is shown, the figure stays open
+    fig, ax = plt.subplots(figsize=(4, 2), dpi=100)
+    ax.plot([0, 1], [1, 0])
+    ctx.save_figure(fig, "script")
+    assert shown == [] and plt.fignum_exists(fig.number)
+
+    # a Jupyter kernel: matplotlib's inline backend, a running IPython
+    monkeypatch.setattr(
+        matplotlib, "get_backend", lambda: "module://matplotlib_inline.backend_inline"
+    )
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    png, _ = ctx.save_figure(fig, "notebook")
+    (image,) = shown
+    assert image.data == png.read_bytes()  # the file itself, not a drawing of its own
+    # shown as large as the figure at its own 100 dpi: the PNG's 150 pixels per inch scaled
+    saved_width = int.from_bytes(png.read_bytes()[16:20], "big")  # the PNG header's width
+    assert image.width == round(saved_width * 100 / PNG_DPI)
+    assert not plt.fignum_exists(fig.number)  # closed: the inline backend draws it no more
+
+
 #: The figures ``make figures`` (the default profile) writes to ``figures/``, by notebook. The smoke
 #: profile writes the same ones to ``build/figures-smoke/`` but the two 08 factor figures, which need
 #: more failures than the smoke data give. Add a figure here when a notebook draws a new one.
