@@ -273,8 +273,7 @@ def show_saved_png(fig, png: Path) -> bool:
     to, at the size the figure has on screen, and close ``fig``; return whether it did.
 
     The inline backend would otherwise lay the figure out and draw it once more when the cell
-    ends: about a third of the time a figure costs (notebook 05's five figures, smoke profile:
-    3.9 s of 13.5 s). The PNG has :data:`PNG_DPI` pixels per inch and is shown at the figure's
+    ends, about a third of the time a figure costs (``docs/decisions.md``). The PNG has :data:`PNG_DPI` pixels per inch and is shown at the figure's
     own ``dpi``, so it looks as large as the figure would and sharper on a high-resolution
     screen. Elsewhere (a script, an interactive backend such as ``%matplotlib widget``) nothing
     is shown or closed.
@@ -309,9 +308,9 @@ def laid_out_once(fig, dpi: float):
     ``fig.savefig(path, bbox_inches="tight")`` runs the figure's layout engine before each file
     (constrained layout measures every label: about half the time of a save). The engine is
     switched back on when the block ends, so the figure still lays itself out when it is drawn
-    again or resized. Text measured at another resolution
-    than a file's can come out a fraction of a pixel wider or narrower, which shifts its panels:
-    ``dpi`` is that of the PNG, whose pixels then match those of a tight ``savefig``.
+    again or resized. Text measured at another resolution than a file's can come out a fraction
+    of a pixel wider or narrower, which shifts its panels: ``dpi`` is that of the PNG, whose
+    pixels then match those of a tight ``savefig``.
     """
     import matplotlib as mpl
 

@@ -146,8 +146,7 @@ def test_every_page_loads_without_error_in_chromium(site, server, page, artefact
     # The site needs nothing from elsewhere (docs/conf.py): a request that leaves it is recorded
     # (and fails at once, since the browser resolves no other host: tests/browser/conftest.py).
     # Recorded, not intercepted: Playwright's request routing turns the browser's cache off, and
-    # every page would fetch the theme's scripts, styles and fonts again (2145 requests for the
-    # 109 pages instead of 151, and twice the time).
+    # every page would fetch the theme's scripts, styles and fonts again (docs/decisions.md).
     page.on(
         "request",
         lambda request: (
