@@ -54,7 +54,8 @@ $(STAMP): pyproject.toml
 	       || $(BIN)/python -m pip install -q $(CPU_TORCH) 2>&1 | grep -v "is ignored" || true; fi; fi
 	@$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -e ".[dev,docs]" 2>/dev/null \
 	  || $(BIN)/python -m pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
-	@$(BIN)/python -c "import umlkit, torch; print('umlkit', umlkit.__version__, '| torch', torch.__version__)"
+	@# the installed versions, read from the packages' metadata (importing torch takes seconds)
+	@$(BIN)/python -c "from importlib.metadata import version as v; print('umlkit', v('umlkit'), '| torch', v('torch'))"
 	@touch $@
 
 lint: venv

@@ -1,4 +1,4 @@
-"""umlkit.checkpoints: atomic writes, one-line checkpoint errors, RNG states."""
+"""umlkit.checkpoints: checkpoint files written whole, one-line checkpoint errors, RNG states."""
 
 import datetime
 import errno
@@ -14,7 +14,6 @@ import torch
 import umlkit.checkpoints as checkpoints
 from umlkit.checkpoints import (
     CHECKPOINT_LAST,
-    atomic_write,
     load_checkpoint,
     load_model,
     load_module_state,
@@ -37,21 +36,6 @@ def model_checkpoint(tmp_path):
         path, {"model_config": model.config.to_dict(), "model_state": model.state_dict()}
     )
     return path
-
-
-def test_atomic_write_replaces_the_file_whole_or_not_at_all(tmp_path):
-    path = tmp_path / "sub" / "table.txt"
-    atomic_write(path, lambda target: target.write_text("first"))
-    assert path.read_text() == "first"
-
-    def failing(target):
-        target.write_text("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(path, failing)
-    assert path.read_text() == "first"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["table.txt"], "a temporary was left"
 
 
 @pytest.mark.parametrize(
@@ -98,7 +82,7 @@ def test_torchs_full_disk_error_is_found_out_and_said_in_one_line(tmp_path, monk
     def full_disk(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(checkpoints.os, "fsync", full_disk)  # the write that asks again fails
+    monkeypatch.setattr(os, "fsync", full_disk)  # the write that asks again fails
     with pytest.raises(CannotWriteError) as caught:
         save_checkpoint(path, {"epoch": 1})
     monkeypatch.undo()

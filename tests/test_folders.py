@@ -1,7 +1,10 @@
-"""umlkit.folders: one process per folder (the lock), and the operating system's errors in one line."""
+"""umlkit.folders: one process per folder (the lock), atomic writes, and the operating system's errors
+in one line."""
 
 import errno
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,8 +15,10 @@ from umlkit.folders import (
     CannotWriteError,
     FolderInUseError,
     as_write_error,
+    atomic_write,
     folder_lock,
     reporting_write_errors,
+    write_json,
 )
 
 needs_fcntl = pytest.mark.skipif(folders.fcntl is None, reason="no fcntl here: no lock is taken")
@@ -164,3 +169,38 @@ def test_a_folder_without_write_permission_is_one_line(tmp_path):
                 pass
     finally:
         parent.chmod(0o755)
+
+
+# ------------------------------------------------------------------------------ atomic writes
+def test_atomic_write_replaces_the_file_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "table.txt"
+    atomic_write(path, lambda target: target.write_text("first"))
+    assert path.read_text() == "first"
+
+    def failing(target):
+        target.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, failing)
+    assert path.read_text() == "first"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["table.txt"], "a temporary was left"
+
+
+def test_write_json_writes_indented_json_with_one_trailing_newline(tmp_path):
+    path = write_json(tmp_path / "settings" / "overrides.json", {"a": {"b": False}})
+    assert path.read_text() == '{\n "a": {\n  "b": false\n }\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["overrides.json"]
+
+
+def test_the_module_and_what_only_writes_small_files_need_no_torch():
+    """``umlkit.folders`` is standard library only (the module docstring says why), and
+    ``python -m umlkit.lab``, which writes one settings file, imports neither torch nor pandas."""
+    code = (
+        "import sys, umlkit.folders, umlkit.lab; "
+        "print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert imported.strip() == "[]"

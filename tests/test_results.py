@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 
-import umlkit.checkpoints as checkpoints
 from umlkit.profiles import NotebookContext
 from umlkit.results import (
     ABSOLUTE_FLOOR,
@@ -174,7 +173,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     def refuse(source, target):
         raise OSError("the rename fails")
 
-    monkeypatch.setattr(checkpoints.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(OSError, match="the rename fails"):
         record(ctx, "04.B", 0.2)
     assert path.read_text() == before

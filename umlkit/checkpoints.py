@@ -5,11 +5,10 @@ a resumable ``last.pt`` also the optimizer, the epoch, the history and the rando
 files of a run are laid out in its folder, and the model cache built on them, live in
 :mod:`umlkit.runs`; this module is what those folders are made of. Four ideas:
 
-* **Atomic writes** (:func:`atomic_write`): a file is written under a temporary name in the same
-  folder and renamed into place with ``os.replace``. A rename within one file system is atomic,
-  so a reader (or a resumed run after a crash) sees the old file or the new one, never half of
-  one. Every file umlkit writes that a later run reads (checkpoints, tables, cached arrays, test
-  scores) goes through this one function.
+* **Atomic writes**: every file goes through :func:`umlkit.folders.atomic_write` (also importable
+  from here), so a reader (or a resumed run after a crash) sees the old file or the new one, never
+  half of one. :func:`save_checkpoint`, :func:`write_table` and :func:`save_npz_atomic` are that
+  function for checkpoints, tables and arrays.
 * **One-line errors**: reading a checkpoint (:func:`load_checkpoint`) never shows a traceback of
   torch's internals: whatever is wrong with the file, the error is one line that names the file
   and the problem. Loading its weights (:func:`load_module_state`) reports a mismatch the same way.
@@ -25,12 +24,9 @@ files of a run are laid out in its folder, and the model cache built on them, li
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import random
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +38,8 @@ from torch import nn
 from umlkit.divergence import first_nonfinite
 from umlkit.fingerprints import dataset_fingerprint as dataset_fingerprint
 from umlkit.fingerprints import fingerprint_files
-from umlkit.folders import as_write_error, reporting_write_errors
+from umlkit.folders import atomic_write as atomic_write  # named here too: see the docstring
+from umlkit.folders import write_json as write_json
 from umlkit.models import ModelConfig, model_from_config
 from umlkit.runtime import pick_device
 
@@ -59,74 +56,10 @@ ARGUMENT_NAMES = {
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
 
 
-# ------------------------------------------------------------------------------ atomic writes
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write ``path`` all at once: ``write(temporary)`` fills a temporary file, then it is renamed.
-
-    The temporary file sits in the same folder (a rename across file systems would not be
-    atomic) under a name unique to this call, so two processes writing the same file at once do
-    not write into each other's temporary. If ``write`` fails the temporary is removed and
-    ``path`` is left as it was. The folder is created if missing.
-
-    A full disk, a missing permission or a read-only file system is raised as one
-    :class:`~umlkit.folders.CannotWriteError` line naming ``path``. ``torch.save`` hides that
-    error: its own writer raises a ``RuntimeError`` ("... inline_container.cc ... unexpected
-    pos ..."), so when ``write`` raises one, the temporary is written to once more, by Python,
-    and the operating system's answer (no space left, ...) is the cause; a write that then
-    succeeds was not stopped by the system, and the ``RuntimeError`` is raised as it was.
-
-    >>> atomic_write(Path("table.csv"), lambda target: frame.to_csv(target, index=False))
-
-    Args:
-        path: the file to write.
-        write: called with the temporary path; must create that file (and write nothing else).
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    with reporting_write_errors(path.parent):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException as error:
-        refusal = _refusal_behind(error, temporary)
-        temporary.unlink(missing_ok=True)
-        if refusal is not None:
-            raise as_write_error(refusal, path) from None
-        raise
-    return path
-
-
-def _refusal_behind(error: BaseException, temporary: Path) -> OSError | None:
-    """The operating system's write error (:data:`~umlkit.folders.WRITE_ERRORS`) behind
-    ``error``, a failed write of ``temporary``; ``None`` when it is another error."""
-    if isinstance(error, OSError):
-        return error if as_write_error(error) is not None else None
-    if not isinstance(error, RuntimeError):
-        return None
-    try:  # torch's writer lost the errno: ask the operating system again
-        with temporary.open("ab") as stream:
-            stream.write(bytes(1 << 20))
-            stream.flush()
-            os.fsync(stream.fileno())
-    except OSError as refusal:
-        return refusal if as_write_error(refusal) is not None else None
-    return None
-
-
 def write_table(path: str | Path, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Path:
     """Write a table (a DataFrame or a list of row dicts) as CSV without its index, atomically."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     return atomic_write(path, lambda target: frame.to_csv(target, index=False))
-
-
-def write_json(path: str | Path, values: Mapping[str, Any]) -> Path:
-    """Write ``values`` as indented JSON (one trailing newline), atomically."""
-    text = json.dumps(dict(values), indent=1) + "\n"
-    return atomic_write(path, lambda target: target.write_text(text))
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:

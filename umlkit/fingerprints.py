@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+from umlkit.folders import atomic_write
+
 #: Bytes read at a time when a file's content is hashed (large reads keep Python's share small).
 HASH_CHUNK_BYTES = 1 << 20
 #: Version of the fingerprint cache's files; a cache of another version is ignored.
@@ -72,8 +74,6 @@ def _read_fingerprint_cache(path: Path) -> dict[str, list]:
 
 def _write_fingerprint_cache(path: Path, root: Path, files: dict[str, list]) -> None:
     """Store ``files`` atomically; a cache folder that cannot be written only costs speed."""
-    from umlkit.checkpoints import atomic_write  # imported here: umlkit.checkpoints imports us
-
     values = {"version": FINGERPRINT_CACHE_VERSION, "root": str(root.resolve()), "files": files}
     try:
         atomic_write(path, lambda target: target.write_text(json.dumps(values)))

@@ -1,4 +1,5 @@
-"""Output folders: one process writes a folder at a time, and the operating system's errors in one line.
+"""Output folders: one process writes a folder at a time, files are written whole, and the operating
+system's errors in one line.
 
 **One run per folder.** Two training runs writing one folder mix their files: one run's
 ``config.json`` and ``best.pt`` end up beside the other's ``last.pt`` and ``history.csv``, and
@@ -27,8 +28,15 @@ a read-only file system surface as an ``OSError`` deep inside some write. A
 lock creates the folder and writes the lock file, so it also checks that the folder can be
 written, before any work is done.
 
+**Atomic writes.** :func:`atomic_write` writes a file under a temporary name in the same folder
+and renames it into place with ``os.replace``. A rename within one file system is atomic, so a
+reader (or a resumed run after a crash) sees the old file or the new one, never half of one.
+Every file umlkit writes that a later run reads (checkpoints, tables, cached arrays, test scores,
+settings) goes through this one function.
+
 The module needs the standard library only: ``umlkit train`` takes its lock before it imports
-torch, so a second command into a busy folder is refused in a fraction of a second.
+torch, so a second command into a busy folder is refused in a fraction of a second, and a command
+that only writes a small file (``python -m umlkit.lab``) does not wait seconds for torch.
 """
 
 from __future__ import annotations
@@ -40,9 +48,11 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -110,6 +120,70 @@ def reporting_write_errors(path: str | Path) -> Iterator[None]:
         if translated is None or translated is error:
             raise
         raise translated from None
+
+
+# ------------------------------------------------------------------------------ atomic writes
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` all at once: ``write(temporary)`` fills a temporary file, then it is renamed.
+
+    The temporary file sits in the same folder (a rename across file systems would not be
+    atomic) under a name unique to this call, so two processes writing the same file at once do
+    not write into each other's temporary. If ``write`` fails the temporary is removed and
+    ``path`` is left as it was. The folder is created if missing.
+
+    A full disk, a missing permission or a read-only file system is raised as one
+    :class:`~umlkit.folders.CannotWriteError` line naming ``path``. ``torch.save`` hides that
+    error: its own writer raises a ``RuntimeError`` ("... inline_container.cc ... unexpected
+    pos ..."), so when ``write`` raises one, the temporary is written to once more, by Python,
+    and the operating system's answer (no space left, ...) is the cause; a write that then
+    succeeds was not stopped by the system, and the ``RuntimeError`` is raised as it was.
+
+    >>> atomic_write(Path("table.csv"), lambda target: frame.to_csv(target, index=False))
+
+    Args:
+        path: the file to write.
+        write: called with the temporary path; must create that file (and write nothing else).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    with reporting_write_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException as error:
+        refusal = _refusal_behind(error, temporary)
+        temporary.unlink(missing_ok=True)
+        if refusal is not None:
+            raise as_write_error(refusal, path) from None
+        raise
+    return path
+
+
+def _refusal_behind(error: BaseException, temporary: Path) -> OSError | None:
+    """The operating system's write error (:data:`~umlkit.folders.WRITE_ERRORS`) behind
+    ``error``, a failed write of ``temporary``; ``None`` when it is another error."""
+    if isinstance(error, OSError):
+        return error if as_write_error(error) is not None else None
+    if not isinstance(error, RuntimeError):
+        return None
+    try:  # torch's writer lost the errno: ask the operating system again
+        with temporary.open("ab") as stream:
+            stream.write(bytes(1 << 20))
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as refusal:
+        return refusal if as_write_error(refusal) is not None else None
+    return None
+
+
+def write_json(path: str | Path, values: Mapping[str, Any]) -> Path:
+    """Write ``values`` as indented JSON (one trailing newline), atomically."""
+    text = json.dumps(dict(values), indent=1) + "\n"
+    return atomic_write(path, lambda target: target.write_text(text))
 
 
 # ------------------------------------------------------------------------------------ the lock

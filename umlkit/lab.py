@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from umlkit.checkpoints import write_json
+from umlkit.folders import write_json
 
 #: The settings umlkit gives JupyterLab, by plugin id.
 LAB_SETTINGS = {

@@ -53,8 +53,7 @@ from typing import Any
 
 import pandas as pd
 
-from umlkit.checkpoints import atomic_write
-from umlkit.folders import folder_lock
+from umlkit.folders import atomic_write, folder_lock
 from umlkit.runtime import project_root
 
 #: The file every run's results go to, inside its figures folder.

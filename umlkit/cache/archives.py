@@ -20,9 +20,9 @@ from typing import Any, BinaryIO
 from tqdm.auto import tqdm
 
 import umlkit
-from umlkit.checkpoints import atomic_write, first_line
+from umlkit.checkpoints import first_line
 from umlkit.data.base import array_cache_key, array_store_prefix, default_array_cache_dir
-from umlkit.folders import LOCK_FILE
+from umlkit.folders import LOCK_FILE, atomic_write
 from umlkit.runs import CHECKPOINT_HALF, HISTORY_FILE, STEPS_FILE
 from umlkit.runtime import project_root
 

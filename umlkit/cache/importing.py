@@ -25,8 +25,8 @@ from umlkit.cache.archives import (
     store_name,
     versions,
 )
-from umlkit.checkpoints import atomic_write
 from umlkit.fingerprints import file_digest, fingerprint_files
+from umlkit.folders import atomic_write
 
 
 @dataclass
