@@ -195,7 +195,8 @@ def test_write_json_writes_indented_json_with_one_trailing_newline(tmp_path):
 
 def test_the_module_and_what_only_writes_small_files_need_no_torch():
     """``umlkit.folders`` is standard library only (the module docstring says why), and
-    ``python -m umlkit.lab``, which writes one settings file, imports neither torch nor pandas."""
+    ``python -m umlkit.lab``, which writes one settings file, imports none of torch, numpy and
+    pandas."""
     code = (
         "import sys, umlkit.folders, umlkit.lab; "
         "print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
