@@ -273,8 +273,8 @@ def test_a_bad_override_stops_the_batch_before_any_notebook_runs(project):
     assert not (project / "build").exists()
 
 
-#: The pages that show ``umlkit figures`` commands for readers to copy.
 ROOT = Path(__file__).resolve().parents[1]
+#: The pages that show ``umlkit figures`` commands for readers to copy.
 DOCUMENTED = (ROOT / "README.md", ROOT / "notebooks" / "00_overview.ipynb")
 
 

@@ -273,10 +273,10 @@ def show_saved_png(fig, png: Path) -> bool:
     to, at the size the figure has on screen, and close ``fig``; return whether it did.
 
     The inline backend would otherwise lay the figure out and draw it once more when the cell
-    ends, about a third of the time a figure costs (``docs/decisions.md``). The PNG has :data:`PNG_DPI` pixels per inch and is shown at the figure's
-    own ``dpi``, so it looks as large as the figure would and sharper on a high-resolution
-    screen. Elsewhere (a script, an interactive backend such as ``%matplotlib widget``) nothing
-    is shown or closed.
+    ends, about a third of the time a figure costs (``docs/decisions.md``). The PNG has
+    :data:`PNG_DPI` pixels per inch and is shown at the figure's own ``dpi``, so it looks as
+    large as the figure would and sharper on a high-resolution screen. Elsewhere (a script, an
+    interactive backend such as ``%matplotlib widget``) nothing is shown or closed.
     """
     import matplotlib
 
