@@ -75,7 +75,6 @@ from umlkit.checkpoints import (
     model_from_checkpoint,
     restore_optimizer_and_rng,
     rng_states,
-    write_json,
 )
 from umlkit.checkpoints import (  # re-exported: notebooks, the CLI and tests import them from here
     check_checkpoint_data as check_checkpoint_data,
@@ -102,6 +101,7 @@ from umlkit.convergence import run_convergence as run_convergence
 from umlkit.data.augment import augment_batch
 from umlkit.divergence import check_failed_step, check_loss_terms, check_weights, place
 from umlkit.evaluate import summary_over_ranks
+from umlkit.folders import write_json
 from umlkit.losses import official_objective
 from umlkit.models import build_model
 from umlkit.optim import learning_rate, make_optimizer

@@ -150,7 +150,7 @@ def pack(
 ) -> None:
     """Write ``manifest.json`` (first, so that import reads it before anything else), then
     ``files`` (``(path, member name)``), into ``archive``, atomically
-    (:func:`umlkit.checkpoints.atomic_write`): an interrupted export leaves no half archive."""
+    (:func:`umlkit.folders.atomic_write`): an interrupted export leaves no half archive."""
     total = sum(path.stat().st_size for path, _ in files)
     payload = (json.dumps(manifest, indent=1) + "\n").encode()
 

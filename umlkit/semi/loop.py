@@ -56,7 +56,6 @@ from umlkit.checkpoints import (
     restore_optimizer_and_rng,
     rng_states,
     state_copy,
-    write_json,
 )
 from umlkit.convergence import (
     Convergence,
@@ -66,6 +65,7 @@ from umlkit.convergence import (
 )
 from umlkit.evaluate import evaluate
 from umlkit.evidential import annealing_coefficient
+from umlkit.folders import write_json
 from umlkit.optim import learning_rate, make_optimizer
 from umlkit.runs import (
     CHECKPOINT_HALF,
