@@ -14,21 +14,18 @@ Without xdist (``pytest`` alone) the same order holds and torch keeps its own th
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-# torch.compile keeps the kernels it compiled in a cache folder that does not tell kernels built
-# under one ATEN_CPU_CAPABILITY from another's: after a run with this machine's own kernels
-# (avx512), a run under ATEN_CPU_CAPABILITY=avx2 took the cached graphs and crashed with a
-# segmentation fault in the compiled forward pass (torch 2.13; make test runs both, in that
-# order). Each capability set by hand gets a cache folder of its own; set before torch loads.
-_CAPABILITY = os.environ.get("ATEN_CPU_CAPABILITY")
-if _CAPABILITY and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
-        tempfile.gettempdir(), f"torchinductor_{os.getuid()}_{_CAPABILITY}"
-    )
+from umlkit.runtime import separate_compile_cache
+
+# torch.compile's kernel cache does not tell kernels built under one ATEN_CPU_CAPABILITY from
+# another's: make test runs the numeric modules under this machine's own kernels, then under
+# another set, and the second run crashed on the first's cached kernels. Each capability set by
+# hand gets a cache folder of its own (umlkit.runtime.separate_compile_cache), set here for the
+# whole session and the processes it starts, before anything compiles.
+separate_compile_cache()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # read by the notebook kernels and spawned processes

@@ -1,9 +1,20 @@
-"""The runtime helpers: project root, seeding, device choice."""
+"""The runtime helpers: project root, seeding, device choice, torch.compile's kernel cache."""
+
+import getpass
+import os
+import tempfile
 
 import pytest
 import torch
+from torch import nn
 
-from umlkit.runtime import pick_device, project_root, seed_everything
+from umlkit.runtime import (
+    compile_model,
+    pick_device,
+    project_root,
+    seed_everything,
+    separate_compile_cache,
+)
 
 
 def test_project_root_found_from_a_subfolder():
@@ -42,3 +53,58 @@ def test_pick_device_accepts_the_devices_it_lists():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="TrainConfig.device 'cuda:1' requested but CUDA"):
             pick_device("cuda:1", what="TrainConfig.device")
+
+
+# ------------------------------------------------------------------ torch.compile's kernel cache
+@pytest.fixture
+def temporary_tmpdir(tmp_path, monkeypatch):
+    """``tempfile.gettempdir()`` (where torch and umlkit put the kernel caches) is ``tmp_path``."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_a_capability_set_by_hand_gets_a_cache_folder_of_its_own(temporary_tmpdir):
+    shared = temporary_tmpdir / f"torchinductor_{getpass.getuser()}"
+    environ = {"ATEN_CPU_CAPABILITY": "AVX2"}
+    assert separate_compile_cache(environ) == f"{shared}_avx2"
+    assert environ["TORCHINDUCTOR_CACHE_DIR"] == f"{shared}_avx2"
+    # torch writes its own default into the variable on its first compilation: replaced too
+    environ = {"ATEN_CPU_CAPABILITY": "default", "TORCHINDUCTOR_CACHE_DIR": str(shared)}
+    assert separate_compile_cache(environ) == f"{shared}_default"
+
+
+def test_the_shared_folder_is_the_one_torch_uses_by_default(temporary_tmpdir):
+    """Written out from torch's own rule: if torch moves its default cache, this fails (and
+    separate_compile_cache would no longer recognise the default it must replace)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    environ = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": default_cache_dir()}
+    assert separate_compile_cache(environ) == default_cache_dir() + "_avx2"
+
+
+def test_a_cache_folder_of_someone_s_choosing_is_kept(temporary_tmpdir):
+    environ = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/data/kernels"}
+    assert separate_compile_cache(environ) is None
+    assert environ == {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/data/kernels"}
+
+
+@pytest.mark.parametrize("environ", [{}, {"ATEN_CPU_CAPABILITY": ""}, {"ATEN_CPU_CAPABILITY": " "}])
+def test_without_a_capability_nothing_changes(environ, temporary_tmpdir):
+    before = dict(environ)
+    assert separate_compile_cache(environ) is None
+    assert environ == before
+
+
+def test_compile_model_points_torch_at_the_capability_s_cache(temporary_tmpdir, monkeypatch):
+    """What a run under ``ATEN_CPU_CAPABILITY=avx2`` compiles lands in the avx2 folder: torch's
+    own ``cache_dir()`` reads it (no compilation needed: the model compiles on its first call)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    model = nn.Linear(3, 2)
+    compiled = compile_model(model)
+    expected = str(temporary_tmpdir / f"torchinductor_{getpass.getuser()}_avx2")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == expected
+    assert cache_dir() == expected
+    assert compiled.weight is model.weight  # the same parameters, not a copy

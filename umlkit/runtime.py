@@ -1,4 +1,5 @@
-"""The runtime helpers every layer may use: the project root, seeding, and the torch device.
+"""The runtime helpers every layer may use: the project root, seeding, the torch device, and
+``torch.compile`` with a kernel cache that matches the CPU kernels in use.
 
 Data loaders, training and evaluation import these; the notebook set-up (:mod:`umlkit.profiles`)
 sits above them and re-exports them, so nothing below the notebooks imports the profiles.
@@ -6,7 +7,10 @@ sits above them and re-exports them, so nothing below the notebooks imports the 
 
 from __future__ import annotations
 
+import getpass
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +85,52 @@ def pick_device(name: str | None = None, what: str = "device") -> str:
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{what} 'mps' requested but MPS is not available here ({here})")
     return name
+
+
+def separate_compile_cache(environ: dict[str, str] | None = None) -> str | None:
+    """Give ``torch.compile`` a kernel cache of its own for the CPU kernels chosen by hand.
+
+    PyTorch picks its CPU kernels by the instruction sets of the machine, or by the
+    ``ATEN_CPU_CAPABILITY`` environment variable (``default``, ``avx2``, ``avx512``) where one sets
+    it, e.g. to check a result under another CPU's rounding. ``torch.compile`` writes the C++
+    kernels it builds to one cache folder, ``$TMPDIR/torchinductor_<user>``, whose keys do not tell
+    one capability from another (torch 2.13): a run under ``ATEN_CPU_CAPABILITY=avx2`` after a run
+    with the machine's own AVX-512 kernels loads the AVX-512 build and dies of a segmentation
+    fault, and one under ``default`` fails to compile (``docs/decisions.md``).
+
+    So where ``ATEN_CPU_CAPABILITY`` is set, the cache goes to a folder named after it,
+    ``$TMPDIR/torchinductor_<user>_<capability>``, unless ``TORCHINDUCTOR_CACHE_DIR`` already names
+    a folder of someone's choosing (torch itself writes its default there on its first
+    compilation; that one is replaced). Without ``ATEN_CPU_CAPABILITY`` nothing changes.
+
+    Args:
+        environ: the environment to read and change (default: this process's, ``os.environ``,
+            which the processes it starts inherit).
+
+    Returns:
+        The cache folder set, or ``None`` where nothing was changed.
+    """
+    environ = os.environ if environ is None else environ
+    capability = environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if not capability:
+        return None
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid, as in some containers
+        user = f"uid_{os.getuid()}"
+    shared = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}")
+    chosen = environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen and os.path.abspath(chosen) != shared:
+        return None
+    environ["TORCHINDUCTOR_CACHE_DIR"] = folder = f"{shared}_{capability}"
+    return folder
+
+
+def compile_model(model):
+    """``torch.compile(model, dynamic=False)``: fixed shapes, as training and the benchmarks use,
+    with the kernel cache of :func:`separate_compile_cache`. The model compiles on its first call;
+    the returned module shares the model's weights."""
+    import torch
+
+    separate_compile_cache()
+    return torch.compile(model, dynamic=False)

@@ -123,7 +123,7 @@ from umlkit.runs import (
     save_run_state,
     undone_if_it_fails_early,
 )
-from umlkit.runtime import pick_device, project_root, seed_everything
+from umlkit.runtime import compile_model, pick_device, project_root, seed_everything
 
 #: The files of a run: a folder holding any of them holds a run that :func:`train` protects.
 RUN_FILES = (
@@ -248,7 +248,7 @@ def _train(config, output_dir, start, resume, overwrite, names, progress, callba
     # may swap the batch norms for synchronised ones: before the optimiser sees the parameters).
     trained = distributed.wrap_model(model, start["env"])
     if config.compile:  # compiles on the first step; the weights stay the model's own
-        trained = torch.compile(trained, dynamic=False)
+        trained = compile_model(trained)
     optimizer = make_optimizer(model, device, lr=config.lr, weight_decay=config.weight_decay)
     state = TrainingState()
     resuming = resume and CHECKPOINT_LAST in found

@@ -42,7 +42,7 @@ import torch
 from umlkit import fastpath
 from umlkit.losses import official_objective
 from umlkit.models import build_model
-from umlkit.runtime import pick_device
+from umlkit.runtime import compile_model, pick_device
 from umlkit.train import make_optimizer
 
 #: The model every other one is compared with.
@@ -79,7 +79,7 @@ def _step_functions(name: str, width: int, batch, device: str, compiled: bool = 
     model = build_model(name, width=width).to(device)
     optimizer = make_optimizer(model, device, lr=1e-4)
     objective = official_objective(name)
-    forward = torch.compile(model, dynamic=False) if compiled else model
+    forward = compile_model(model) if compiled else model
     images, masks, labels = batch
     autocast = device.startswith("cuda")
 
