@@ -82,6 +82,39 @@ def test_the_shared_folder_is_the_one_torch_uses_by_default(temporary_tmpdir):
     assert separate_compile_cache(environ) == default_cache_dir() + "_avx2"
 
 
+def _no_login_name():
+    raise ModuleNotFoundError("No module named 'pwd'")  # getpass on Windows without USERNAME
+
+
+@pytest.mark.parametrize(
+    "getuser, has_getuid, expected",
+    [
+        (lambda: "DOM\\ann", True, "torchinductor_DOM_ann"),  # a Windows domain login
+        (lambda: 'a/b:c*d?e"f<g>h|i', True, "torchinductor_a_b_c_d_e_f_g_h_i"),
+        (_no_login_name, True, "torchinductor_uid_1234"),
+        (_no_login_name, False, "torchinductor_unknown_user"),
+    ],
+    ids=["domain", "every-replaced-character", "uid-without-a-name", "neither"],
+)
+def test_user_names_follow_torch_s_rule(
+    getuser, has_getuid, expected, temporary_tmpdir, monkeypatch
+):
+    """Hand-written folder names, and torch's own ``default_cache_dir()`` under the same user:
+    where the two differed, torch's default would not be recognised and replaced, and a run
+    under another capability would share its cache again."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setattr(getpass, "getuser", getuser)
+    if has_getuid:
+        monkeypatch.setattr(os, "getuid", lambda: 1234, raising=False)
+    else:
+        monkeypatch.delattr(os, "getuid", raising=False)
+    shared = str(temporary_tmpdir / expected)
+    assert default_cache_dir() == shared
+    environ = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": shared}
+    assert separate_compile_cache(environ) == shared + "_avx2"
+
+
 def test_a_cache_folder_of_someone_s_choosing_is_kept(temporary_tmpdir):
     environ = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/data/kernels"}
     assert separate_compile_cache(environ) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -87,6 +88,18 @@ def pick_device(name: str | None = None, what: str = "device") -> str:
     return name
 
 
+def _user_for_file_names() -> str:
+    """The user name in torch's default kernel cache folder, by torch's rule (torch 2.13): the
+    login name with ``\\ / : * ? " < > |`` replaced by ``_``; ``uid_<number>`` where the uid has no
+    name (some containers), ``unknown_user`` where there is neither (Windows without ``USERNAME``)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):  # getpass falls back on ``pwd``
+        getuid = getattr(os, "getuid", None)  # absent on Windows
+        user = f"uid_{getuid()}" if callable(getuid) else "unknown_user"
+    return re.sub(r'[\\/:*?"<>|]', "_", user)
+
+
 def separate_compile_cache(environ: dict[str, str] | None = None) -> str | None:
     """Give ``torch.compile`` a kernel cache of its own for the CPU kernels chosen by hand.
 
@@ -114,11 +127,7 @@ def separate_compile_cache(environ: dict[str, str] | None = None) -> str | None:
     capability = environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
     if not capability:
         return None
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid, as in some containers
-        user = f"uid_{os.getuid()}"
-    shared = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}")
+    shared = os.path.join(tempfile.gettempdir(), f"torchinductor_{_user_for_file_names()}")
     chosen = environ.get("TORCHINDUCTOR_CACHE_DIR")
     if chosen and os.path.abspath(chosen) != shared:
         return None
