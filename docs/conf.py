@@ -73,6 +73,10 @@ html_theme_options = {
     "show_toc_level": 2,
     "use_download_button": True,
     "home_page_in_toc": True,
+    # No top bar: pydata-sphinx-theme 0.20 (which sphinx-book-theme 1.4 requires) puts a
+    # second search field there, above the sidebar's own, and the bar hides the sidebar's top
+    # as it scrolls.
+    "navbar_persistent": [],
 }
 # Without a default, the theme logs "invalid theme mode" to the console on a reader's first visit.
 html_context = {"default_mode": "light"}

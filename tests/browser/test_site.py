@@ -172,6 +172,12 @@ def test_every_page_loads_without_error_in_chromium(site, server, page, artefact
     assert not problems, "\n".join(problems[:40])
 
     page.goto(server + "notebooks/02_evidential_primer.html", wait_until="load")
+    # One search field at a desktop's width, the sidebar's: with sphinx-book-theme 1.4,
+    # pydata-sphinx-theme 0.20 added a top bar holding a second one, drawn over the sidebar as
+    # it scrolls (docs/conf.py turns that bar's field off).
+    searches = page.locator(".search-button-field, .search-button").filter(visible=True)
+    assert searches.count() == 1, f"{searches.count()} search fields shown"
+    assert page.locator(".bd-sidebar-primary .search-button-field").is_visible()
     screenshot = artefacts / "site-02_evidential_primer.png"
     page.screenshot(path=str(screenshot), full_page=False)
     assert screenshot.stat().st_size > 10_000
