@@ -75,6 +75,24 @@ def test_explorer_builds_and_updates_on_slider_and_dropdown():
     assert plt.get_fignums() == []  # every redraw closes its figure
 
 
+def test_explorer_says_why_a_rate_is_missing_instead_of_nan():
+    case = make_case("a", wrong_rows=0)  # no error at all
+    explorer = UncertaintyExplorer([case], threshold=1.0)  # every pixel reliable
+    readout = explorer.readout.value
+    assert "error rate inside the reliable mask</td><td>0.000" in readout
+    assert "error rate outside it</td><td>— (every pixel is reliable)" in readout
+    assert "share of errors flagged (u > t)</td><td>— (no error to flag)" in readout
+    assert "nan" not in readout.lower()
+
+    case = make_case("b", wrong_rows=2)
+    case["uncertainty"] = np.full((8, 8), 0.8)
+    explorer = UncertaintyExplorer([case], threshold=0.5)  # no pixel reliable
+    readout = explorer.readout.value
+    assert "error rate inside the reliable mask</td><td>— (no pixel is reliable)" in readout
+    assert "error rate outside it</td><td>0.250" in readout  # 16 errors in 64 pixels
+    assert "nan" not in readout.lower()
+
+
 def test_explorer_rejects_bad_input():
     with pytest.raises(ValueError, match="at least one case"):
         UncertaintyExplorer([])

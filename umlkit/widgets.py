@@ -230,10 +230,17 @@ class UncertaintyExplorer:
         show_png(self.picture, fig, self.dpi)
         summary = reliable_mask_summary(self.case, threshold)
         rows = "".join(
-            f"<tr><td>{_SUMMARY_LABELS[key]}</td><td>{value:.3f}</td></tr>"
+            f"<tr><td>{_SUMMARY_LABELS[key]}</td><td>{_readout_value(key, value)}</td></tr>"
             for key, value in summary.items()
         )
         self.readout.value = f"<table>{rows}</table>"
+
+
+def _readout_value(key: str, value: float) -> str:
+    """A summary value to 3 decimals, or why there is none (a rate over no pixels is NaN)."""
+    if np.isnan(value):
+        return _UNDEFINED.get(key, "—")
+    return f"{value:.3f}"
 
 
 _SUMMARY_LABELS = {
@@ -242,6 +249,13 @@ _SUMMARY_LABELS = {
     "error_rate_unreliable": "error rate outside it",
     "errors_flagged": "share of errors flagged (u > t)",
     "ueo": "UEO at t",
+}
+
+#: What the read-out shows where a rate is undefined, since its region is empty.
+_UNDEFINED = {
+    "error_rate_reliable": "— (no pixel is reliable)",
+    "error_rate_unreliable": "— (every pixel is reliable)",
+    "errors_flagged": "— (no error to flag)",
 }
 
 
