@@ -5,10 +5,10 @@ a resumable ``last.pt`` also the optimizer, the epoch, the history and the rando
 files of a run are laid out in its folder, and the model cache built on them, live in
 :mod:`umlkit.runs`; this module is what those folders are made of. Four ideas:
 
-* **Atomic writes**: every file goes through :func:`umlkit.folders.atomic_write` (also importable
-  from here), so a reader (or a resumed run after a crash) sees the old file or the new one, never
-  half of one. :func:`save_checkpoint`, :func:`write_table` and :func:`save_npz_atomic` are that
-  function for checkpoints, tables and arrays.
+* **Atomic writes**: every file goes through :func:`umlkit.folders.atomic_write`, so a reader (or
+  a resumed run after a crash) sees the old file or the new one, never half of one.
+  :func:`save_checkpoint`, :func:`write_table` and :func:`save_npz_atomic` are that function for
+  checkpoints, tables and arrays.
 * **One-line errors**: reading a checkpoint (:func:`load_checkpoint`) never shows a traceback of
   torch's internals: whatever is wrong with the file, the error is one line that names the file
   and the problem. Loading its weights (:func:`load_module_state`) reports a mismatch the same way.
@@ -38,8 +38,7 @@ from torch import nn
 from umlkit.divergence import first_nonfinite
 from umlkit.fingerprints import dataset_fingerprint as dataset_fingerprint
 from umlkit.fingerprints import fingerprint_files
-from umlkit.folders import atomic_write as atomic_write  # named here too: see the docstring
-from umlkit.folders import write_json as write_json
+from umlkit.folders import atomic_write
 from umlkit.models import ModelConfig, model_from_config
 from umlkit.runtime import pick_device
 
@@ -63,9 +62,9 @@ def write_table(path: str | Path, rows: pd.DataFrame | Sequence[Mapping[str, Any
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` into ``path`` through :func:`atomic_write`: an interrupted write, or two
-    processes writing at once, never leave a truncated file (the stored splits of the data
-    loaders use it)."""
+    """``np.savez`` into ``path`` through :func:`~umlkit.folders.atomic_write`: an interrupted
+    write, or two processes writing at once, never leave a truncated file (the stored splits of
+    the data loaders use it)."""
 
     def write(target: Path) -> None:
         with target.open("wb") as stream:  # a stream: np.savez would append ".npz" to a name
@@ -76,7 +75,8 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 # -------------------------------------------------------------------------- checkpoint files
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
-    """Save a checkpoint dict with ``torch.save``, atomically (see :func:`atomic_write`)."""
+    """Save a checkpoint dict with ``torch.save``, atomically
+    (:func:`umlkit.folders.atomic_write`)."""
     return atomic_write(path, lambda target: torch.save(checkpoint, target))
 
 

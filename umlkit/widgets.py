@@ -236,13 +236,6 @@ class UncertaintyExplorer:
         self.readout.value = f"<table>{rows}</table>"
 
 
-def _readout_value(key: str, value: float) -> str:
-    """A summary value to 3 decimals, or why there is none (a rate over no pixels is NaN)."""
-    if np.isnan(value):
-        return _UNDEFINED.get(key, "—")
-    return f"{value:.3f}"
-
-
 _SUMMARY_LABELS = {
     "reliable_share": "share of pixels reliable (u ≤ t)",
     "error_rate_reliable": "error rate inside the reliable mask",
@@ -257,6 +250,13 @@ _UNDEFINED = {
     "error_rate_unreliable": "— (every pixel is reliable)",
     "errors_flagged": "— (no error to flag)",
 }
+
+
+def _readout_value(key: str, value: float) -> str:
+    """A summary value to 3 decimals, or why there is none (a rate over no pixels is NaN)."""
+    if np.isnan(value):
+        return _UNDEFINED.get(key, "—")
+    return f"{value:.3f}"
 
 
 def dirichlet_explorer(alpha: Sequence[float] = (2.0, 2.0, 2.0), *, dpi: int = 90) -> widgets.VBox:
