@@ -54,7 +54,8 @@ def test_risk_coverage_curves_hand_computed():
     np.testing.assert_allclose(risk, [0, 0, 1 / 3, 1 / 4])
     assert table.loc["UML", "aurc"] == pytest.approx(area)
     assert table.loc["UML", "error_rate"] == pytest.approx(0.25)
-    assert table.loc["UML", "optimal_aurc"] == pytest.approx(0.25 + 0.75 * np.log(0.75))
+    # a perfect ranking keeps the three right images first: risks 0, 0, 0, 1/4
+    assert table.loc["UML", "optimal_aurc"] == pytest.approx(1 / 16)
 
 
 def test_failure_factors_splits_factors_and_flags():

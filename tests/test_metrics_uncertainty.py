@@ -11,6 +11,7 @@ from umlkit.metrics import (
     aurc,
     error_map,
     ood_auroc,
+    optimal_aurc,
     risk_coverage_curve,
     ueo_curve,
     uncertainty_error_auprc,
@@ -90,6 +91,32 @@ def test_risk_coverage_keeps_ties_together():
     assert aurc([0.9, 0.9, 0.5], [0, 1, 1]) == pytest.approx(1 / 3 + 1 / 9)
 
 
+def test_optimal_aurc_hand_computed():
+    # 3 errors in 10: risks 0 (x7), then 1/8, 2/9, 3/10 as the errors are kept last
+    assert optimal_aurc([1, 0, 1, 1, 1, 1, 0, 0, 1, 1]) == pytest.approx(
+        (1 / 8 + 2 / 9 + 3 / 10) / 10
+    )
+    assert optimal_aurc(np.ones(5, dtype=bool)) == 0.0  # no error: exact by construction
+    assert optimal_aurc([0, 0]) == pytest.approx((1 / 1 + 2 / 2) / 2)  # every one wrong
+
+
+def test_optimal_aurc_is_the_aurc_of_a_perfect_ranking_and_tends_to_the_formula():
+    rng = np.random.default_rng(0)
+    correct = rng.random(200) > 0.3
+    # an uncertainty that puts every wrong sample above every right one, no two alike
+    perfect = (~correct) + rng.random(200) * 0.5
+    assert aurc(perfect, correct, kind="uncertainty") == pytest.approx(optimal_aurc(correct))
+    # any other ranking does no better
+    assert aurc(rng.random(200), correct, kind="uncertainty") > optimal_aurc(correct)
+    # many samples at error rate r: r + (1 - r) ln(1 - r) (Geifman et al. 2019), approached
+    # from above
+    r = 0.3
+    limit = r + (1 - r) * np.log(1 - r)
+    for n in (10, 100, 10_000):
+        assert optimal_aurc(np.arange(n) >= round(r * n)) > limit
+    assert optimal_aurc(np.arange(10_000) >= 3000) == pytest.approx(limit, abs=1e-4)
+
+
 def test_ood_auroc_hand_computed():
     # out .3 beats .1 and .2; out .15 beats .1 only -> 3 of 4 pairs
     assert ood_auroc([0.1, 0.2], torch.tensor([0.3, 0.15])) == pytest.approx(0.75)
@@ -106,6 +133,10 @@ def test_bad_input_raises():
         risk_coverage_curve([0.1, 0.2], [1])
     with pytest.raises(ValueError, match="kind must be one of"):
         aurc([0.1], [1], kind="entropy")
+    with pytest.raises(ValueError, match="correct is empty"):
+        optimal_aurc([])
+    with pytest.raises(ValueError, match="must be binary"):
+        optimal_aurc([1, 0.5])
     with pytest.raises(ValueError, match="uncertainty_out is empty"):
         ood_auroc([0.1], [])
     with pytest.raises(ValueError, match="same shape"):

@@ -90,15 +90,15 @@ def risk_coverage_curves(
     Returns:
         ``(curves, table)``: ``"label (AURC 0.123)" -> (coverage, risk)`` for
         :func:`umlkit.plots.risk_coverage`, and one row per label with ``aurc``, ``risk`` at full
-        coverage (the error rate) and ``optimal_aurc`` = r + (1 - r) ln(1 - r), the AURC of a
-        perfect ranking at error rate r.
+        coverage (the error rate) and ``optimal_aurc``, the AURC of a perfect ranking of the
+        same images (:func:`umlkit.metrics.optimal_aurc`).
     """
     curves, rows = {}, []
     for label, (score, correct, kind) in scores.items():
         curve = metrics.risk_coverage_curve(score, correct, kind)
         area = metrics.aurc(score, correct, kind)
         rate = float(1 - np.mean(np.asarray(correct, dtype=float)))
-        optimal = rate + (1 - rate) * np.log(1 - rate) if rate < 1 else 1.0
+        optimal = metrics.optimal_aurc(correct)
         curves[f"{label} (AURC {area:.3f})"] = (
             curve["coverage"].to_numpy(),
             curve["risk"].to_numpy(),

@@ -10,7 +10,8 @@ A good uncertainty map is high where the prediction is wrong and low where it is
 - **AUROC / AUPRC** of the uncertainty as a score for "this pixel is wrong": threshold-free.
 - **Risk–coverage** (selective prediction): keep only the fraction of samples (the *coverage*)
   the model is most confident about; the *risk* is the error rate among them. AURC is the area
-  under that curve; lower is better (Geifman et al. 2019).
+  under that curve; lower is better (Geifman et al. 2019); :func:`optimal_aurc` is the least it
+  can be on the same samples.
 - **OOD AUROC**: how well the uncertainty separates out-of-distribution inputs from
   in-distribution ones.
 
@@ -174,14 +175,42 @@ def aurc(score: Any, correct: Any, kind: str = "confidence") -> float:
     r"""Area under the risk–coverage curve, :math:`\sum_j (\mathrm{cov}_j - \mathrm{cov}_{j-1})\,\mathrm{risk}_j`.
 
     Without ties this is :math:`\frac{1}{N}\sum_{k=1}^{N} \mathrm{risk}(k/N)`, the definition of
-    Geifman et al. (2019). Lower is better; a perfect ranking of a model with error rate
-    :math:`r` reaches :math:`r + (1 - r)\ln(1 - r)`, not 0. Arguments as
-    :func:`risk_coverage_curve`.
+    Geifman et al. (2019). Lower is better; a perfect ranking reaches :func:`optimal_aurc`, not 0
+    (about :math:`r + (1 - r)\ln(1 - r)` at an error rate :math:`r` on many samples). Arguments
+    as :func:`risk_coverage_curve`.
     """
     curve = risk_coverage_curve(score, correct, kind)
     coverage = curve["coverage"].to_numpy()
     widths = np.diff(np.concatenate([[0.0], coverage]))
     return float((widths * curve["risk"].to_numpy()).sum())
+
+
+def optimal_aurc(correct: Any) -> float:
+    r"""The AURC of a perfect ranking of these samples: every right one kept before every wrong one.
+
+    With :math:`N` samples, :math:`m` of them wrong, the risk stays 0 while the :math:`N - m`
+    right ones are kept; keeping the :math:`j`-th wrong one then brings it to
+    :math:`j / (N - m + j)`. So, in the definition of :func:`aurc`,
+
+    .. math:: \mathrm{AURC}^* = \frac{1}{N}\sum_{j=1}^{m} \frac{j}{N - m + j},
+
+    the least :func:`aurc` can be on these samples; ``aurc - optimal_aurc`` is the excess AURC
+    (E-AURC), 0 for a perfect ranking. As :math:`N` grows at an error rate :math:`r = m/N` it
+    tends to :math:`r + (1 - r)\ln(1 - r)` (Geifman et al. 2019), which lies below it for any
+    finite :math:`N`: 0.0503 against 0.0647 for 3 errors in 10 samples.
+
+    Args:
+        correct: whether each prediction is right, binary ``(N,)``.
+
+    Raises:
+        ValueError: an empty or non-binary ``correct``.
+    """
+    c = check_binary(correct, "correct").ravel()
+    if c.size == 0:
+        raise ValueError("correct is empty")
+    n, m = c.size, int(np.count_nonzero(~c))
+    j = np.arange(1, m + 1)
+    return float(np.sum(j / (n - m + j)) / n)
 
 
 def ood_auroc(uncertainty_in: Any, uncertainty_out: Any) -> float:
