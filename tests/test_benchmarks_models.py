@@ -1,5 +1,7 @@
 """umlkit.benchmarks.models: the cost table of UML against the multi-task baseline."""
 
+import argparse
+
 import pytest
 
 from umlkit import fastpath
@@ -94,3 +96,18 @@ def test_the_compiled_path_needs_a_warm_up_step():
     with pytest.raises(ValueError, match="compiled path needs warmup >= 1"):
         bench_models(width=2, image_size=16, batch_size=2, steps=1, warmup=0, memory=False,
                      paths=("compiled",))  # fmt: skip
+
+
+def test_widths_and_paths_of_the_command_lines_are_parsed_and_checked():
+    from umlkit.benchmarks import parse_paths, parse_widths
+
+    assert parse_widths("8,16,64") == [8, 16, 64]
+    assert parse_widths("16") == [16]
+    assert parse_paths("plain,compiled") == ["plain", "compiled"]
+    for bad in ("", "8,", "8.5", "-8", "0,16"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+            parse_widths(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown path 'turbo'"):
+        parse_paths("fast,turbo")
+    with pytest.raises(SystemExit):
+        main(["--width", "8,x"])

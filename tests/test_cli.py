@@ -81,6 +81,33 @@ def test_help_lists_every_subcommand(capsys):
         assert command in out
 
 
+def test_bench_passes_several_widths_and_paths_to_the_model_benchmark(monkeypatch, capsys):
+    from umlkit.benchmarks import models
+
+    received = []
+    monkeypatch.setattr(models, "main", lambda argv: received.append(argv) or 0)
+    assert main(["bench", "models", "--width", "8,16,64", "--paths", "plain,fast,compiled"]) == 0
+    assert received == [
+        ["--width", "8,16,64", "--paths", "plain,fast,compiled", "--image-size", "64"]
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--width", "8,x"], "argument --width: expected positive integers separated by commas"),
+        (["--width", "0"], "argument --width: expected positive integers separated by commas"),
+        (["--paths", "plain,turbo"], "argument --paths: unknown path 'turbo'"),
+        (["--n-pixels", "-5"], "argument --n-pixels: expected a positive number"),
+    ],
+)
+def test_bench_refuses_bad_options_in_one_line(option, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["bench", *option])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_bad_profile_is_one_line_and_exit_2(capsys):
     assert main(["figures", "--profile", "huge"]) == 2
     err = capsys.readouterr().err

@@ -331,7 +331,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         from umlkit.benchmarks.models import main as bench_models
 
         print("== training step and inference: UML vs the multitask baseline ==")
-        bench_models(["--width", str(args.width), "--image-size", str(args.image_size)])
+        bench_models(
+            [
+                *("--width", ",".join(map(str, args.width))),
+                *("--paths", ",".join(args.paths)),
+                *("--image-size", str(args.image_size)),
+            ]
+        )
     if args.what in ("all", "metrics"):
         from umlkit.benchmarks.metrics import main as bench_metrics
 
@@ -474,10 +480,32 @@ def _add_evaluate(sub) -> None:
 
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="speed and memory benchmarks (prints tables)")
-    bench.add_argument("what", nargs="?", default="all", choices=("all", "models", "metrics"))
-    bench.add_argument("--width", type=int, default=16)
-    bench.add_argument("--image-size", type=int, default=64)
-    bench.add_argument("--n-pixels", type=float, default=1e8)
+    from umlkit.benchmarks import DEFAULT_PATHS, PATHS, parse_paths, parse_widths
+
+    bench.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=("all", "models", "metrics"),
+        help="models: a training step and an inference pass of UML against the multitask "
+        "baseline; metrics: streaming pixel calibration (default: both)",
+    )
+    bench.add_argument(
+        "--width", type=parse_widths, default=[16], help="models' width; several: 8,16,64 (16)"
+    )
+    bench.add_argument(
+        "--paths",
+        type=parse_paths,
+        default=list(DEFAULT_PATHS),
+        help=f"some of {','.join(PATHS)} (default {','.join(DEFAULT_PATHS)}; compiled takes "
+        "minutes)",
+    )
+    bench.add_argument(
+        "--image-size", type=_positive_int, default=64, help="square image side (64)"
+    )
+    bench.add_argument(
+        "--n-pixels", type=_positive_float, default=1e8, help="metrics: pixels to stream (1e8)"
+    )
     bench.set_defaults(func=_cmd_bench)
 
 

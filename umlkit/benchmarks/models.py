@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from umlkit import fastpath
+from umlkit.benchmarks import DEFAULT_PATHS, PATHS, parse_paths, parse_widths
 from umlkit.losses import official_objective
 from umlkit.models import build_model
 from umlkit.runtime import compile_model, pick_device
@@ -49,11 +50,6 @@ from umlkit.train import make_optimizer
 REFERENCE = "multitask"
 #: umlkit's cost target: UML's training step at most this many times the reference's.
 TARGET_RATIO = 2.5
-#: The computation paths: the plain code, umlkit's fast paths (:mod:`umlkit.fastpath`), and the
-#: model compiled by ``torch.compile`` (the fast paths step aside inside the compiled graph).
-PATHS = ("plain", "fast", "compiled")
-#: The paths measured unless asked otherwise: compiling takes minutes per model on a small CPU.
-DEFAULT_PATHS = ("plain", "fast")
 
 
 def _batch(batch_size: int, image_size: int, device: str, seed: int = 0):
@@ -322,7 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m umlkit.benchmarks.models",
         description="Training-step and inference cost of UML versus the multi-task baseline.",
     )
-    parser.add_argument("--width", default="16", help="width of every model; several: 8,16,64 (16)")
+    parser.add_argument(
+        "--width",
+        type=parse_widths,
+        default=[16],
+        help="width of every model; several: 8,16,64 (16)",
+    )
     parser.add_argument("--image-size", type=int, default=64, help="square image side (64)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per step (16)")
     parser.add_argument("--steps", type=int, default=10, help="timed rounds, median kept (10)")
@@ -332,11 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument(
         "--paths",
-        default=",".join(DEFAULT_PATHS),
+        type=parse_paths,
+        default=list(DEFAULT_PATHS),
         help=f"some of {','.join(PATHS)} (default {','.join(DEFAULT_PATHS)}; compiled takes minutes)",
     )
     args = parser.parse_args(argv)
-    for width in (int(w) for w in args.width.split(",")):
+    for width in args.width:
         table = bench_models(
             width=width,
             image_size=args.image_size,
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             models=tuple(args.models.split(",")),
             threads=args.threads,
             memory=not args.no_memory,
-            paths=tuple(args.paths.split(",")),
+            paths=tuple(args.paths),
         )
         info = table.attrs
         print(
