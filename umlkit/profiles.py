@@ -24,7 +24,7 @@ the device::
 
     ctx = setup_notebook("03_training", profile)
     ctx.settings["train"]["epochs"]     # profile-specific sizes
-    ctx.save_figure(fig, "loss_curves")  # -> figures/03_training_loss_curves.{png,pdf}
+    ctx.save_figure(fig, "curves")  # reference profile -> figures/03_training_curves.{png,pdf}
 
 Figures of the ``reference`` profile go to ``figures/`` (they are committed); the other profiles
 write to ``build/figures-<profile>/`` (:func:`figures_dir_for`), so that neither a CI smoke run nor
@@ -355,7 +355,7 @@ def setup_notebook(
         device: ``"cpu"``, ``"cuda"``, ``"mps"``; default: the best one available.
         compare: ``True`` in the notebooks that compare models (04-08): the profile's
             ``compare`` entries replace those of ``settings["train"]`` (in the default profile
-            a smaller image size, so that 7 models x 3 seeds fit a 2-core CPU's budget), and
+            a smaller image size, so that 8 models x 3 seeds fit a 2-core CPU's budget), and
             ``settings["train"]`` is the budget every compared model trains with.
 
     Returns:
