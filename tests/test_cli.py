@@ -341,6 +341,21 @@ def test_train_resume_onto_another_configuration_changes_nothing(derm, run, caps
     assert snapshot(run) == before
 
 
+def test_train_resume_without_last_checkpoint_keeps_the_trained_weights(
+    derm, run, tmp_path, capsys
+):
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    (folder / "last.pt").unlink()
+    before = snapshot(folder)
+    assert main([*train_args(derm, folder), "--epochs", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"umlkit train: --output-dir {folder} holds trained weights (best.pt")
+    assert "but no last.pt to resume from: --overwrite replaces that run" in err
+    assert err.count("\n") == 1
+    assert snapshot(folder) == before
+
+
 def test_train_resume_without_a_checkpoint_says_so(derm, tmp_path, capsys):
     folder = tmp_path / "fresh"
     assert main([*train_args(derm, folder), "--epochs", "1", "--resume"]) == 0

@@ -44,6 +44,22 @@ def test_a_run_folder_is_only_continued_or_replaced_on_request(tmp_path):
     assert [p.name for p in run.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.parametrize("weights", [CHECKPOINT_BEST, "half/epoch_3.pt"])
+def test_resume_without_a_checkpoint_keeps_trained_weights(tmp_path, weights):
+    run, files = tmp_path / "run", (CHECKPOINT_LAST, CHECKPOINT_BEST, HISTORY_FILE)
+    (run / "half").mkdir(parents=True)
+    (run / weights).write_bytes(b"weights")
+    (run / HISTORY_FILE).write_text("epoch\n0\n")
+    claim = dict(names=NAMES, checkpoint=CHECKPOINT_LAST, weights=(CHECKPOINT_BEST, "half/*.pt"))
+    message = rf"holds trained weights \({weights}\) but no last.pt to resume from: overwrite=True"
+    with pytest.raises(FileExistsError, match=message):
+        claim_run_folder(run, files, resume=True, overwrite=False, **claim)
+    assert (run / weights).read_bytes() == b"weights"
+    # replacing the run is still a choice the user can make
+    found = claim_run_folder(run, files, resume=False, overwrite=True, **claim)
+    assert set(found) == {HISTORY_FILE} | ({weights} & set(files))
+
+
 def test_cache_key_follows_values_and_data_but_not_the_data_path(tmp_path):
     first, second = tmp_path / "one" / "derm", tmp_path / "two" / "derm"
     for folder in (first, second):

@@ -10,9 +10,11 @@ Every command checks its arguments before it writes or computes anything heavy:
 * ``synth`` refuses an ``--n`` too small to give each split of the dataset an image.
 * ``train`` refuses an ``--output-dir`` that holds a run (``last.pt``, ``best.pt``,
   ``history.csv`` or ``config.json``) unless ``--resume`` continues it or ``--overwrite``
-  replaces it (and says so); it checks ``--device``, ``--image-size`` against the network's
-  downsampling factor, the data and, when resuming, the checkpoint and its data before it
-  writes anything, so a start that fails leaves the folder as it was.
+  replaces it (and says so); ``--resume`` on a folder with no ``last.pt`` starts afresh, but
+  not over trained weights (``best.pt``, ``half.pt``), which only ``--overwrite`` replaces.
+  It checks ``--device``, ``--image-size`` against the network's downsampling factor, the data
+  and, when resuming, the checkpoint and its data before it writes anything, so a start that
+  fails leaves the folder as it was.
 * ``train`` holds ``--output-dir`` for its whole life: a second ``train`` (``--resume`` and
   ``--overwrite`` included) into a folder in use is refused at once, naming the process that
   holds it. The folder is created and written before the data are read, so a folder that

@@ -104,16 +104,23 @@ def claim_run_folder(
     resume: bool,
     overwrite: bool,
     names: Mapping[str, str],
+    checkpoint: str | None = None,
+    weights: Sequence[str] = (),
 ) -> list[str]:
     """Check that a run may start in ``output_dir`` and return the ``run_files`` already there.
 
     A folder holding any of ``run_files`` holds a run: it is only continued with ``resume`` or
-    replaced with ``overwrite`` (never both), so no earlier run is lost by accident. Nothing is
-    written here; ``names`` says how messages name ``output_dir``, ``resume`` and ``overwrite``.
+    replaced with ``overwrite`` (never both), so no earlier run is lost by accident. A run
+    asked to ``resume`` that finds no ``checkpoint`` to resume from starts afresh, deleting the
+    earlier run's files (:func:`prepare_run_folder`): that is refused where the folder still
+    holds trained weights (any file matching the glob patterns ``weights``), which only
+    ``overwrite`` may replace. Nothing is written here; ``names`` says how messages name
+    ``output_dir``, ``resume`` and ``overwrite``.
 
     Raises:
         ValueError: ``resume`` and ``overwrite`` together.
-        FileExistsError: ``output_dir`` is a file, or holds a run and neither flag is set.
+        FileExistsError: ``output_dir`` is a file, holds a run and neither flag is set, or holds
+            trained weights but no ``checkpoint`` to resume from.
     """
     if resume and overwrite:
         raise ValueError(
@@ -130,6 +137,20 @@ def claim_run_folder(
             f"{names['resume']} continues it, {names['overwrite']} replaces it, or choose "
             f"another {names['output_dir']}"
         )
+    if resume and checkpoint is not None and checkpoint not in found:
+        kept = sorted(
+            {
+                path.relative_to(output_dir).as_posix()
+                for w in weights
+                for path in output_dir.glob(w)
+            }
+        )
+        if kept:
+            raise FileExistsError(
+                f"{names['output_dir']} {output_dir} holds trained weights ({', '.join(kept)}) "
+                f"but no {checkpoint} to resume from: {names['overwrite']} replaces that run, or "
+                f"choose another {names['output_dir']}"
+            )
     return found
 
 
