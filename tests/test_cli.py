@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import test_data_loaders
 import torch
 from PIL import Image
 
@@ -24,6 +25,9 @@ from umlkit.checkpoints import load_checkpoint, save_checkpoint
 from umlkit.cli import build_parser, main
 from umlkit.data.synthetic import MANIFEST_NAME
 from umlkit.folders import LOCK_FILE
+
+#: The I-SPY1 layout of the loaders' tests: its subjects and the fixture that writes it.
+ISPY_PCR, ispy_root = test_data_loaders.ISPY_PCR, test_data_loaders.ispy_root
 
 #: How the one-line errors say the operating system's refusals.
 CAUSES = {
@@ -106,6 +110,36 @@ def test_bench_refuses_bad_options_in_one_line(option, message, capsys):
         build_parser().parse_args(["bench", *option])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_preprocess_names_every_case_it_could_not_preprocess(ispy_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    assert main(["preprocess", str(ispy_root), "--n-slices", "3", "--cache-dir", str(cache)]) == 0
+    assert (
+        capsys.readouterr().out.strip()
+        == f"{len(ISPY_PCR)} of {len(ISPY_PCR)} I-SPY1 cases preprocessed"
+    )
+    damaged = ispy_root / "Dataset ISPY" / "ISPY_1002" / "DCEMRI_1.nii"
+    damaged.write_bytes(b"not a NIfTI volume")
+    (ispy_root / "Tumor_segmentation_new" / "ISPY_1003_tumor_mask.nii").unlink()
+    assert main(["preprocess", str(ispy_root), "--n-slices", "4", "--cache-dir", str(cache)]) == 2
+    captured = capsys.readouterr()
+    assert (
+        captured.out.strip() == f"{len(ISPY_PCR) - 2} of {len(ISPY_PCR)} I-SPY1 cases preprocessed"
+    )
+    lines = captured.err[captured.err.index("umlkit preprocess:") :].splitlines()  # after tqdm's
+    assert lines[0] == "umlkit preprocess: 2 case(s) could not be preprocessed:"
+    assert lines[1].startswith("  ISPY_1002: ") and str(damaged) in lines[1]
+    assert lines[2].startswith("  ISPY_1003: ") and "tumour mask not found" in lines[2]
+    assert len(lines) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x"])
+def test_preprocess_refuses_a_slice_count_that_is_not_positive(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["preprocess", "root", "--n-slices", value])
+    assert exit_info.value.code == 2
+    assert "argument --n-slices: expected a positive integer" in capsys.readouterr().err
 
 
 def test_bad_profile_is_one_line_and_exit_2(capsys):

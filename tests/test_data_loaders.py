@@ -627,6 +627,12 @@ def test_ispy_cache_is_reused_and_keyed_by_parameters(ispy_root, tmp_path, monke
         _ispy(ispy_root, tmp_path, "test", n_slices=4)
 
 
+@pytest.mark.parametrize("n_slices", [0, -2, 2.5, True])
+def test_ispy_preprocessing_refuses_a_slice_count_that_is_not_positive(ispy_root, n_slices):
+    with pytest.raises(ValueError, match="n_slices must be a positive integer"):
+        ispy1.preprocess_ispy1(ispy_root, n_slices=n_slices, progress=False)
+
+
 def test_ispy_bad_inputs(ispy_root, tmp_path):
     import nibabel as nib
 

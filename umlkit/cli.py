@@ -133,7 +133,12 @@ def _cmd_preprocess(args: argparse.Namespace) -> None:
     from umlkit.data import preprocess_ispy1
 
     table = preprocess_ispy1(args.root, n_slices=args.n_slices, cache_dir=args.cache_dir)
-    print(f"{len(table)} I-SPY1 cases preprocessed")
+    failed = table[table["problem"] != ""]
+    print(f"{len(table) - len(failed)} of {len(table)} I-SPY1 cases preprocessed")
+    if len(failed):
+        # every case with a problem, one line each: a case left out must not pass unnoticed
+        cases = "".join(f"\n  {row.case}: {row.problem}" for row in failed.itertuples())
+        raise ValueError(f"{len(failed)} case(s) could not be preprocessed:{cases}")
 
 
 #: ``train``'s values where neither a flag nor ``--profile`` gives one.
@@ -391,7 +396,7 @@ def _add_preprocess(sub) -> None:
         "root", type=Path, help="the I-SPY1 folder (ISPY_<id>/..., outcome xlsx)"
     )
     preprocess.add_argument(
-        "--n-slices", type=int, default=10, help="slices around the largest tumour"
+        "--n-slices", type=_positive_int, default=10, help="slices around the largest tumour"
     )
     preprocess.add_argument("--cache-dir", type=Path, default=None)
     preprocess.set_defaults(func=_cmd_preprocess)

@@ -259,6 +259,11 @@ def _read_slice(record: Record) -> tuple[np.ndarray, np.ndarray]:
     return record.extra["image"][..., None], record.extra["mask"].astype(np.int64)
 
 
+def _check_n_slices(n_slices: int) -> None:
+    if isinstance(n_slices, bool) or not isinstance(n_slices, int) or n_slices < 1:
+        raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
+
+
 def load_ispy1(
     root: Path,
     split: str,
@@ -275,8 +280,7 @@ def load_ispy1(
     Items are single-channel slices (C = 1) with ids ``<case>_s<slice>``; ``.groups`` holds each
     item's case, the unit of the split.
     """
-    if not isinstance(n_slices, int) or n_slices < 1:
-        raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
+    _check_n_slices(n_slices)
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     records = case_records(Path(root))
     members = set(split_cases(records, split_fractions, seed)[split])
@@ -332,7 +336,11 @@ def preprocess_ispy1(
     Returns:
         One row per case: ``case``, ``pcr``, ``slices`` (kept slice indices, empty on a
         problem) and ``problem`` (empty when the case is fine).
+
+    Raises:
+        ValueError: ``n_slices`` is not a positive integer.
     """
+    _check_n_slices(n_slices)
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     rows = []
     for case in tqdm(case_records(Path(root)), desc="I-SPY1", disable=not progress):
