@@ -219,6 +219,32 @@ def test_isic_reads_labels_masks_and_splits(isic_root):
     assert item["label"].dtype == torch.int64
 
 
+def test_synthetic_metadata_rows_follow_the_items(isic_root):
+    ids = load_dataset("isic2017", isic_root, "val").ids
+    rows = pd.DataFrame({"id": list(reversed(ids)), "noise": range(len(ids))})
+    rows.to_csv(isic_root / "umlkit_metadata.csv", index=False)
+    data = load_dataset("isic2017", isic_root, "val")
+    assert data.metadata["id"].tolist() == ids
+    assert data.metadata["noise"].tolist() == list(reversed(range(len(ids))))
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "not a readable CSV table (No columns to parse from file)"),
+        (b"\xff\xfe\x00garbage", "not a readable CSV table ("),
+        (b"name,noise\nISIC_0000000,1\n", "no 'id' column: regenerate the data with umlkit synth"),
+        (b"id,noise\nISIC_0000000,1\nISIC_0000000,2\n", "id ISIC_0000000 is listed twice"),
+    ],
+)
+def test_damaged_synthetic_metadata_raises_naming_it(isic_root, content, problem):
+    path = isic_root / "umlkit_metadata.csv"
+    path.write_bytes(content)
+    with pytest.raises(DatasetItemError) as error:
+        load_dataset("isic2017", isic_root, "train")
+    assert str(error.value).startswith(f"{path}: {problem}")
+
+
 def test_resizing_is_bilinear_for_images_and_nearest_for_masks(isic_root):
     data = load_dataset("isic2017", isic_root, "train", size=(12, 16))
     item = data[0]

@@ -71,6 +71,9 @@ def test_overrides_are_read_as_yaml():
     }
     with pytest.raises(ValueError, match="identifier"):
         parse_overrides([["bad-name", "1"]])
+    message = r"-p size '\[unclosed': not a YAML value \(expected ',' or '\]', but got"
+    with pytest.raises(ValueError, match=message):
+        parse_overrides([["size", "[unclosed"]])
 
 
 def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(project, capfd):

@@ -104,7 +104,14 @@ def parse_overrides(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
     for name, raw in pairs or []:
         if not name.isidentifier():
             raise ValueError(f"-p {name!r}: a parameter name must be a Python identifier")
-        values[name] = yaml.safe_load(raw)
+        try:
+            values[name] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "cannot be read"
+            raise ValueError(
+                f"-p {name} {raw!r}: not a YAML value ({problem}); quote a list as "
+                f"'[1, 2]' and a string with special characters as '\"text\"'"
+            ) from None
     return values
 
 

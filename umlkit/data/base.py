@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from umlkit.checkpoints import save_npz_atomic
+from umlkit.checkpoints import first_line, save_npz_atomic
 
 ON_ERROR = ("raise", "skip")
 #: Datasets whose resized images take at most this many bytes are kept in memory by default.
@@ -416,5 +416,14 @@ def _synthetic_metadata(root: Path, ids: list[str]) -> pd.DataFrame | None:
     path = root / METADATA_NAME
     if not path.is_file():
         return None
-    table = pd.read_csv(path, dtype={"id": str}).set_index("id")
-    return table.reindex(ids).reset_index()
+    try:
+        table = pd.read_csv(path, dtype={"id": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        # pandas' EmptyDataError and ParserError are ValueErrors
+        raise DatasetItemError(path, f"not a readable CSV table ({first_line(error)})") from None
+    if "id" not in table.columns:
+        raise DatasetItemError(path, "no 'id' column: regenerate the data with umlkit synth")
+    if table["id"].duplicated().any():
+        repeated = table.loc[table["id"].duplicated(), "id"].iloc[0]
+        raise DatasetItemError(path, f"id {repeated} is listed twice")
+    return table.set_index("id").reindex(ids).reset_index()
