@@ -1,5 +1,5 @@
 # umlkit: two commands do everything.
-#   make figures   create/refresh .venv, run all notebooks at the quick default profile (about 20
+#   make figures   create/refresh .venv, run all notebooks at the quick default profile (about 22
 #                  min on 2 cores): build/figures-default/, each notebook printing the converged
 #                  reference's numbers beside its own
 #   make reference the converged reference (every comparison trained until it plateaus): the
