@@ -462,8 +462,20 @@ def test_evaluate_output_into_a_folder_and_a_missing_one(derm, run, tmp_path, ca
     assert main([*args, "--output", str(tmp_path)]) == 0
     assert len((tmp_path / "best_test.csv").read_text().splitlines()) == 1 + 3
     assert f"per-image table written to {tmp_path / 'best_test.csv'}" in capsys.readouterr().out
-    assert main([*args, "--output", str(tmp_path)]) == 0
+    before = (tmp_path / "best_test.csv").read_bytes()
+    assert main([*args, "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit evaluate: --output {tmp_path}: {tmp_path / 'best_test.csv'} exists: "
+        "--overwrite replaces it, or choose another --output\n"
+    )
+    assert (tmp_path / "best_test.csv").read_bytes() == before
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my own notes")
+    assert main([*args, "--output", str(mine)]) == 2
+    assert mine.read_text() == "my own notes"
+    assert main([*args, "--output", str(mine), "--overwrite"]) == 0
     assert "(replaced)" in capsys.readouterr().out
+    assert len(mine.read_text().splitlines()) == 1 + 3
     missing = tmp_path / "nowhere" / "table.csv"
     assert main([*args, "--output", str(missing)]) == 2
     assert capsys.readouterr().err == (

@@ -30,7 +30,7 @@ Every command checks its arguments before it writes or computes anything heavy:
 * ``evaluate`` reads the image size and dataset kind the checkpoint was trained with unless
   ``--image-size`` / ``--dataset`` say otherwise (it prints which it uses), refuses data whose
   classes are not the checkpoint's, and checks ``--output`` first: a folder receives
-  ``<checkpoint name>_<split>.csv``; an existing file is replaced, and the command says so.
+  ``<checkpoint name>_<split>.csv``; an existing file is only replaced with ``--overwrite``.
 * ``figures`` checks every ``-p`` against the parameters cells of the notebooks it will run
   (name and type) before the first one starts.
 """
@@ -259,11 +259,14 @@ def _train_in_held_folder(args: argparse.Namespace) -> None:
     print(f"best epoch {result.best_epoch} (score {result.best_score:.4f}); in {args.output_dir}")
 
 
-def _evaluation_output(output: str | None, checkpoint: Path, split: str) -> Path | None:
+def _evaluation_output(
+    output: str | None, checkpoint: Path, split: str, overwrite: bool = False
+) -> Path | None:
     """Where ``evaluate --output`` writes, checked before anything is computed.
 
     A folder (existing, or named with a trailing separator) receives
     ``<checkpoint stem>_<split>.csv``; otherwise the path is the file, whose folder must exist.
+    An existing file is refused unless ``overwrite``.
     """
     if output is None:
         return None
@@ -276,6 +279,10 @@ def _evaluation_output(output: str | None, checkpoint: Path, split: str) -> Path
         raise FileNotFoundError(f"--output {output}: folder {path.parent} does not exist")
     if path.is_dir():
         raise ValueError(f"--output {output}: {path} is a folder")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"--output {output}: {path} exists: --overwrite replaces it, or choose another --output"
+        )
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ValueError(f"--output {output}: {path} cannot be written (no permission)")
     return path
@@ -304,7 +311,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from umlkit.train import check_image_size
 
     device = pick_device(args.device, what="--device")
-    output = _evaluation_output(args.output, args.checkpoint, args.split)
+    output = _evaluation_output(args.output, args.checkpoint, args.split, args.overwrite)
     checkpoint = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint, args.checkpoint, device="cpu")
     # what the model was trained on: the checkpoint's data record, else its training configuration
@@ -469,6 +476,9 @@ def _add_evaluate(sub) -> None:
     cmd.add_argument(
         "--output",
         help="write the per-image table as CSV; a folder receives <checkpoint name>_<split>.csv",
+    )
+    cmd.add_argument(
+        "--overwrite", action="store_true", help="replace the --output file if it exists"
     )
     cmd.add_argument(
         "--dataset",
