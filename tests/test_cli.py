@@ -142,6 +142,18 @@ def test_preprocess_refuses_a_slice_count_that_is_not_positive(value, capsys):
     assert "argument --n-slices: expected a positive integer" in capsys.readouterr().err
 
 
+def test_messages_name_the_flags_but_leave_quoted_field_names_alone():
+    from umlkit.cli import _for_the_command_line
+
+    assert _for_the_command_line("state the classes with num_classes") == (
+        "state the classes with --num-classes"
+    )
+    assert _for_the_command_line("(num_classes=2)") == "(--num-classes=2)"
+    listed = "unknown field 'depth2'; the fields are ['num_classes', 'width']"
+    assert _for_the_command_line(listed) == listed
+    assert _for_the_command_line('fields ["num_classes"]') == 'fields ["num_classes"]'
+
+
 def test_bad_profile_is_one_line_and_exit_2(capsys):
     assert main(["figures", "--profile", "huge"]) == 2
     err = capsys.readouterr().err
@@ -524,6 +536,37 @@ def test_evaluate_refuses_a_checkpoint_holding_inf_naming_the_tensor(derm, run, 
     assert capsys.readouterr().err == (
         f"umlkit evaluate: checkpoint {path}: its weight {name} holds inf: the run that wrote it "
         "diverged; train again with a lower learning rate\n"
+    )
+
+
+@pytest.mark.parametrize("size", ["abc", 0, 32.5])
+def test_evaluate_names_a_checkpoint_whose_image_size_is_not_a_size(
+    derm, run, tmp_path, capsys, size
+):
+    checkpoint = load_checkpoint(run / "best.pt")
+    for record in ("train_config", "data"):
+        if isinstance(checkpoint.get(record), dict) and "image_size" in checkpoint[record]:
+            checkpoint[record]["image_size"] = size
+    path = save_checkpoint(tmp_path / "best.pt", checkpoint)
+    assert main(["evaluate", str(path), "--data-root", str(derm), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"umlkit evaluate: checkpoint {path} records the image size {size!r}, not a positive "
+        "integer: give --image-size\n"
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--data-root",
+                str(derm),
+                "--device",
+                "cpu",
+                "--image-size",
+                "32",
+            ]
+        )
+        == 0
     )
 
 

@@ -83,11 +83,15 @@ def test_classes_txt_states_the_number_and_names_the_classes(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "problem"),
-    [("benign\n", "lists 1 class name(s)"), ("a\nb\na\n", "the class name 'a' is listed")],
+    [
+        ("benign\n", "lists 1 class name(s)"),
+        ("a\nb\na\n", "the class name 'a' is listed"),
+        ("bénin\nmalin\n", "not UTF-8 text (save it as UTF-8, one name per line)"),
+    ],
 )
 def test_a_classes_txt_that_cannot_be_used_is_one_line(tmp_path, text, problem):
     path = tmp_path / "classes.txt"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match=re.escape(f"{path}: {problem}")):
         read_class_names(path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,15 @@ def test_partial_folder_raises_and_overwrite_regenerates(tmp_path):
         make_synthetic(root, n=4, size=32, progress=False)
     make_synthetic(root, n=4, size=32, progress=False, overwrite=True)
     assert json.loads((root / MANIFEST_NAME).read_text())["n"] == 4
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_a_damaged_record_is_named_as_damaged_not_missing(tmp_path, damage):
+    root = make_synthetic(tmp_path / "d", n=4, size=32, progress=False)
+    (root / MANIFEST_NAME).write_bytes(damage)
+    message = f"its {MANIFEST_NAME} is damaged: not the JSON record umlkit writes"
+    with pytest.raises(FileExistsError, match=re.escape(message)):
+        make_synthetic(root, n=4, size=32, progress=False)
 
 
 def test_missing_file_of_a_complete_dataset_raises(tmp_path):

@@ -61,7 +61,8 @@ TRAIN_FLAGS = {
 _COMMAND_LINE_WORDING = (
     (re.compile(r"pass overwrite=True\b"), "pass --overwrite"),
     (re.compile(r",? or pass on_error=['\"]skip['\"][^\n]*"), "."),
-    (re.compile(r"\bnum_classes\b"), "--num-classes"),
+    # the argument, not the name of a field a message lists in quotes ('num_classes')
+    (re.compile(r"(?<!['\"])\bnum_classes\b(?!['\"])"), "--num-classes"),
 )
 
 
@@ -325,7 +326,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     kind, kind_source = _stored_or_given(
         args.dataset, trained.get("dataset"), "--dataset", "isic2017", "dataset"
     )
-    check_image_size(int(size), model.config.depth, "--image-size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(
+            f"checkpoint {args.checkpoint} records the image size {size!r}, not a positive "
+            "integer: give --image-size"
+        )
+    check_image_size(size, model.config.depth, "--image-size")
     print(f"image size {size} ({size_source}); dataset {kind} ({kind_source})")
     # a folder dataset's classes: as many as the model was trained on (names from the checkpoint)
     stated = {"num_classes": len(trained["class_names"])} if _folder(kind, trained) else {}

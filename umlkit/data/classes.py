@@ -42,9 +42,14 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     """The class names a ``classes.txt`` lists: its non-empty lines, stripped, in order.
 
     Raises:
-        ValueError: fewer than two names, or a name listed twice (one line naming ``path``).
+        ValueError: not UTF-8 text, fewer than two names, or a name listed twice (one line
+            naming ``path``).
     """
-    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (save it as UTF-8, one name per line)") from None
+    names = [line.strip() for line in text.splitlines()]
     names = [name for name in names if name]
     if len(names) < 2:
         raise ValueError(

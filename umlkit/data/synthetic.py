@@ -396,11 +396,14 @@ def _check_root(root: Path, params: dict, overwrite: bool) -> bool:
         return False
     manifest_path = root / MANIFEST_NAME
     manifest = None
+    why = f"no {MANIFEST_NAME}; generation was interrupted?"
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             manifest = None
+        if not isinstance(manifest, dict):
+            why = f"its {MANIFEST_NAME} is damaged: not the JSON record umlkit writes"
     if isinstance(manifest, dict) and manifest.get("generator") == params["generator"]:
         same = all(manifest.get(k) == v for k, v in params.items())
         missing = [f for f in manifest.get("files", []) if not (root / f).is_file()]
@@ -440,8 +443,7 @@ def _check_root(root: Path, params: dict, overwrite: bool) -> bool:
         )
     if problem is None:
         problem = (
-            f"{root} holds {n_files} files of an unfinished umlkit synthetic {kind} dataset "
-            f"(no {MANIFEST_NAME}; generation was interrupted?)"
+            f"{root} holds {n_files} files of an unfinished umlkit synthetic {kind} dataset ({why})"
         )
     if not overwrite:
         raise FileExistsError(
