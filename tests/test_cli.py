@@ -134,6 +134,17 @@ def test_preprocess_names_every_case_it_could_not_preprocess(ispy_root, tmp_path
     assert len(lines) == 3
 
 
+@pytest.mark.parametrize("command", ["synth", "train"])
+@pytest.mark.parametrize("value", ["-3", "4294967296", "x"])
+def test_a_seed_outside_numpys_range_is_refused_by_the_parser(command, value, capsys):
+    args = train_args("d", "o") if command == "train" else ["synth", "d"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*args, "--seed", value])
+    assert exit_info.value.code == 2
+    assert "argument --seed: expected an integer from 0 to 2**32 - 1" in capsys.readouterr().err
+    assert build_parser().parse_args(["synth", "d", "--seed", "4294967295"]).seed == 2**32 - 1
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "x"])
 def test_preprocess_refuses_a_slice_count_that_is_not_positive(value, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -92,6 +92,17 @@ _positive_int = _positive(int, "integer")
 _positive_float = _positive(float, "number")
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a random seed, an integer from 0 to 2**32 - 1 (what NumPy accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
+    return value
+
+
 def _smallest_synthetic_n(kind: str) -> int:
     """The smallest ``--n`` that gives every split of ``kind``'s default splits an image."""
     from umlkit.data.synthetic import DEFAULT_SPLITS, split_counts
@@ -396,7 +407,7 @@ def _add_synth(sub) -> None:
     synth.add_argument("--kind", default="derm", help="derm (ISIC 2017), fundus (REFUGE) or ood")
     synth.add_argument("--n", type=int, default=1000, help="number of images (derm, fundus: 6+)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=_seed, default=0, help="random seed of the generator (0)")
     synth.add_argument(
         "--overwrite", action="store_true", help="regenerate a folder umlkit wrote before"
     )
@@ -448,7 +459,7 @@ def _add_train(sub) -> None:
     cmd.add_argument("--epochs", type=_positive_int, default=None, help="default 12")
     cmd.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
     cmd.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3")
-    cmd.add_argument("--seed", type=int, default=None, help="default 0")
+    cmd.add_argument("--seed", type=_seed, default=None, help="default 0")
     cmd.add_argument(
         "--augment",
         default=None,
