@@ -537,7 +537,11 @@ def test_refuge_unlabelled_image_and_bad_mask_value(refuge_root):
     write_grey(
         refuge_root / "REFUGE-Validation400-GT" / "Disc_Cup_Masks" / "V0004.bmp", refuge_mask()
     )
-    with pytest.raises(ValueError, match=r"V0004\.jpg: id V0004 is missing from the label table"):
+    sheet = refuge_root / "REFUGE-Validation400-GT" / "Fovea_locations.xlsx"
+    message = (
+        rf"V0004\.jpg: id V0004 has no glaucoma label: .* and not listed in {re.escape(str(sheet))}"
+    )
+    with pytest.raises(ValueError, match=message):
         load_dataset("refuge", refuge_root, "val")
     mask = refuge_mask()
     mask[0, 0] = 64
@@ -545,7 +549,18 @@ def test_refuge_unlabelled_image_and_bad_mask_value(refuge_root):
     data = load_dataset("refuge", refuge_root, "val", on_error="skip")
     assert data.ids == ["V0001", "V0003"]
     problems = " | ".join(problem for _, problem in data.report)
-    assert "missing from the label table" in problems and "[64]" in problems
+    assert "V0004 has no glaucoma label" in problems and "[64]" in problems
+
+
+def test_refuge_names_a_spreadsheet_it_could_not_read_labels_from(refuge_root):
+    sheet = refuge_root / "REFUGE-Validation400-GT" / "Fovea_locations.xlsx"
+    pd.DataFrame({"Image": ["V0001.jpg"], "Diagnosis": [1]}).to_excel(sheet, index=False)
+    message = (
+        r"V0001\.jpg: id V0001 has no glaucoma label: not in a Glaucoma/Non-Glaucoma folder, "
+        rf"and no spreadsheet has ImgName and Glaucoma Label columns \(read without them: {re.escape(str(sheet))}\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_dataset("refuge", refuge_root, "val")
 
 
 def test_refuge_id_stored_twice_raises_naming_both_files(refuge_root):

@@ -338,13 +338,19 @@ def _load_isic2017(root: Path, split: str, **common) -> SegmentationClassificati
 
 
 # ------------------------------------------------------------------------------------------ REFUGE
-def _refuge_spreadsheet_labels(folders: Sequence[Path]) -> tuple[dict[str, list], list[Path]]:
+def _refuge_spreadsheet_labels(
+    folders: Sequence[Path],
+) -> tuple[dict[str, list], list[Path], list[Path]]:
     """Labels from every spreadsheet in ``folders`` with an image-name and a glaucoma column.
 
-    Spreadsheets without those columns (e.g. fovea locations only) are ignored.
+    Spreadsheets without those columns (e.g. fovea locations only) are not read for labels.
+
+    Returns:
+        ``(votes, used, ignored)``: image id -> ``[(spreadsheet name, value), ...]``, the
+        spreadsheets read, and those without the columns (named when an image has no label).
     """
     votes: dict[str, list] = {}
-    used = []
+    used, ignored = [], []
     for folder in folders:
         for path in sorted(folder.rglob("*.xlsx")):
             if path.name.startswith("~$") or layouts.is_macos_metadata(path):  # not tables
@@ -360,14 +366,17 @@ def _refuge_spreadsheet_labels(folders: Sequence[Path]) -> tuple[dict[str, list]
                 if "glaucoma" in str(c).lower() or str(c).strip().lower().startswith("label")
             ]
             if not names or not label_columns:
+                ignored.append(path)
                 continue
             used.append(path)
             for name, value in zip(table[names[0]], table[label_columns[0]], strict=True):
                 votes.setdefault(Path(str(name).strip()).stem, []).append((path.name, value))
-    return votes, used
+    return votes, used, ignored
 
 
-def _set_refuge_label(record: Record, sheet_votes: list, sheets: list) -> None:
+def _set_refuge_label(
+    record: Record, sheet_votes: list, sheets: list, ignored: Sequence[Path] = ()
+) -> None:
     """Set ``record.label`` from its folders' names and the spreadsheets' votes, or record why
     it cannot be set (no vote, an unreadable vote, votes that disagree)."""
     image, mask, stem = record.image, record.mask, record.id
@@ -380,12 +389,17 @@ def _set_refuge_label(record: Record, sheet_votes: list, sheets: list) -> None:
     values = {source: _binary_label(value, source) for source, value in votes}
     bad = [v for v in values.values() if isinstance(v, str)]
     if not votes:
-        sources = ", ".join(str(s) for s in sheets) or "no spreadsheet with ImgName/Glaucoma Label"
+        if sheets:
+            where = "not listed in " + ", ".join(str(s) for s in sheets)
+        else:
+            where = "no spreadsheet has ImgName and Glaucoma Label columns"
+        if ignored:
+            where += " (read without them: " + ", ".join(str(s) for s in ignored) + ")"
         record.problems.append(
             DatasetItemError(
                 image,
-                f"id {stem} is missing from the label table: not in a Glaucoma/Non-Glaucoma "
-                f"folder and not listed in {sources}",
+                f"id {stem} has no glaucoma label: not in a Glaucoma/Non-Glaucoma folder, and "
+                f"{where}",
             )
         )
     elif bad:
@@ -420,7 +434,7 @@ def _load_refuge(root: Path, split: str, **common) -> SegmentationClassification
     masks, mask_duplicates = _one_file_per_id(
         _image_files(mask_dir, recursive=True, suffixes=(".bmp",)), "mask"
     )
-    sheet_votes, sheets = _refuge_spreadsheet_labels([gt_dir, image_dir])
+    sheet_votes, sheets, ignored = _refuge_spreadsheet_labels([gt_dir, image_dir])
 
     records = []
     for stem, image in images.items():
@@ -429,7 +443,7 @@ def _load_refuge(root: Path, split: str, **common) -> SegmentationClassification
         record.problems += [d[stem] for d in (duplicates, mask_duplicates) if stem in d]
         if stem not in masks:
             record.problems.append(MissingFileError(mask, "mask file not found"))
-        _set_refuge_label(record, sheet_votes.get(stem, []), sheets)
+        _set_refuge_label(record, sheet_votes.get(stem, []), sheets, ignored)
         records.append(record)
     return SegmentationClassificationDataset(
         kind="refuge",
