@@ -259,9 +259,19 @@ def test_export_refuses_an_existing_file_a_bad_name_and_an_empty_cache(lecturer,
         export_cache(lecturer.archive, folders=lecturer.folders, progress=False)
     with pytest.raises(ValueError, match=r"ends in \.tar\.gz, \.tgz or \.zip"):
         export_cache(tmp_path / "lab.rar", folders=lecturer.folders, progress=False)
-    with pytest.raises(ValueError, match="no finished runs of profile default"):
+    with pytest.raises(ValueError, match="no finished runs of profile default in .*: nothing"):
         export_cache(tmp_path / "lab.zip", "default", folders=lecturer.folders, progress=False)
     assert not (tmp_path / "lab.zip").exists()
+    # a cache whose only run is stale says why it was left out
+    stale = folders_in(tmp_path / "stale")
+    shutil.copytree(lecturer.folders.synthetic, stale.synthetic)
+    shutil.copytree(lecturer.folders.models / "0123456789abcdef", stale.models / "0123456789abcdef")
+    message = (
+        r"no finished runs in .*; 1 run folder\(s\) left out: 1 stale \(older code, or its data "
+        r"changed since\): nothing to export"
+    )
+    with pytest.raises(ValueError, match=message):
+        export_cache(tmp_path / "lab.zip", folders=stale, progress=False)
 
 
 def test_the_command_line_exports_and_imports(lecturer, tmp_path, monkeypatch, capsys):

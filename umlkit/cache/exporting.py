@@ -183,9 +183,12 @@ def export_cache(
     runs, left_out = find_runs(folders, data_folder, progress)
     if not runs:
         which = f" of profile {profile}" if profile else ""
+        found = sum(left_out.values())
+        reasons = "; ".join(f"{count} {why}" for why, count in sorted(left_out.items()))
+        seen = f"; {found} run folder(s) left out: {reasons}" if found else ""
         raise ValueError(
-            f"no finished runs{which} in {folders.models} or {folders.semi}: nothing to export "
-            "(run the notebooks first, e.g. make figures)"
+            f"no finished runs{which} in {folders.models} or {folders.semi}{seen}: nothing to "
+            "export (run the notebooks first, e.g. make figures)"
         )
     datasets = {
         path.name: path
