@@ -674,6 +674,17 @@ def test_ispy_preprocessing_refuses_a_slice_count_that_is_not_positive(ispy_root
         ispy1.preprocess_ispy1(ispy_root, n_slices=n_slices, progress=False)
 
 
+def test_ispy_cache_folder_that_is_a_file_is_named(ispy_root, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    message = f"cache folder {afile} is a file, not a folder"
+    with pytest.raises(NotADirectoryError, match=re.escape(message)):
+        ispy1.preprocess_ispy1(ispy_root, cache_dir=afile, progress=False)
+    with pytest.raises(NotADirectoryError, match=re.escape(message)):
+        load_dataset("ispy1", ispy_root, "train", cache_dir=afile, progress=False)
+    assert afile.read_text() == "mine"
+
+
 def test_ispy_bad_inputs(ispy_root, tmp_path):
     import nibabel as nib
 

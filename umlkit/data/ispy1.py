@@ -259,6 +259,14 @@ def _read_slice(record: Record) -> tuple[np.ndarray, np.ndarray]:
     return record.extra["image"][..., None], record.extra["mask"].astype(np.int64)
 
 
+def _cache_folder(cache_dir: str | Path | None) -> Path:
+    """The folder preprocessed cases are cached in (default :func:`default_cache_dir`)."""
+    folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"cache folder {folder} is a file, not a folder")
+    return folder
+
+
 def _check_n_slices(n_slices: int) -> None:
     if isinstance(n_slices, bool) or not isinstance(n_slices, int) or n_slices < 1:
         raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
@@ -281,7 +289,7 @@ def load_ispy1(
     item's case, the unit of the split.
     """
     _check_n_slices(n_slices)
-    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    cache_dir = _cache_folder(cache_dir)
     records = case_records(Path(root))
     members = set(split_cases(records, split_fractions, seed)[split])
     # Cases without a usable pCR label belong to no split: they are reported in every split.
@@ -341,7 +349,7 @@ def preprocess_ispy1(
         ValueError: ``n_slices`` is not a positive integer.
     """
     _check_n_slices(n_slices)
-    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    cache_dir = _cache_folder(cache_dir)
     rows = []
     for case in tqdm(case_records(Path(root)), desc="I-SPY1", disable=not progress):
         problem = "; ".join(str(p) for p in case.problems)
