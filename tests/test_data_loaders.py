@@ -683,6 +683,11 @@ def test_ispy_cache_folder_that_is_a_file_is_named(ispy_root, tmp_path):
     with pytest.raises(NotADirectoryError, match=re.escape(message)):
         load_dataset("ispy1", ispy_root, "train", cache_dir=afile, progress=False)
     assert afile.read_text() == "mine"
+    for missing in (tmp_path / "nowhere", afile):
+        with pytest.raises(
+            FileNotFoundError, match=re.escape(f"I-SPY1 folder {missing} not found")
+        ):
+            ispy1.preprocess_ispy1(missing, progress=False)
 
 
 def test_ispy_bad_inputs(ispy_root, tmp_path):

@@ -206,6 +206,8 @@ def cached_case(
 
 def case_records(root: Path) -> list[Record]:
     """One record per case (volume found or listed in the outcome table), with its problems."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"I-SPY1 folder {root} not found (or not a folder)")
     outcome_path = root / OUTCOME_FILE
     if not outcome_path.is_file():
         found = sorted(root.rglob(OUTCOME_FILE))
