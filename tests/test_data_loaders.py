@@ -674,7 +674,7 @@ def test_ispy_preprocessing_refuses_a_slice_count_that_is_not_positive(ispy_root
         ispy1.preprocess_ispy1(ispy_root, n_slices=n_slices, progress=False)
 
 
-def test_ispy_cache_folder_that_is_a_file_is_named(ispy_root, tmp_path):
+def test_ispy_a_data_or_cache_folder_that_is_missing_or_a_file_is_named(ispy_root, tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("mine")
     message = f"cache folder {afile} is a file, not a folder"
