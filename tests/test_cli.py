@@ -5,6 +5,8 @@ import hashlib
 import importlib
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -696,3 +698,46 @@ def test_importing_the_entry_point_module_runs_nothing(monkeypatch, capsys):
     monkeypatch.delitem(sys.modules, "umlkit.__main__", raising=False)
     importlib.import_module("umlkit.__main__")
     assert capsys.readouterr() == ("", "")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The subcommands whose documented examples are checked here (``figures``: tests/test_runner.py).
+DOCUMENTED_SUBCOMMANDS = ("synth", "preprocess", "train", "evaluate", "bench", "cache")
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """``(page, arguments)`` of every ``umlkit <subcommand> ...`` that the README, docs/ and the
+    notebooks show for readers to copy: in code blocks (continued lines joined) and in inline
+    code with an option; an example eliding its arguments with ``...`` is left out."""
+    # docs/decisions.md is the record of what was measured, not instructions to copy
+    guides = sorted(set((ROOT / "docs").glob("*.md")) - {ROOT / "docs" / "decisions.md"})
+    pages = [ROOT / "README.md", *guides]
+    texts = [(page.name, page.read_text(encoding="utf-8")) for page in pages]
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        markdown = ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown"]
+        texts.append((notebook.name, "\n".join(markdown)))
+    pattern = rf"umlkit ((?:{'|'.join(DOCUMENTED_SUBCOMMANDS)})\b[^|#\n]*)"
+    commands = []
+    for name, text in texts:
+        blocks = [
+            block.replace("\\\n", " ") for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+        ]
+        spans = [span for span in re.findall(r"`([^`\n]+)`", text) if " --" in span]
+        for chunk in blocks + spans:
+            for match in re.finditer(pattern, chunk):
+                words = shlex.split(match.group(1))
+                if "..." not in words:
+                    commands.append((name, words))
+    return commands
+
+
+def test_every_documented_command_is_accepted_by_the_parser(capsys):
+    commands = _documented_commands()
+    assert len(commands) >= 8  # the README's and the course guide's examples were found
+    for page, words in commands:
+        try:
+            build_parser().parse_args(words)
+        except SystemExit as exit_info:  # --help exits 0; a refused argument exits 2
+            error = capsys.readouterr().err.strip().splitlines()[-1:]
+            assert exit_info.code == 0, f"{page}: umlkit {shlex.join(words)}: {error}"
