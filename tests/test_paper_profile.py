@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from umlkit import profiles
-from umlkit.cli import main, profile_train_values
+from umlkit.cli import main
 from umlkit.data.loaders import KINDS
+from umlkit.profiles import profile_train_values
 from umlkit.runner import check_overrides, list_notebooks, load_parameters
 from umlkit.train import TrainConfig
 

@@ -45,7 +45,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from umlkit.folders import CannotWriteError, FolderInUseError, as_write_error, folder_lock
-from umlkit.profiles import PROFILES
+from umlkit.profiles import PROFILES, profile_train_values
 
 #: How ``train``'s messages name its arguments on the command line (see umlkit.train.train).
 TRAIN_FLAGS = {
@@ -165,50 +165,6 @@ TRAIN_DEFAULTS = {
     "seed": 0,
     "augment": "none",
 }
-#: Entries of a profile's ``train`` settings that size the notebooks, not one training run.
-_NOTEBOOK_ONLY = ("workers",)
-
-
-def profile_train_values(profile: str, dataset: str) -> dict:
-    """The TrainConfig values of ``profile``'s ``train`` settings, for data of kind ``dataset``.
-
-    The profile's ``train`` entry, then (the ``paper`` profile) its ``datasets[dataset]["train"]``
-    entry on top. ``seeds`` gives the first seed, ``uml_options`` the model options; every
-    other key must be a :class:`~umlkit.train.TrainConfig` field, so that a misspelt setting
-    fails here instead of being ignored.
-
-    Raises:
-        ValueError: a key that is no TrainConfig field, or a malformed ``datasets`` entry.
-    """
-    from dataclasses import fields
-
-    from umlkit.profiles import get_settings
-    from umlkit.train import TrainConfig
-
-    settings = get_settings(profile)
-    known = {f.name for f in fields(TrainConfig)}
-    values: dict = {}
-    layers = [("train", settings["train"])]
-    entry = settings.get("datasets", {}).get(dataset)
-    if entry is not None:
-        extra = sorted(set(entry) - {"train", "gpus", "train_images"})
-        if extra:
-            raise ValueError(f"profile {profile}: datasets.{dataset} has unknown entries {extra}")
-        layers.append((f"datasets.{dataset}.train", entry.get("train", {})))
-    for where, layer in layers:
-        for key, value in layer.items():
-            if key == "seeds":
-                values["seed"] = int(list(value)[0])
-            elif key == "uml_options":
-                values["model_options"] = dict(value)
-            elif key in known:
-                values[key] = value
-            elif key not in _NOTEBOOK_ONLY:
-                raise ValueError(
-                    f"profile {profile}: {where}.{key} is not a training setting; "
-                    f"TrainConfig has {', '.join(sorted(known))}"
-                )
-    return values
 
 
 def _train_config(args: argparse.Namespace):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +411,46 @@ def notebooks_dir_for(root: str | Path, profile: str) -> Path:
 def env_profile(default: str = "default") -> str:
     """The profile named by the ``UMLKIT_PROFILE`` environment variable (``make test`` sets smoke)."""
     return check_profile(os.environ.get("UMLKIT_PROFILE", default))
+
+
+#: Entries of a profile's ``train`` settings that size the notebooks, not one training run.
+_NOTEBOOK_ONLY = ("workers",)
+
+
+def profile_train_values(profile: str, dataset: str) -> dict:
+    """The TrainConfig values of ``profile``'s ``train`` settings, for data of kind ``dataset``.
+
+    The profile's ``train`` entry, then (the ``paper`` profile) its ``datasets[dataset]["train"]``
+    entry on top. ``seeds`` gives the first seed, ``uml_options`` the model options; every
+    other key must be a :class:`~umlkit.train.TrainConfig` field, so that a misspelt setting
+    fails here instead of being ignored.
+
+    Raises:
+        ValueError: a key that is no TrainConfig field, or a malformed ``datasets`` entry.
+    """
+    from umlkit.train import TrainConfig
+
+    settings = get_settings(profile)
+    known = {f.name for f in fields(TrainConfig)}
+    values: dict = {}
+    layers = [("train", settings["train"])]
+    entry = settings.get("datasets", {}).get(dataset)
+    if entry is not None:
+        extra = sorted(set(entry) - {"train", "gpus", "train_images"})
+        if extra:
+            raise ValueError(f"profile {profile}: datasets.{dataset} has unknown entries {extra}")
+        layers.append((f"datasets.{dataset}.train", entry.get("train", {})))
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key == "seeds":
+                values["seed"] = int(list(value)[0])
+            elif key == "uml_options":
+                values["model_options"] = dict(value)
+            elif key in known:
+                values[key] = value
+            elif key not in _NOTEBOOK_ONLY:
+                raise ValueError(
+                    f"profile {profile}: {where}.{key} is not a training setting; "
+                    f"TrainConfig has {', '.join(sorted(known))}"
+                )
+    return values

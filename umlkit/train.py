@@ -294,16 +294,10 @@ def _check_start(config, output_dir, resume, overwrite, names) -> tuple[str, lis
     depth = model_depth(config)
     if depth is not None:
         check_image_size(config.image_size, depth, names["image_size"])
-    found = claim_run_folder(
-        output_dir,
-        RUN_FILES,
-        resume,
-        overwrite,
-        names,
-        checkpoint=CHECKPOINT_LAST,
-        weights=(CHECKPOINT_BEST, CHECKPOINT_HALF, f"{HALF_FOLDER}/epoch_*.pt"),
+    weights = (CHECKPOINT_BEST, CHECKPOINT_HALF, f"{HALF_FOLDER}/epoch_*.pt")  # never lost
+    return device, claim_run_folder(
+        output_dir, RUN_FILES, resume, overwrite, names, CHECKPOINT_LAST, weights
     )
-    return device, found
 
 
 def _stops_early(state: TrainingState, config: TrainConfig, epoch: int) -> bool:

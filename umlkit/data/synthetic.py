@@ -385,6 +385,19 @@ def _describe(params: dict) -> str:
     return ", ".join(f"{k}={params.get(k)!r}" for k in keys)
 
 
+def _read_manifest(path: Path) -> tuple[dict | None, str]:
+    """The generator's record in ``path``, or ``None`` and why (missing, or damaged)."""
+    if not path.is_file():
+        return None, f"no {MANIFEST_NAME}; generation was interrupted?"
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        return None, f"its {MANIFEST_NAME} is damaged: not the JSON record umlkit writes"
+    return manifest, ""
+
+
 def _check_root(root: Path, params: dict, overwrite: bool) -> bool:
     """Decide what to do with an existing ``root``: True = complete already, False = (re)write.
 
@@ -394,16 +407,7 @@ def _check_root(root: Path, params: dict, overwrite: bool) -> bool:
         raise FileExistsError(f"{root} exists and is not a folder")
     if not root.exists() or not any(root.iterdir()):
         return False
-    manifest_path = root / MANIFEST_NAME
-    manifest = None
-    why = f"no {MANIFEST_NAME}; generation was interrupted?"
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            manifest = None
-        if not isinstance(manifest, dict):
-            why = f"its {MANIFEST_NAME} is damaged: not the JSON record umlkit writes"
+    manifest, why = _read_manifest(root / MANIFEST_NAME)
     if isinstance(manifest, dict) and manifest.get("generator") == params["generator"]:
         same = all(manifest.get(k) == v for k, v in params.items())
         missing = [f for f in manifest.get("files", []) if not (root / f).is_file()]
