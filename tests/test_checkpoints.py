@@ -119,7 +119,7 @@ def _truncated(path):
     [
         (lambda path: path.write_bytes(b""), r"is empty \(0 bytes\)"),
         (_truncated, r"is truncated or corrupt \(\d+ bytes\): PytorchStreamReader"),
-        (lambda path: path.write_text("not a checkpoint"), "is not a file torch.save wrote"),
+        (lambda path: path.write_text("not a checkpoint"), "is not in torch.save's zip format"),
         (
             lambda path: torch.save({"model_config": datetime.date(2024, 1, 1)}, path),
             "holds Python objects umlkit never writes",

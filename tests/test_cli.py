@@ -515,7 +515,7 @@ def test_evaluate_output_into_a_folder_and_a_missing_one(derm, run, tmp_path, ca
     [
         (b"", "is empty (0 bytes)"),
         (b"PK\x03\x04 cut short", "is truncated or corrupt (14 bytes)"),
-        (b"epoch,loss\n0,1.0\n", "is not a file torch.save wrote"),
+        (b"epoch,loss\n0,1.0\n", "is not in torch.save's zip format"),
     ],
 )
 def test_evaluate_a_damaged_checkpoint_is_one_line(derm, tmp_path, capsys, content, problem):

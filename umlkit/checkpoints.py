@@ -152,8 +152,8 @@ def _checked_checkpoint_size(path: Path) -> int:
         )
     if head != TORCH_ZIP_MAGIC:
         raise ValueError(
-            f"checkpoint {path} is not a file torch.save wrote (no zip header): not a umlkit "
-            "checkpoint"
+            f"checkpoint {path} is not in torch.save's zip format (no zip header), which every "
+            "umlkit checkpoint is: not a umlkit checkpoint"
         )
     return size
 
