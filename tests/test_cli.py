@@ -28,6 +28,7 @@ from umlkit.cli import build_parser, main
 from umlkit.data.synthetic import MANIFEST_NAME
 from umlkit.folders import LOCK_FILE
 
+ROOT = Path(__file__).resolve().parents[1]
 #: The I-SPY1 layout of the loaders' tests: its subjects and the fixture that writes it.
 ISPY_PCR, ispy_root = test_data_loaders.ISPY_PCR, test_data_loaders.ispy_root
 
@@ -225,8 +226,10 @@ def test_train_refuses_a_folder_holding_a_run_and_names_the_flags(derm, run, cap
 
 def _umlkit(*args, **options):
     """``python -m umlkit *args`` as a process, with this checkout importable."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "umlkit", *args],
         stdout=subprocess.PIPE,
@@ -700,7 +703,6 @@ def test_importing_the_entry_point_module_runs_nothing(monkeypatch, capsys):
     assert capsys.readouterr() == ("", "")
 
 
-ROOT = Path(__file__).resolve().parents[1]
 #: The subcommands whose documented examples are checked here (``figures``: tests/test_runner.py).
 DOCUMENTED_SUBCOMMANDS = ("synth", "preprocess", "train", "evaluate", "bench", "cache")
 

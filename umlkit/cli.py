@@ -302,7 +302,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"image size {size} ({size_source}); dataset {kind} ({kind_source})")
     # a folder dataset's classes: as many as the model was trained on (names from the checkpoint)
     stated = {"num_classes": len(trained["class_names"])} if _folder(kind, trained) else {}
-    dataset = load_dataset(kind, args.data_root, split=args.split, size=int(size), **stated)
+    dataset = load_dataset(kind, args.data_root, split=args.split, size=size, **stated)
     check_checkpoint_data(checkpoint, dataset, args.checkpoint)
     result = evaluate(model, dataset, device=device, progress=True, keep_maps=0)
     for name, value in result.summary.items():

@@ -418,8 +418,7 @@ def _synthetic_metadata(root: Path, ids: list[str]) -> pd.DataFrame | None:
         return None
     try:
         table = pd.read_csv(path, dtype={"id": str})
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        # pandas' EmptyDataError and ParserError are ValueErrors
+    except ValueError as error:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError
         raise DatasetItemError(path, f"not a readable CSV table ({first_line(error)})") from None
     if "id" not in table.columns:
         raise DatasetItemError(path, "no 'id' column: regenerate the data with umlkit synth")
