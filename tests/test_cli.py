@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import umlkit.checkpoints as checkpoints
+import umlkit.cli as cli
 import umlkit.data.synthetic as synthetic
 import umlkit.folders as folders
 from umlkit.checkpoints import load_checkpoint, save_checkpoint
@@ -198,11 +199,41 @@ def test_synth_refuses_a_foreign_folder(tmp_path, capsys):
     assert err.startswith("umlkit synth:") and "notes.txt" in err
 
 
-def test_train_names_a_bad_augmentation(tmp_path, capsys):
-    main(["synth", str(tmp_path / "derm"), "--n", "16", "--size", "32"])
-    args = ["train", "--data-root", str(tmp_path / "derm"), "--output-dir", str(tmp_path / "run")]
-    assert main([*args, "--augment", "mixup"]) == 2
-    assert "augment must be one of" in capsys.readouterr().err
+def test_the_command_lines_names_are_the_librarys():
+    """The choices cli.py spells out (its --help imports no torch) are the library's own."""
+    from umlkit.data import augment, layouts, loaders
+    from umlkit.models import MODEL_NAMES
+
+    assert cli.DATASETS == loaders.KINDS
+    assert cli.SPLITS == layouts.SPLITS
+    assert cli.MODELS == MODEL_NAMES
+    assert cli.AUGMENTATIONS == augment.AUGMENTATIONS
+    assert cli.SYNTHETIC_KINDS == synthetic.SYNTHETIC_KINDS
+
+
+@pytest.mark.parametrize(
+    ("words", "flag"),
+    [
+        (["train", "--augment", "mixup"], "--augment"),
+        (["train", "--model", "resnet"], "--model"),
+        (["train", "--dataset", "isic"], "--dataset"),
+        (["evaluate", "run/best.pt", "--split", "validation"], "--split"),
+        (["evaluate", "run/best.pt", "--dataset", "isic"], "--dataset"),
+        (["synth", "out", "--kind", "brain"], "--kind"),
+    ],
+)
+def test_a_name_outside_the_choices_is_refused_with_the_choices(tmp_path, capsys, words, flag):
+    """Refused by the parser, before any file is read or written, in one line naming the flag
+    and listing what it accepts (not the library's Python argument, such as kind='isic')."""
+    paths = ["--data-root", str(tmp_path / "data"), "--output-dir", str(tmp_path / "run")]
+    words = [*words, *paths[: 4 if words[0] == "train" else 2 if words[0] == "evaluate" else 0]]
+    with pytest.raises(SystemExit) as exit_info:
+        main(words)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"umlkit {words[0]}: error: argument {flag}: invalid choice")
+    assert "choose from" in error
+    assert not list(tmp_path.iterdir())
 
 
 def test_evaluate_a_missing_checkpoint(tmp_path, capsys):

@@ -57,6 +57,14 @@ TRAIN_FLAGS = {
     "device": "--device",
     "lr": "--lr",
 }
+#: The names the command line accepts, spelled here so that ``umlkit --help`` imports no torch
+#: (tests/test_cli.py checks them against the library's own lists): argparse then refuses any
+#: other value in one line that lists them, and the help shows them.
+DATASETS = ("isic2017", "refuge", "ispy1", "folder")  # umlkit.data.loaders.KINDS
+SPLITS = ("train", "val", "test")  # umlkit.data.layouts.SPLITS
+MODELS = ("uml", "uml2024", "unet", "classifier", "multitask")  # umlkit.models.MODEL_NAMES
+AUGMENTATIONS = ("none", "flip", "dihedral")  # umlkit.data.augment.AUGMENTATIONS
+SYNTHETIC_KINDS = ("derm", "fundus", "ood")  # umlkit.data.synthetic.SYNTHETIC_KINDS
 #: Python-only suggestions of library messages and what the command line says instead.
 _COMMAND_LINE_WORDING = (
     (re.compile(r"pass overwrite=True\b"), "pass --overwrite"),
@@ -360,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_synth(sub) -> None:
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's layout")
     synth.add_argument("root", type=Path, help="folder to write (created)")
-    synth.add_argument("--kind", default="derm", help="derm (ISIC 2017), fundus (REFUGE) or ood")
+    synth.add_argument(
+        "--kind",
+        choices=SYNTHETIC_KINDS,
+        default="derm",
+        help="derm (ISIC 2017's layout, the default), fundus (REFUGE's) or ood",
+    )
     synth.add_argument("--n", type=int, default=1000, help="number of images (derm, fundus: 6+)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.add_argument("--seed", type=_seed, default=0, help="random seed of the generator (0)")
@@ -385,7 +398,9 @@ def _add_preprocess(sub) -> None:
 def _add_train(sub) -> None:
     cmd = sub.add_parser("train", help="train a model")
     cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
-    cmd.add_argument("--dataset", default=None, help="isic2017 (default), refuge, ispy1, folder")
+    cmd.add_argument(
+        "--dataset", choices=DATASETS, default=None, help="the dataset's layout (default isic2017)"
+    )
     cmd.add_argument(
         "--num-classes",
         type=_positive_int,
@@ -408,9 +423,7 @@ def _add_train(sub) -> None:
         help="fill the training settings from this profile's train settings (paper: "
         "the official configuration of --dataset); the flags given win",
     )
-    cmd.add_argument(
-        "--model", default=None, help="uml (default), uml2024, unet, classifier, multitask"
-    )
+    cmd.add_argument("--model", choices=MODELS, default=None, help="the network (default uml)")
     cmd.add_argument("--width", type=_positive_int, default=None, help="default 16")
     cmd.add_argument("--epochs", type=_positive_int, default=None, help="default 12")
     cmd.add_argument("--batch-size", type=_positive_int, default=None, help="default 16")
@@ -418,6 +431,7 @@ def _add_train(sub) -> None:
     cmd.add_argument("--seed", type=_seed, default=None, help="default 0")
     cmd.add_argument(
         "--augment",
+        choices=AUGMENTATIONS,
         default=None,
         help="none (default), flip (random flips) or dihedral (flips and quarter turns) per "
         "image; use flip where a turn changes the label (REFUGE's vertical cup-to-disc ratio)",
@@ -445,7 +459,7 @@ def _add_evaluate(sub) -> None:
     cmd = sub.add_parser("evaluate", help="evaluate a checkpoint")
     cmd.add_argument("--data-root", type=Path, required=True, help="the dataset folder")
     cmd.add_argument("checkpoint", type=Path, help="a best.pt / last.pt written by train")
-    cmd.add_argument("--split", default="test")
+    cmd.add_argument("--split", choices=SPLITS, default="test", help="default test")
     cmd.add_argument(
         "--output",
         help="write the per-image table as CSV; a folder receives <checkpoint name>_<split>.csv",
@@ -455,8 +469,9 @@ def _add_evaluate(sub) -> None:
     )
     cmd.add_argument(
         "--dataset",
+        choices=DATASETS,
         default=None,
-        help="isic2017, refuge, ispy1, folder (default: the checkpoint's)",
+        help="the dataset's layout (default: the checkpoint's)",
     )
     cmd.add_argument(
         "--image-size",
