@@ -102,6 +102,14 @@ def derm_test_split(tmp_path_factory):
     return load_dataset("isic2017", root, split="test", size=32)
 
 
+#: The summary's keys: the classification report's, f1, the mean per-image scores, n.
+SUMMARY_KEYS = {
+    "n", "accuracy", "f1", "f1_macro", "f1_weighted", "auc", "kappa", "sensitivity",
+    "specificity", "ece", "brier", "nll", "class_uncertainty", "dice", "iou", "hd95", "assd",
+    "pixel_uncertainty", "hd95_undefined",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["uml", "uml2024", "unet", "classifier", "multitask"])
 def test_every_model_gives_the_expected_columns(derm_test_split, name):
     torch.manual_seed(0)
@@ -120,6 +128,9 @@ def test_every_model_gives_the_expected_columns(derm_test_split, name):
     assert np.isnan(evaluation.summary["accuracy"]) != has_class
     assert np.isnan(evaluation.summary["dice"]) != has_seg
     assert (evaluation.pred_masks is None) != has_seg
+    # the same keys for every model (the U-Net's summary lacked nll, sensitivity, specificity)
+    assert set(evaluation.summary) == SUMMARY_KEYS
+    assert all(np.isnan(evaluation.summary[key]) != has_class for key in ("nll", "specificity"))
 
 
 def test_three_pixel_classes_give_per_class_and_mean_dice():

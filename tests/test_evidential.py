@@ -80,6 +80,15 @@ def test_dirichlet_rejects_bad_evidence():
         dirichlet(torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ValueError, match="alpha must be >= 1"):
         dirichlet_from_alpha(torch.tensor([[0.5, 2.0]]))
+    # one image's scores without the batch dimension: no dimension 1 to hold the classes
+    with pytest.raises(ValueError, match=r"shape \(2,\) has no class dimension dim=1"):
+        dirichlet(torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(\) has no class dimension dim=-1"):
+        dirichlet_from_alpha(torch.tensor(2.0), dim=-1)
+    # ...which dim=-1 names: alpha = (2, 4), S = 6
+    assert dirichlet(torch.tensor([1.0, 3.0]), dim=-1).prob.tolist() == pytest.approx(
+        [1 / 3, 2 / 3]
+    )
 
 
 ALPHA = torch.tensor([[3.0, 1.0]])  # S = 4, p = (0.75, 0.25)

@@ -17,6 +17,7 @@ from umlkit.metrics import (
     sensitivity,
     specificity,
 )
+from umlkit.metrics.classification import REPORT_METRICS
 
 # Binary, positive-class probabilities; predictions (p >= .5 is class 1 except the tie at .5):
 #   p      .9  .8  .6  .4  .3  .5
@@ -92,6 +93,7 @@ def test_classification_report_keys_and_tensors():
         "brier",
         "nll",
     }
+    assert tuple(report) == REPORT_METRICS  # the names evaluate() fills with NaN without a head
     assert report["accuracy"] == pytest.approx(4 / 6)
     assert report["auc"] == pytest.approx(6 / 9)
 

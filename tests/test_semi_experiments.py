@@ -190,6 +190,9 @@ def test_comparison_configs_take_seeds_per_fraction(tmp_path):
     ]
     with pytest.raises(ValueError, match=r"no seeds for the label fraction\(s\) \[0.2\]"):
         comparison_configs({"derm": root}, label_fractions=[0.1, 0.2], seeds={0.1: [0]}, **common)
+    # a misspelt field is named, as the docstring promises (a bare TypeError before)
+    with pytest.raises(ValueError, match=r"SemiConfig has no field\(s\) \['widht'\]"):
+        comparison_configs({"derm": root}, [0.1], ["supervised"], [0], steps=4, widht=4)
     per_method = comparison_configs(
         {"derm": root},
         label_fractions=[0.1],

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from umlkit import distributed
 from umlkit.metrics import classification_report, dice, iou
+from umlkit.metrics.classification import REPORT_METRICS
 from umlkit.metrics.segmentation import segmentation_scores
 from umlkit.runtime import pick_device
 
@@ -55,7 +56,8 @@ class Evaluation:
     table: (
         pd.DataFrame
     )  # one row per image: id, label, pred, prob, class_uncertainty, correct, dice, ...
-    summary: dict[str, float]  # accuracy, f1, auc, ece, dice, hd95, ... (NaN where not available)
+    summary: dict[str, float]  # accuracy, f1, auc, ece, dice, hd95, ... (NaN where not available;
+    # every model's summary has the same keys)
     class_prob: np.ndarray | None = None  # (N, K) class probabilities of all images
     ids: list[str] = field(default_factory=list)  # ids of the images the maps below hold
     images: np.ndarray | None = None  # (n, H, W, C) float in [0, 1]: what the model saw
@@ -277,7 +279,8 @@ def summarise(
         summary.update(report)
         summary["f1"] = report["f1_weighted"]
     else:
-        for name in ("accuracy", "f1", "f1_macro", "f1_weighted", "auc", "kappa", "ece", "brier"):
+        # the report's keys, NaN: every model's summary has the same keys
+        for name in ("f1", *REPORT_METRICS):
             summary[name] = nan
     for column in ("class_uncertainty", "dice", "iou", "hd95", "assd", "pixel_uncertainty"):
         summary[column] = float(table[column].mean()) if table[column].notna().any() else nan

@@ -130,10 +130,11 @@ def dirichlet(evidence: torch.Tensor, dim: int = 1) -> DirichletStats:
         A frozen :class:`DirichletStats` with ``alpha, strength, belief, prob, uncertainty``.
 
     Raises:
-        ValueError: negative or non-finite evidence, or fewer than one dimension.
+        ValueError: negative or non-finite evidence, or a tensor without the dimension ``dim``.
     """
     if not isinstance(evidence, torch.Tensor):
         raise ValueError(f"evidence must be a torch.Tensor, got {type(evidence).__name__}")
+    _check_class_dim(evidence, dim, "evidence")
     evidence = _as_float(evidence)
     if torch.compiler.is_compiling():
         # The checks below read values back to Python; a compiled graph skips them.
@@ -154,13 +155,23 @@ def dirichlet_from_alpha(alpha: torch.Tensor, dim: int = 1) -> DirichletStats:
     r"""The same statistics as :func:`dirichlet`, starting from :math:`\alpha \ge 1` (e.g. a model output).
 
     Raises:
-        ValueError: :math:`\alpha < 1` or non-finite.
+        ValueError: :math:`\alpha < 1` or non-finite, or a tensor without the dimension ``dim``.
     """
     if not isinstance(alpha, torch.Tensor):
         raise ValueError(f"alpha must be a torch.Tensor, got {type(alpha).__name__}")
+    _check_class_dim(alpha, dim, "alpha")
     alpha = _as_float(alpha)
     _check_alpha_values(alpha)
     return _stats(alpha, dim)
+
+
+def _check_class_dim(tensor: torch.Tensor, dim: int, name: str) -> None:
+    """A ValueError unless ``tensor`` has the class dimension ``dim`` (negative counts back)."""
+    if not -tensor.ndim <= dim < tensor.ndim:
+        raise ValueError(
+            f"{name} of shape {tuple(tensor.shape)} has no class dimension dim={dim}: give a "
+            "batch of scores, (B, K) or (B, K, H, W), or the dim that holds the K classes"
+        )
 
 
 def _stats(alpha: torch.Tensor, dim: int) -> DirichletStats:

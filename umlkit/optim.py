@@ -32,10 +32,12 @@ def learning_rate(config: ScheduleConfig, epoch: float) -> float:
         & t \ge t_0 \end{cases}, \qquad t_0 = \lfloor f\,T \rfloor
 
     with T = ``epochs`` and f = ``constant_fraction`` (UML reference: 30 of 100 epochs, floor
-    1e-5). ``epoch`` is 0-based and may be fractional: the loop sets the rate before every
-    optimisation step, at ``t = epoch + step / steps_per_epoch``, so the decay is smooth and the
+    1e-5). ``epoch`` is 0-based and may be fractional: the supervised loop
+    (:func:`umlkit.train.train`) sets the rate before every optimisation step, at ``t = epoch + step / steps_per_epoch``, so the decay is smooth and the
     last steps run at nearly ``min_lr`` (a rate set once per epoch would hold a short run's
     whole last epoch at a high rate, and where it stops would depend on its last noisy steps).
+    The semi-supervised loop sets it once per epoch, whose steps are few (one pass over the
+    labelled subset).
     """
     start = int(config.constant_fraction * config.epochs)
     if epoch < start:

@@ -549,8 +549,8 @@ def get_or_train(
 ) -> TrainResult:
     """Return the trained model of ``config``, training it only if no finished run is cached.
 
-    Runs live in ``<cache_dir>/<config_hash(config)>/``; a finished one (all epochs done) is
-    loaded, an interrupted one is resumed, a missing one is trained
+    Runs live in ``<cache_dir>/<config_hash(config)>/``; a finished one (all epochs done, or
+    ended by early stopping) is loaded, an interrupted one is resumed, a missing one is trained
     (:func:`umlkit.runs.get_or_train_cached`). Later notebooks call this with the same
     configuration and get the model the first one trained.
 

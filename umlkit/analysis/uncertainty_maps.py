@@ -121,7 +121,8 @@ def mean_pixel_uncertainty(evaluation: Evaluation) -> np.ndarray:
 
 
 def pick_spread(table: pd.DataFrame, column: str, n: int) -> list[str]:
-    """The ids of ``n`` images evenly spread over the ranks of ``column`` (worst to best).
+    """The ids of ``n`` images evenly spread over the ranks of ``column``, from its lowest
+    value to its highest (for ``dice``: worst to best).
 
     A gallery of them shows the typical range of a model rather than only its extremes.
     """

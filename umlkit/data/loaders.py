@@ -93,7 +93,8 @@ def load_dataset(
             one ``.npz`` (with ``size`` set and ``on_error="raise"``): the first load reads
             every item, later loads in any process read that file, and a changed file of the
             dataset makes a new copy (:func:`~umlkit.data.base.array_cache_key`). The
-            notebooks, the trainer and the semi-supervised loop use ``data/cache/arrays``.
+            notebooks use ``data/cache/arrays``; the trainer and the semi-supervised loop use
+            the folder of their configuration's ``array_cache`` where it is set.
         transform: called on each item dict after loading (e.g. a
             :class:`~umlkit.data.corruptions.Corruption`).
         **options: per kind: ``ispy1``: ``n_slices`` (10), ``cache_dir``, ``split_fractions``

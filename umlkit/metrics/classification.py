@@ -112,7 +112,7 @@ def _safe_mean_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
 def sensitivity(probs: Any, labels: Any) -> float:
     """Sensitivity (recall, true-positive rate) TP / (TP + FN); see the module docstring.
 
-    NaN when a class has no labelled samples.
+    NaN when the positive class 1 (two classes) or any class (more) has no labelled samples.
     """
     _, _, fn, tp = _one_vs_rest_counts(probs, labels)
     return _safe_mean_ratio(tp, tp + fn)
@@ -121,18 +121,26 @@ def sensitivity(probs: Any, labels: Any) -> float:
 def specificity(probs: Any, labels: Any) -> float:
     """Specificity (true-negative rate) TN / (TN + FP); see the module docstring.
 
-    NaN when a class's one-vs-rest problem has no negatives.
+    NaN when no label is 0 (two classes) or one class is every label (more: its one-vs-rest
+    problem has no negatives).
     """
     tn, fp, _, _ = _one_vs_rest_counts(probs, labels)
     return _safe_mean_ratio(tn, tn + fp)
+
+
+#: The keys of :func:`classification_report`, in its order.
+REPORT_METRICS = (
+    "accuracy", "f1_macro", "f1_weighted", "auc", "kappa", "sensitivity", "specificity", "ece",
+    "brier", "nll",
+)  # fmt: skip
 
 
 def classification_report(probs: Any, labels: Any, n_bins: int = 15) -> dict[str, float]:
     """All classification metrics of this module plus ECE, Brier and NLL, as one flat dict.
 
     Returns:
-        ``{"accuracy", "f1_macro", "f1_weighted", "auc", "kappa", "sensitivity", "specificity",
-        "ece", "brier", "nll"}`` (floats; NaN where undefined, see the functions). ``ece`` is the
+        The keys of :data:`REPORT_METRICS`: ``{"accuracy", "f1_macro", "f1_weighted", "auc",
+        "kappa", "sensitivity", "specificity", "ece", "brier", "nll"}`` (floats; NaN where undefined, see the functions). ``ece`` is the
         top-label ECE with ``n_bins`` equal-width bins.
     """
     p, y = _probs_labels(probs, labels)

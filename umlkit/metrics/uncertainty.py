@@ -139,8 +139,9 @@ def risk_coverage_curve(score: Any, correct: Any, kind: str = "confidence") -> p
     distinct score and does not depend on the order of ties.
 
     Args:
-        score: per-sample confidence (higher = surer) or uncertainty (lower = surer), ``(N,)``.
-        correct: whether each prediction is right, binary ``(N,)``.
+        score: per-sample confidence (higher = surer) or uncertainty (lower = surer), ``(N,)``
+            (any shape is flattened, e.g. a map's pixels).
+        correct: whether each prediction is right, binary, as many elements as ``score``.
         kind: ``"confidence"`` or ``"uncertainty"``: how to read ``score``.
 
     Returns:
@@ -148,7 +149,8 @@ def risk_coverage_curve(score: Any, correct: Any, kind: str = "confidence") -> p
         (fraction kept, increasing to 1) and ``risk`` (error rate among the kept samples).
 
     Raises:
-        ValueError: NaN/inf scores, a non-binary ``correct``, shapes that differ or a bad ``kind``.
+        ValueError: NaN/inf scores, a non-binary ``correct``, different numbers of elements or a
+            bad ``kind``.
     """
     check_choice(kind, ("confidence", "uncertainty"), "kind")
     s = check_scores(score, "score").ravel()

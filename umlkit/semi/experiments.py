@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -116,6 +116,9 @@ def comparison_configs(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
+    not_fields = sorted(set(common) - {f.name for f in fields(SemiConfig)})
+    if not_fields:
+        raise ValueError(f"SemiConfig has no field(s) {not_fields}")
     if isinstance(seeds, Mapping):
         missing = [f for f in label_fractions if f not in seeds]
         if missing:
@@ -353,8 +356,9 @@ def label_effect(
 
     Returns:
         ``(table, sentences)``: one row per (dataset, lower fraction, higher fraction) with the
-        columns ``low``, ``high``, ``gain``, ``spread``, ``resolved``; and one generated sentence
-        per row.
+        columns ``dataset``, ``from``, ``to`` (the two label fractions), ``low``, ``high`` (the
+        method's mean score at each), ``gain``, ``spread``, ``resolved``; and one generated
+        sentence per row.
 
     Raises:
         ValueError: ``scores`` lacks a column, ``method`` has no runs, or ``half`` other runs.
