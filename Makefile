@@ -2,8 +2,9 @@
 #   make figures   create/refresh .venv, run all notebooks at the quick default profile (about 22
 #                  min on 2 cores): build/figures-default/, each notebook printing the converged
 #                  reference's numbers beside its own
-#   make reference the converged reference (every comparison trained until it plateaus): the
-#                  committed figures/ and figures/results.{md,json} (about 90 min on 2 cores)
+#   make reference the reference (every run trains its whole schedule and says whether it
+#                  plateaued): the committed figures/ and figures/results.{md,json} (about 90 min
+#                  on 2 cores)
 #   make test      create/refresh .venv with the dev extra, lint, unit tests + nbval (smoke profile)
 #                  + browser tests (JupyterLab and the website in Chromium; skipped without one),
 #                  then the numeric modules again under a second set of CPU kernels

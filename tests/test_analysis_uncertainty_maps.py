@@ -80,7 +80,7 @@ def test_mean_pixel_uncertainty_and_pick_spread():
 def test_map_cases():
     cases = uncertainty_maps.map_cases(maps_evaluation(), ids=["b"])
     assert len(cases) == 1 and cases[0]["id"] == "b"
-    assert cases[0]["title"] == "b\nDice 1.00, u 0.10"
+    assert cases[0]["title"] == "b\nDice 1.00, image u 0.10"
     assert cases[0]["uncertainty"].shape == (4, 4)
     with pytest.raises(ValueError, match="no maps kept"):
         uncertainty_maps.map_cases(maps_evaluation(), ids=["c"])

@@ -62,7 +62,7 @@ def test_metric_comparison_draws_the_ceiling_and_the_paired_differences():
     )
     dice = fig.axes[0]
     assert any(np.allclose(line.get_xdata(), 0.9) for line in dice.lines)
-    assert dice.texts[0].get_text() == "Bayes-optimal 0.900"
+    assert dice.texts[0].get_text() == "Bayes-optimal (test) 0.900"
     assert dice.get_xlim()[1] > 0.9
     table = fig.axes[2]
     assert "UML − variant" in table.get_title()

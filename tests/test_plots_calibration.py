@@ -44,6 +44,18 @@ def test_reliability_diagrams_two_panels_with_histograms():
     assert [patch.get_height() for patch in histogram.patches] == [3, 5, 10, 2]
     assert histogram.get_yscale() == "log"
     assert histogram.get_ylabel() == "samples"
+    legend = [text.get_text() for text in diagram.get_legend().get_texts()]
+    assert legend == ["perfect", "accuracy", "gap"]
+
+
+def test_reliability_bars_are_named_as_the_y_axis_names_them():
+    """One-vs-rest diagrams show a class's observed frequency, not an accuracy: the legend
+    says what the axis says."""
+    fig = plots.reliability_diagrams({"lesion": reliability_table()}, ylabel="frequency of class c")
+    diagram = fig.axes[0]
+    assert diagram.get_ylabel() == "frequency of class c"
+    legend = [text.get_text() for text in diagram.get_legend().get_texts()]
+    assert legend == ["perfect", "frequency of class c", "gap"]
 
 
 def test_reliability_near_empty_bins_fade():

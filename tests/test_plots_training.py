@@ -96,7 +96,7 @@ def test_learning_curves_band_the_seeds_and_star_the_runs_still_improving():
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "best epoch is the last: still improving" in legend
     assert "lowest to highest seed" in legend
-    assert "Bayes-optimal accuracy (0.820)" in legend
+    assert "Bayes-optimal accuracy, validation labels (0.820)" in legend
 
 
 def test_the_legend_explains_only_what_the_figure_draws():

@@ -89,7 +89,10 @@ def map_cases(
     for k, image_id in enumerate(ids):
         i = position[image_id]
         row = table.loc[image_id]
-        default = f"{image_id}\nDice {row['dice']:.2f}, u {row.get('uncertainty', np.nan):.2f}"
+        # the image-level u = K/S, not the pixel uncertainty of the map beside it
+        default = (
+            f"{image_id}\nDice {row['dice']:.2f}, image u {row.get('uncertainty', np.nan):.2f}"
+        )
         cases.append(
             {
                 "id": image_id,

@@ -53,8 +53,9 @@ def metric_comparison(
         lower_is_better: metrics where lower is better (HD95, ECE); their titles say so.
         ncols: panels per row.
         order: order of the variants, top to bottom (default: as they first appear).
-        ceilings: metric -> the best any model can reach, drawn as a dashed line (the
-            Bayes-optimal accuracy and AUC of ``umlkit.data.bayes_optimal_scores``).
+        ceilings: metric -> the best any model can reach on the same test images, drawn as a
+            dashed line (the Bayes-optimal accuracy and AUC of
+            ``umlkit.data.bayes_optimal_scores(..., split="test")``).
         differences: the paired differences of ``umlkit.analysis.paired_differences`` (index:
             variants, columns ``(metric, "mean")`` and ``(metric, "std")``, positive = the
             reference is better). Drawn under the panels as a table coloured by mean / sd:
@@ -90,7 +91,7 @@ def metric_comparison(
         if ceilings and metric in ceilings and np.isfinite(ceilings[metric]):
             ax.axvline(ceilings[metric], color="black", linestyle="--", linewidth=1)
             ax.annotate(
-                f"Bayes-optimal {ceilings[metric]:.3f}",
+                f"Bayes-optimal (test) {ceilings[metric]:.3f}",
                 xy=(ceilings[metric], 1.0),
                 xycoords=("data", "axes fraction"),
                 xytext=(-3, -3),

@@ -79,7 +79,7 @@ def reliability_diagrams(
         inner = outer[index // ncols, index % ncols].subgridspec(2, 1, height_ratios=(3, 1))
         ax = fig.add_subplot(inner[0])
         hist_ax = fig.add_subplot(inner[1], sharex=ax)
-        _draw_reliability(ax, hist_ax, bins)
+        _draw_reliability(ax, hist_ax, bins, observed=ylabel)
         ax.set_title(title, fontsize="medium")
         ax.set_ylabel(ylabel)
         hist_ax.set_xlabel(xlabel)
@@ -121,7 +121,9 @@ def bin_opacity(counts: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, opacity, 0.0)
 
 
-def _draw_reliability(ax: plt.Axes, hist_ax: plt.Axes, bins: pd.DataFrame) -> None:
+def _draw_reliability(
+    ax: plt.Axes, hist_ax: plt.Axes, bins: pd.DataFrame, observed: str = "accuracy"
+) -> None:
     filled = bins[bins["count"] > 0]
     widths = np.maximum(filled["upper"] - filled["lower"], MIN_BIN_WIDTH)
     opacity = bin_opacity(filled["count"].to_numpy())
@@ -155,7 +157,8 @@ def _draw_reliability(ax: plt.Axes, hist_ax: plt.Axes, bins: pd.DataFrame) -> No
         Patch(color=sns.color_palette()[0]),
         Patch(facecolor=ERROR_COLOUR, edgecolor=ERROR_COLOUR, alpha=0.35),
     ]
-    ax.legend(handles, ["perfect", "accuracy", "gap"], loc="upper left", fontsize="small")
+    # the bars are what the y axis says (accuracy, or a class's observed frequency)
+    ax.legend(handles, ["perfect", observed, "gap"], loc="upper left", fontsize="small")
     hist_ax.bar(
         filled["lower"],
         filled["count"],

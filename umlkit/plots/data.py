@@ -38,7 +38,9 @@ def dataset_grid(
     if n == 0:
         raise ValueError("dataset_grid: the dataset is empty")
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 * ncols, 2.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.0 * ncols, 2.4 * nrows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, range(n), strict=False):
@@ -52,7 +54,6 @@ def dataset_grid(
         label = int(item["label"])
         name = class_names[label] if class_names is not None else f"label {label}"
         ax.set_title(f"{item['id']}\n{name}", fontsize=8)
-    fig.tight_layout()
     return fig
 
 

@@ -252,7 +252,7 @@ def uncertainty_distance_curves(frame: pd.DataFrame, *, hue: str = "model") -> F
         The figure with one axes.
     """
     check_columns(frame, ("distance", "uncertainty", hue), "distance frame")
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
     sns.lineplot(
         data=frame,
         x="distance",
@@ -266,4 +266,6 @@ def uncertainty_distance_curves(frame: pd.DataFrame, *, hue: str = "model") -> F
     ax.set_xlabel("distance to the nearest training point")
     ax.set_ylabel("mean uncertainty")
     ax.set_ylim(0, 1.02)
+    # the curves run flat across the whole width far from the data: the legend goes beside them
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small")
     return fig

@@ -86,9 +86,10 @@ def training_curves(
 
 
 def _integer_epoch_axis(ax, epochs: int) -> None:
-    """Label ``ax``'s x axis "epochs trained", from 0 to ``epochs``, ticks at whole epochs only."""
+    """Label ``ax``'s x axis "epochs trained", from 0 to ``epochs`` and half an epoch beyond (a
+    marker or the best-epoch line at the last epoch stays off the spine), whole epochs only."""
     ax.set_xlabel("epochs trained")
-    ax.set_xlim(0, epochs)
+    ax.set_xlim(0, epochs + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -143,7 +144,8 @@ def learning_curves(
     Args:
         runs: variant -> the ``history`` tables of its runs (one per seed; columns ``epoch``
             (0-based) and ``val_accuracy`` and/or ``val_dice``).
-        bayes_accuracy: drawn on the accuracy panel when given.
+        bayes_accuracy: the Bayes-optimal accuracy of the validation labels the curves are
+            measured on, drawn on the accuracy panel when given.
         best_epochs: variant -> the 0-based best epoch of each run (same order as ``runs``);
             default: each history's epoch of the highest ``val_score``.
 
@@ -247,7 +249,7 @@ def _learning_legend(fig, axes, bayes_accuracy: float | None) -> None:
         extra.append((star, "best epoch is the last: still improving"))
     if bayes_accuracy is not None:
         line = plt.Line2D([], [], color="black", linestyle="--", linewidth=1)
-        extra.append((line, f"Bayes-optimal accuracy ({bayes_accuracy:.3f})"))
+        extra.append((line, f"Bayes-optimal accuracy, validation labels ({bayes_accuracy:.3f})"))
     fig.legend(
         handles + [h for h, _ in extra],
         labels + [label for _, label in extra],
