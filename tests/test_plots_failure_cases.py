@@ -47,6 +47,16 @@ def test_rate_by_flag_means():
     )
     # hair present 0.5, hair absent 0, blur absent 1/3, blur present 0
     assert heights == [0.333, 0.5]
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "mean error (95 % interval)"
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["absent", "present"]
+    assert not legend.get_title().get_text()  # no "present" over "absent" and "present"
+    named = plots.rate_by_flag(
+        frame.rename(columns={"blur": "low_contrast"}), ["low_contrast"], ylabel="share wrong"
+    )
+    assert [t.get_text() for t in named.axes[0].get_xticklabels()] == ["low contrast"]
+    assert named.axes[0].get_ylabel() == "share wrong (95 % interval)"
     with pytest.raises(ValueError, match="at least one flag"):
         plots.rate_by_flag(frame, [])
 

@@ -46,6 +46,9 @@ def test_evidence_curves_one_line_per_quantity():
     ax = plots.evidence_curves(frame).axes[0]
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [1.0, 0.75, 0.6])
     assert ax.get_ylim() == (0, 1.02)
+    assert ax.get_ylabel() == "belief, probability, uncertainty"
+    named = plots.evidence_curves(frame, num_classes=3).axes[0]
+    assert named.get_xlabel() == "evidence for class 0 (K = 3 classes, no evidence for the others)"
     with pytest.raises(ValueError, match="quantity"):
         plots.evidence_curves(frame.drop(columns="quantity"))
 

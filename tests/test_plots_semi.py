@@ -11,8 +11,10 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from umlkit import plots
+from umlkit.plots.style import CLASS_COLOURS
 
 pytestmark = pytest.mark.usefixtures("plot_theme")
 
@@ -127,12 +129,20 @@ def test_trust_gallery_leaves_missing_trusted_maps_empty():
     assert len(fig.axes) == 2 * 6 + 2  # the panels and two colour bars (uncertainty, trust)
     assert [ax.get_title() for ax in fig.axes[:4]] == [
         "image",
-        "truth",
+        "ground truth",
         "prediction",
         "uncertainty",
     ]
+    assert not fig.legends  # no class names, no legend
     assert fig.axes[4].texts[0].get_text() == "no loss on\nunlabeled pixels"
     assert fig.axes[10].get_title() == "pseudo-label region"
     assert fig.axes[6].get_ylabel() == "burl"
     with pytest.raises(ValueError, match="trusted"):
         plots.trust_gallery([{k: v for k, v in rows[0].items() if k != "trusted"}])
+    # the foreground classes' colours, named (REFUGE: rim and cup), as the masks draw them
+    named = plots.trust_gallery(rows, num_classes=3, class_names=("background", "rim", "cup"))
+    (legend,) = named.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["rim", "cup"]
+    assert [to_hex(patch.get_facecolor()) for patch in legend.get_patches()] == [
+        to_hex(c) for c in CLASS_COLOURS[1:3]
+    ]

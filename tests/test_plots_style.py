@@ -8,10 +8,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
 from matplotlib.colors import to_hex
 
 from umlkit import plots
-from umlkit.plots.style import CLASS_COLOURS, check_columns, class_cmap
+from umlkit.plots.style import CLASS_COLOURS, MODEL_ORDER, check_columns, class_cmap, model_styles
 
 pytestmark = pytest.mark.usefixtures("plot_theme")
 
@@ -45,3 +46,55 @@ def test_class_cmap_gives_class_k_its_colour():
     three = class_cmap(3)
     assert three.N == 3
     assert to_hex(three(2)) == CLASS_COLOURS[2]
+
+
+def test_model_styles_give_each_model_its_colour_and_repeats_a_new_line_style():
+    palette = [to_hex(colour) for colour in sns.color_palette("deep", n_colors=10)]
+    labels = [
+        "multitask [entropy]",
+        "UML, u = K/S",
+        "UML, max p",
+        "UML softmax head",
+        "mine",
+        "UMLx",
+    ]
+    styles = [(to_hex(colour), style) for colour, style in model_styles(labels)]
+    assert styles == [
+        (palette[MODEL_ORDER.index("multitask")], "-"),
+        (palette[0], "-"),  # UML, first curve
+        (palette[0], "--"),  # UML again: same colour, dashed
+        (palette[MODEL_ORDER.index("UML softmax head")], "-"),  # the longest name, not UML
+        (palette[8], "-"),  # names no model: the colours after the eight models'
+        (palette[9], "-"),  # "UMLx" is not "UML" followed by a separator
+    ]
+    # labels that name no model at all (notebook 09's methods) start at the first colour
+    assert [to_hex(c) for c, _ in model_styles(["supervised", "caml"])] == palette[:2]
+    assert model_styles([]) == []
+
+
+def test_a_model_keeps_its_colour_from_figure_to_figure():
+    """Notebook 06's and 08's figures list the models in different orders and with different
+    companions: multitask is drawn in the same colour in both."""
+    rng = np.random.default_rng(0)
+    error = rng.random(200) < 0.3
+    detection = plots.error_detection_curves(
+        {
+            "UML [evidential]": (error, rng.random(200)),
+            "multitask [entropy]": (error, rng.random(200)),
+        }
+    )
+    coverage = np.linspace(0.1, 1, 10)
+    risk = plots.risk_coverage(
+        {
+            "multitask (AURC 0.1)": (coverage, coverage / 4),
+            "segmentation only (AURC 0.2)": (coverage, coverage / 3),
+        }
+    )
+
+    def colour_of(fig, prefix):
+        (line,) = [line for line in fig.axes[0].get_lines() if line.get_label().startswith(prefix)]
+        return to_hex(line.get_color())
+
+    assert colour_of(detection, "multitask") == colour_of(risk, "multitask")
+    assert colour_of(detection, "UML") != colour_of(detection, "multitask")
+    plt.close("all")

@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure, SubFigure
 
-from umlkit.plots.style import check_columns
+from umlkit.plots.style import check_columns, model_styles
 
 #: Units of the metrics that have one (the others are shares or probabilities in [0, 1]).
 METRIC_UNITS = {"HD95": "pixels"}
@@ -122,9 +121,8 @@ def metric_comparison(
 def _draw_metric(ax: plt.Axes, runs: pd.DataFrame, metric: str, x: str, order: list[str]) -> None:
     """One metric's panel: the seeds of each variant as dots, their mean ± sd as a diamond."""
     rng = np.random.default_rng(0)  # the dots' vertical jitter, the same in every figure
-    for row, (variant, colour) in enumerate(
-        zip(order, sns.color_palette(n_colors=len(order)), strict=True)
-    ):
+    colours = [colour for colour, _ in model_styles(order)]
+    for row, (variant, colour) in enumerate(zip(order, colours, strict=True)):
         values = runs.loc[runs[x] == variant, metric].dropna().to_numpy(dtype=float)
         if values.size == 0:
             continue

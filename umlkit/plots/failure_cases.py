@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from umlkit.plots.style import check_columns
+from umlkit.plots.style import check_columns, model_styles
 
 
 def risk_coverage(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
@@ -35,8 +35,11 @@ def risk_coverage(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Figure
     if not curves:
         raise ValueError("risk_coverage needs at least one curve")
     fig, ax = plt.subplots(figsize=(6, 3.5 + 0.25 * len(curves)), layout="constrained")
-    for label, (coverage, risk) in curves.items():
-        ax.plot(np.asarray(coverage), np.asarray(risk), label=label)
+    # a model's colour as in every figure; its second curve (UML's max p beside its u) dashed
+    for (colour, style), (label, (coverage, risk)) in zip(
+        model_styles(list(curves)), curves.items(), strict=True
+    ):
+        ax.plot(np.asarray(coverage), np.asarray(risk), color=colour, linestyle=style, label=label)
     ax.set_xlabel("coverage (share of cases kept, most certain first)")
     ax.set_ylabel("risk (error rate of kept cases)")
     ax.set_xlim(0, 1)
@@ -85,7 +88,12 @@ def factor_effects(
 
 
 def rate_by_flag(
-    frame: pd.DataFrame, flags: Sequence[str], *, y: str = "error", hue: str | None = None
+    frame: pd.DataFrame,
+    flags: Sequence[str],
+    *,
+    y: str = "error",
+    hue: str | None = None,
+    ylabel: str | None = None,
 ) -> Figure:
     """The mean of ``y`` (an error rate) with and without each binary nuisance flag.
 
@@ -97,6 +105,8 @@ def rate_by_flag(
         flags: the binary flag columns (e.g. ``hair``, ``low_contrast``), one pair of bars each.
         y: the outcome column.
         hue: optional grouping column (e.g. the model); default: flag absent / present.
+        ylabel: what the mean of ``y`` is, e.g. ``"share with a wrong label"`` (default:
+            ``"mean <y>"``); the axis adds that the bars are 95 % intervals.
 
     Returns:
         The figure with one axes.
@@ -118,5 +128,8 @@ def rate_by_flag(
         sns.barplot(data=long[long["present"] == "present"], x="flag", y=y, hue=hue, ax=ax, seed=0)
         ax.set_title("images with the flag present", fontsize="medium")
     ax.set_xlabel("")
-    ax.set_ylabel(f"mean {y}")
+    ax.set_xticks(ax.get_xticks(), [str(flag).replace("_", " ") for flag in flags])
+    ax.set_ylabel(f"{ylabel or f'mean {y}'} (95 % interval)")
+    # beside the bars, untitled: inside, it sat on an error bar's cap, titled "present"
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, frameon=False)
     return fig

@@ -120,11 +120,12 @@ def dirichlet_simplex(
     return fig
 
 
-def evidence_curves(frame: pd.DataFrame) -> Figure:
+def evidence_curves(frame: pd.DataFrame, num_classes: int | None = None) -> Figure:
     """Belief, expected probability and uncertainty against evidence (``umlkit.toy.evidence_sweep``).
 
     Args:
         frame: long table with the columns ``evidence``, ``quantity`` and ``value``.
+        num_classes: K of the sweep, named on the x axis (the curves' values depend on it).
 
     Returns:
         The figure with one axes.
@@ -132,8 +133,9 @@ def evidence_curves(frame: pd.DataFrame) -> Figure:
     check_columns(frame, ("evidence", "quantity", "value"), "evidence sweep")
     fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     sns.lineplot(data=frame, x="evidence", y="value", hue="quantity", errorbar=None, ax=ax)
-    ax.set_xlabel("evidence for class 0 (no evidence for the others)")
-    ax.set_ylabel("")
+    classes = f"K = {num_classes} classes, " if num_classes is not None else ""
+    ax.set_xlabel(f"evidence for class 0 ({classes}no evidence for the others)")
+    ax.set_ylabel("belief, probability, uncertainty")
     ax.set_ylim(0, 1.02)
     return fig
 
@@ -237,7 +239,10 @@ def toy_uncertainty_maps(
         ax.grid(False)
     for ax in axes.flat[len(grids) :]:
         ax.remove()
-    fig.colorbar(image, ax=axes, shrink=0.8, label="uncertainty")
+    # two measures on one scale: say which (umlkit.toy.predict_grid)
+    fig.colorbar(
+        image, ax=axes, shrink=0.8, label="uncertainty: K/S (evidential), entropy / ln K (softmax)"
+    )
     return fig
 
 
@@ -265,6 +270,7 @@ def uncertainty_distance_curves(frame: pd.DataFrame, *, hue: str = "model") -> F
     )
     ax.set_xlabel("distance to the nearest training point")
     ax.set_ylabel("mean uncertainty")
+    ax.set_title("uncertainty: K/S (evidential), entropy / ln K (softmax)", fontsize="small")
     ax.set_ylim(0, 1.02)
     # the curves run flat across the whole width far from the data: the legend goes beside them
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize="small")

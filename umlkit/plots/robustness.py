@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from umlkit.plots.style import check_columns
+from umlkit.plots.style import check_columns, model_styles
 
 #: The x-axis label of each corruption: its severity in the corruption's own unit
 #: (see :mod:`umlkit.data.corruptions`).
@@ -80,6 +80,8 @@ def robustness_curves(
         sharey="row",
     )
     hue_order = list(dict.fromkeys(frame[hue]))
+    styles = model_styles([str(name) for name in hue_order])
+    palette = {name: colour for name, (colour, _) in zip(hue_order, styles, strict=True)}
     seeds = frame[seed].nunique() if seed in frame else 1
     for row, metric in enumerate(metrics):
         for column, corruption in enumerate(corruptions):
@@ -90,6 +92,7 @@ def robustness_curves(
                 y=metric,
                 hue=hue,
                 hue_order=hue_order,
+                palette=palette,
                 marker="o",
                 markersize=5,
                 errorbar=("pi", 100) if seeds > 1 else None,

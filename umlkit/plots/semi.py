@@ -17,8 +17,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from umlkit.plots.style import (
+    CLASS_COLOURS,
     UNCERTAINTY_CMAP,
     UNCERTAINTY_TICKS,
     as_display_image,
@@ -143,6 +145,7 @@ def trust_gallery(
     rows: Sequence[Mapping[str, Any]],
     *,
     num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
     max_trusted: int = 2,
     panel_size: float = 1.9,
 ) -> Figure:
@@ -157,6 +160,8 @@ def trust_gallery(
             ``trusted`` (a mapping name -> ``(H, W)`` map); see
             ``umlkit.semi.experiments.trust_cases``.
         num_classes: segmentation classes (default: from the masks and predictions).
+        class_names: the mask classes' names, background first (e.g. ``train.seg_class_names``):
+            a legend of the foreground classes' colours under the masks.
         max_trusted: trusted-map columns.
         panel_size: inches per panel.
 
@@ -202,8 +207,16 @@ def trust_gallery(
                 0.5, 0.5, "no loss on\nunlabeled pixels", ha="center", va="center", fontsize="small"
             )
         ax_row[0].set_ylabel(str(row["title"]), fontsize="medium")
-    for ax, title in zip(axes[0][:4], ("image", "truth", "prediction", "uncertainty"), strict=True):
+    for ax, title in zip(
+        axes[0][:4], ("image", "ground truth", "prediction", "uncertainty"), strict=True
+    ):
         ax.set_title(title, fontsize="medium")
+    if class_names is not None and len(class_names) > 1:
+        patches = [
+            Patch(color=CLASS_COLOURS[k], label=name)
+            for k, name in enumerate(class_names[1:num_classes], start=1)
+        ]
+        fig.legend(handles=patches, loc="outside lower center", ncol=len(patches), frameon=False)
     fig.colorbar(
         uncertainty_image,
         ax=axes[:, 3],

@@ -31,6 +31,56 @@ UNCERTAINTY_GAMMA = 0.5
 UNCERTAINTY_TICKS = (0.0, 0.02, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 #: Colour of misclassified pixels / the calibration gap.
 ERROR_COLOUR = "#d62728"
+#: The models the notebooks compare, in notebook 04's order. Each keeps its colour of seaborn's
+#: default palette in every figure (:func:`model_styles`): UML is blue in all of them.
+MODEL_ORDER = (
+    "UML", "UML w/o navigator", "UML w/o instructor", "UML softmax head", "UML + navigated output",
+    "multitask", "segmentation only", "classification only",
+)  # fmt: skip
+#: Line styles of the first, second, ... curve of one model in a figure (UML's u and its max p).
+REPEAT_STYLES = ("-", "--", ":", "-.")
+
+
+def model_styles(labels: Sequence[str]) -> list[tuple[tuple[float, float, float], str]]:
+    """A colour and a line style for each curve label, the same for a model in every figure.
+
+    A label names a model of :data:`MODEL_ORDER` when it is the name or starts with it followed
+    by a space, a comma, a bracket or a colon (``"UML, u = K/S"``, ``"multitask [entropy]"``);
+    the longest such name wins (``"UML softmax head"``, not ``"UML"``). The model's colour is its
+    place in :data:`MODEL_ORDER` in seaborn's default palette; a model's second and later curves
+    in one figure take the next line style of :data:`REPEAT_STYLES`, so that two curves of UML
+    lying on each other still show both. Labels that name no model get the palette's colours
+    after those of the models (from its first colour where no label names one), solid.
+
+    >>> [style for _, style in model_styles(["UML, u = K/S", "UML, max p", "multitask"])]
+    ['-', '--', '-']
+    """
+    palette = sns.color_palette("deep", n_colors=10)
+    named = [_model_named(label) for label in labels]
+    # labels naming no model take the colours after the models', or all of them if none is named
+    others = iter(range(len(MODEL_ORDER) if any(named) else 0, 10 * (len(labels) + 1)))
+    seen: dict[str, int] = {}
+    styles = []
+    for model in named:
+        if model is None:
+            styles.append((palette[next(others) % len(palette)], "-"))
+            continue
+        repeat = seen.get(model, 0)
+        seen[model] = repeat + 1
+        colour = palette[MODEL_ORDER.index(model)]
+        styles.append((colour, REPEAT_STYLES[repeat % len(REPEAT_STYLES)]))
+    return styles
+
+
+def _model_named(label: str) -> str | None:
+    """The longest name of :data:`MODEL_ORDER` that ``label`` is or starts with (then followed
+    by one of `` ,[(:``), or None."""
+    names = [
+        name
+        for name in MODEL_ORDER
+        if label == name or (label.startswith(name) and label[len(name)] in " ,[(:")
+    ]
+    return max(names, key=len) if names else None
 
 
 def set_theme() -> None:

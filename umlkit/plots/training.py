@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from umlkit.plots.style import check_columns
+from umlkit.plots.style import check_columns, model_styles
 
 #: Loss components of a training history (``umlkit.train``), in the order they are drawn.
 LOSS_COLUMNS = ("loss", "loss_cls", "loss_seg", "loss_mutual")
@@ -161,7 +161,7 @@ def learning_curves(
         for history in histories:
             check_columns(history, ("epoch",), f"history of {variant}")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharex=True)
-    colours = sns.color_palette("tab10", n_colors=max(len(runs), 3))
+    colours = [colour for colour, _ in model_styles(list(runs))]
     offsets = _star_offsets(len(runs))
     longest = 1
     for colour, offset, (variant, histories) in zip(colours, offsets, runs.items(), strict=False):

@@ -25,6 +25,7 @@ from umlkit.plots.style import (
     as_display_image,
     check_columns,
     class_cmap,
+    model_styles,
     uncertainty_norm,
 )
 
@@ -196,8 +197,9 @@ def ueo_curve(
     """
     check_columns(frame, (x, y, hue), "UEO frame")
     fig, ax = plt.subplots(figsize=(6, 5.2), layout="constrained")
-    for colour, (name, group) in zip(
-        sns.color_palette(), frame.groupby(hue, sort=False), strict=False
+    groups = list(frame.groupby(hue, sort=False))
+    for (colour, style), (name, group) in zip(
+        model_styles([str(name) for name, _ in groups]), groups, strict=True
     ):
         group = group.sort_values(x)
         best = group.loc[group[y].idxmax()]
@@ -206,6 +208,7 @@ def ueo_curve(
             group[x],
             group[y],
             color=colour,
+            linestyle=style,
             label=f"{name}: max {best[y]:.2f} at t = {best[x]:.2f}",
         )
         ax.scatter(best[x], best[y], color=colour, zorder=3, s=30)
@@ -246,8 +249,8 @@ def error_detection_curves(
     if not curves:
         raise ValueError("error_detection_curves needs at least one curve")
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 5.2), layout="constrained")
-    for colour, (label, (error, uncertainty)) in zip(
-        sns.color_palette(), curves.items(), strict=False
+    for (colour, style), (label, (error, uncertainty)) in zip(
+        model_styles(list(curves)), curves.items(), strict=True
     ):
         error = np.asarray(error).ravel().astype(bool)
         uncertainty = np.asarray(uncertainty, dtype=float).ravel()
@@ -259,10 +262,10 @@ def error_detection_curves(
             raise ValueError(f"curve {label!r}: needs both errors and correct predictions")
         fpr, tpr, _ = roc_curve(error, uncertainty)
         fpr, tpr = _thin(fpr, tpr, max_points=max_points)
-        roc_ax.plot(fpr, tpr, color=colour, label=label)
+        roc_ax.plot(fpr, tpr, color=colour, linestyle=style, label=label)
         precision, recall, _ = precision_recall_curve(error, uncertainty)
         precision, recall = _thin(precision, recall, max_points=max_points)
-        pr_ax.plot(recall, precision, color=colour, label=label)
+        pr_ax.plot(recall, precision, color=colour, linestyle=style, label=label)
         pr_ax.axhline(error.mean(), color=colour, linestyle=":", linewidth=1)
     roc_ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     roc_ax.set_xlabel("false positive rate")
