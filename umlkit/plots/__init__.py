@@ -31,7 +31,8 @@ module                                     draws
 
 The numbers are the notebooks that draw them first; a later notebook may reuse an earlier figure
 (notebook 08 shows an :func:`uncertainty_gallery` of its failure cases). The conventions for image,
-mask and uncertainty arrays are in :mod:`umlkit.plots.style`. Call :func:`set_theme` once
+mask and uncertainty arrays are in :mod:`umlkit.plots.style`, and so is :func:`model_styles`, which
+gives each compared model its colour in every figure. Call :func:`set_theme` once
 (``umlkit.profiles.setup_notebook`` does) so every figure shares the theme.
 """
 
@@ -74,12 +75,15 @@ from umlkit.plots.semi import (
 from umlkit.plots.style import (
     CLASS_COLOURS,
     ERROR_COLOUR,
+    MODEL_ORDER,
+    REPEAT_STYLES,
     UNCERTAINTY_CMAP,
     UNCERTAINTY_GAMMA,
     UNCERTAINTY_TICKS,
     as_display_image,
     check_columns,
     class_cmap,
+    model_styles,
     set_theme,
     uncertainty_norm,
 )
@@ -107,12 +111,15 @@ __all__ = [
     # style
     "CLASS_COLOURS",
     "ERROR_COLOUR",
+    "MODEL_ORDER",
+    "REPEAT_STYLES",
     "UNCERTAINTY_CMAP",
     "UNCERTAINTY_GAMMA",
     "UNCERTAINTY_TICKS",
     "as_display_image",
     "check_columns",
     "class_cmap",
+    "model_styles",
     "set_theme",
     "uncertainty_norm",
     # data (01)
