@@ -26,7 +26,7 @@ def test_risk_coverage():
 def test_factor_effects_with_intervals():
     effects = pd.DataFrame(
         {
-            "factor": ["irregularity", "hair"],
+            "factor": ["border_irregularity", "hair"],
             "coefficient": [1.2, -0.3],
             "lower": [0.8, -0.6],
             "upper": [1.6, 0.0],
@@ -37,6 +37,8 @@ def test_factor_effects_with_intervals():
     widths = sorted(patch.get_width() for patch in ax.patches)
     np.testing.assert_allclose(widths, [-0.3, 1.2])
     assert len(ax.lines) == 3
+    # the column names as words, as notebook 01's figures write them
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["border irregularity", "hair"]
 
 
 def test_rate_by_flag_means():

@@ -49,11 +49,14 @@ def test_training_curves_draw_the_steps_as_lines_over_whole_epoch_ticks():
 
 
 def test_factor_weight_bars_draw_both_shares():
-    weights = pd.DataFrame({"factor": ["a", "b"], "share": [0.75, -0.25], "true_share": [0.5, 0.5]})
+    weights = pd.DataFrame(
+        {"factor": ["low_contrast", "b"], "share": [0.75, -0.25], "true_share": [0.5, 0.5]}
+    )
     fig = plots.factor_weight_bars(weights, model="net")
     heights = sorted(round(patch.get_height(), 2) for patch in fig.axes[0].patches)
     assert [h for h in heights if h != 0] == [-0.25, 0.5, 0.5, 0.75]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["net", "generator"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["low contrast", "b"]
     with pytest.raises(ValueError, match="true_share"):
         plots.factor_weight_bars(weights.drop(columns="true_share"))
 

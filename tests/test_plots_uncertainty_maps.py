@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from umlkit import plots
 
@@ -76,7 +77,20 @@ def test_uncertainty_overlay_reliable_mask_colours():
     assert (overlay[:2] == 2).all()  # errors flagged as unreliable
     assert (overlay[2:4] == 3).all()  # confident errors
     assert (overlay[4:] == 0).all()  # reliable and right
-    assert len(plots.uncertainty_overlay(case).axes) == 6
+    # each value's colour is named in a legend (the red of a missed error among them)
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "reliable column (t = 0.50)"
+    shown = {
+        t.get_text(): to_hex(p.get_facecolor())
+        for t, p in zip(legend.get_texts(), legend.get_patches(), strict=True)
+    }
+    cmap = reliable_ax.images[0].get_cmap()
+    assert shown == {
+        name: to_hex(cmap(value / 3)) for value, name in enumerate(plots.RELIABLE_VIEW)
+    }
+    assert shown["error missed (u ≤ t)"] == to_hex(plots.ERROR_COLOUR)
+    without = plots.uncertainty_overlay(case)
+    assert len(without.axes) == 6 and not without.legends
 
 
 def test_ueo_curve_marks_the_maximum():
@@ -117,12 +131,12 @@ def test_factor_scatter_regression_and_boxes():
     frame = pd.DataFrame(
         {
             "uncertainty": rng.random(30),
-            "irregularity": rng.random(30),
+            "border_irregularity": rng.random(30),
             "hair": rng.random(30) < 0.5,
         }
     )
-    fig = plots.factor_scatter(frame, ["irregularity", "hair"], ncols=2)
-    assert [ax.get_xlabel() for ax in fig.axes] == ["irregularity", "hair"]
+    fig = plots.factor_scatter(frame, ["border_irregularity", "hair"], ncols=2)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["border irregularity", "hair"]
     assert len(fig.axes[0].lines) == 1  # the regression line
     with pytest.raises(ValueError, match="size"):
         plots.factor_scatter(frame, ["size"])

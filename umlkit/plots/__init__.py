@@ -84,6 +84,7 @@ from umlkit.plots.style import (
     check_columns,
     class_cmap,
     model_styles,
+    readable,
     set_theme,
     uncertainty_norm,
 )
@@ -100,6 +101,7 @@ from umlkit.plots.training import (
 )
 from umlkit.plots.uncertainty_maps import (
     GALLERY_COLUMNS,
+    RELIABLE_VIEW,
     error_detection_curves,
     factor_scatter,
     ueo_curve,
@@ -120,6 +122,7 @@ __all__ = [
     "check_columns",
     "class_cmap",
     "model_styles",
+    "readable",
     "set_theme",
     "uncertainty_norm",
     # data (01)
@@ -162,6 +165,7 @@ __all__ = [
     "reliability_diagrams",
     # uncertainty maps (06)
     "GALLERY_COLUMNS",
+    "RELIABLE_VIEW",
     "error_detection_curves",
     "factor_scatter",
     "ueo_curve",

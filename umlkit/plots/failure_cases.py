@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from umlkit.plots.style import check_columns, model_styles
+from umlkit.plots.style import check_columns, model_styles, readable
 
 
 def risk_coverage(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
@@ -82,6 +82,7 @@ def factor_effects(
         for _, row in effects.iterrows():
             ax.plot([row["lower"], row["upper"]], [positions[str(row[factor])]] * 2, color="black")
     ax.axvline(0, color="grey", linewidth=1)
+    ax.set_yticks(ax.get_yticks(), [readable(label.get_text()) for label in ax.get_yticklabels()])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("")
     return fig
@@ -128,7 +129,7 @@ def rate_by_flag(
         sns.barplot(data=long[long["present"] == "present"], x="flag", y=y, hue=hue, ax=ax, seed=0)
         ax.set_title("images with the flag present", fontsize="medium")
     ax.set_xlabel("")
-    ax.set_xticks(ax.get_xticks(), [str(flag).replace("_", " ") for flag in flags])
+    ax.set_xticks(ax.get_xticks(), [readable(flag) for flag in flags])
     ax.set_ylabel(f"{ylabel or f'mean {y}'} (95 % interval)")
     # beside the bars, untitled: inside, it sat on an error bar's cap, titled "present"
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=None, frameon=False)

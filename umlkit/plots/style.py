@@ -83,6 +83,11 @@ def _model_named(label: str) -> str | None:
     return max(names, key=len) if names else None
 
 
+def readable(name: object) -> str:
+    """A column name as a figure writes it: ``"border_irregularity"`` -> ``"border irregularity"``."""
+    return str(name).replace("_", " ")
+
+
 def set_theme() -> None:
     """The one plotting theme of umlkit (seaborn "notebook" context, white grid)."""
     sns.set_theme(context="notebook", style="whitegrid")

@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from umlkit.plots.style import check_columns, model_styles
+from umlkit.plots.style import check_columns, model_styles, readable
 
 #: Loss components of a training history (``umlkit.train``), in the order they are drawn.
 LOSS_COLUMNS = ("loss", "loss_cls", "loss_seg", "loss_mutual")
@@ -115,6 +115,7 @@ def factor_weight_bars(weights: pd.DataFrame, model: str = "UML") -> Figure:
     ax.axhline(0.0, color="0.3", linewidth=0.8)
     ax.set_xlabel("")
     ax.set_ylabel("share of the log-odds weight")
+    ax.set_xticks(ax.get_xticks(), [readable(label.get_text()) for label in ax.get_xticklabels()])
     ax.tick_params(axis="x", labelrotation=15)
     return fig
 

@@ -17,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from umlkit.plots.style import (
     ERROR_COLOUR,
@@ -26,6 +27,7 @@ from umlkit.plots.style import (
     check_columns,
     class_cmap,
     model_styles,
+    readable,
     uncertainty_norm,
 )
 
@@ -38,6 +40,14 @@ _COLUMN_TITLES = {
     "uncertainty": "pixel uncertainty",
     "error": "error",
     "reliable": "reliable mask",
+}
+#: The colours of the ``reliable`` column, named as its legend names them (u: pixel uncertainty,
+#: t: the threshold). Red is an error no threshold flags: the dangerous kind.
+RELIABLE_VIEW = {
+    "reliable (u ≤ t)": "#f2f2f2",
+    "unreliable (u > t)": "#7f7f7f",
+    "error flagged (u > t)": "#ff9f1c",
+    "error missed (u ≤ t)": ERROR_COLOUR,
 }
 
 
@@ -77,8 +87,8 @@ def _draw_case(
         elif column == "reliable":
             if threshold is None:
                 raise ValueError("the 'reliable' column needs a threshold")
-            # Reliable pixels (uncertainty <= threshold) in white; errors that the threshold
-            # flags as unreliable in orange, the ones it misses (confident errors) in red.
+            # RELIABLE_VIEW: reliable pixels (uncertainty <= threshold) near white, unreliable
+            # grey; errors the threshold flags orange, the ones it misses (confident) red.
             unreliable = np.asarray(case["uncertainty"]) > threshold
             overlay = np.zeros(error.shape, dtype=int)
             overlay[unreliable] = 1
@@ -86,7 +96,7 @@ def _draw_case(
             overlay[error & ~unreliable] = 3
             ax.imshow(
                 overlay,
-                cmap=ListedColormap(["#f2f2f2", "#7f7f7f", "#ff9f1c", ERROR_COLOUR]),
+                cmap=ListedColormap(list(RELIABLE_VIEW.values())),
                 vmin=0,
                 vmax=3,
                 interpolation="nearest",
@@ -160,6 +170,19 @@ def uncertainty_gallery(
             shrink=min(0.8, 3.0 / len(cases) + 0.3),
             label="pixel uncertainty u (square-root scale)",
             ticks=UNCERTAINTY_TICKS,
+        )
+    if "reliable" in columns:
+        patches = [  # outlined: the near-white of reliable pixels on the white page
+            Patch(facecolor=colour, edgecolor="#404040", linewidth=0.6, label=name)
+            for name, colour in RELIABLE_VIEW.items()
+        ]
+        fig.legend(
+            handles=patches,
+            title=f"reliable column (t = {threshold:.2f})",
+            loc="outside lower center",
+            ncol=len(patches),
+            fontsize="small",
+            frameon=False,
         )
     if suptitle:
         fig.suptitle(suptitle)
@@ -326,7 +349,7 @@ def factor_scatter(
                 line_kws={"color": ERROR_COLOUR},
                 seed=0,  # the band is a bootstrap interval: seeded, so a rerun draws the same
             )
-        ax.set_xlabel(factor)
+        ax.set_xlabel(readable(factor))
     for ax in axes.flat[len(factors) :]:
         ax.remove()
     return fig
