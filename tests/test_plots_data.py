@@ -51,6 +51,9 @@ def test_factor_distributions_one_panel_per_factor():
     )
     fig = plots.factor_distributions(metadata, ["border_irregularity", "size"], ncols=3)
     assert [ax.get_title() for ax in fig.axes] == ["border irregularity", "size"]  # no blank panel
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["0", "1"]
+    named = plots.factor_distributions(metadata, ["size"], class_names=("benign", "melanoma"))
+    assert [t.get_text() for t in named.legends[0].get_texts()] == ["benign", "melanoma"]
     with pytest.raises(ValueError, match="asymmetry"):
         plots.factor_distributions(metadata, ["asymmetry"])
 
@@ -80,5 +83,9 @@ def test_class_balance_counts_each_label_per_split():
     counts = sorted(patch.get_height() for patch in ax.patches if patch.get_height() > 0)
     assert counts == [1, 1, 2]  # train: one 0 and two 1; test: one 1
     assert ax.get_ylabel() == "images"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1"]
+    named = plots.class_balance(metadata, class_names=("benign", "melanoma")).axes[0]
+    assert [t.get_text() for t in named.get_legend().get_texts()] == ["benign", "melanoma"]
+    assert sorted(p.get_height() for p in named.patches if p.get_height() > 0) == [1, 1, 2]
     with pytest.raises(ValueError, match="split"):
         plots.class_balance(metadata.drop(columns="split"))

@@ -63,7 +63,11 @@ def is_flag(values: pd.Series) -> bool:
 
 
 def factor_distributions(
-    metadata: pd.DataFrame, factors: Sequence[str], hue: str = "label", ncols: int = 5
+    metadata: pd.DataFrame,
+    factors: Sequence[str],
+    hue: str = "label",
+    ncols: int = 5,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """How the generator's factors are distributed per class (``hue``, the label by default).
 
@@ -79,6 +83,8 @@ def factor_distributions(
         factors: the columns to show; flags among them are gathered into the bar panel.
         hue: the column that splits each distribution (one colour per value, one legend).
         ncols: panels per row.
+        class_names: the legend's name of each label value ``k`` (``class_names[k]``, as the
+            dataset grid's titles); default: the values themselves.
 
     Returns:
         The figure: one axes per continuous factor, then one for the flags (if any), then blank
@@ -120,8 +126,18 @@ def factor_distributions(
     if flags:
         _flag_bars(axes.flat[len(continuous)], metadata, flags, hue, classes, palette)
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[value], alpha=0.6) for value in classes]
-    fig.legend(handles, [str(value) for value in classes], title=hue, loc="outside right upper")
+    names = [_class_name(value, class_names) for value in classes]
+    fig.legend(handles, names, title=hue, loc="outside right upper")
     return fig
+
+
+def _class_name(value: Any, class_names: Sequence[str] | None) -> str:
+    """``class_names[value]`` for an integer label within them, else the value as text."""
+    if class_names is None or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    if float(value).is_integer() and 0 <= int(value) < len(class_names):
+        return str(class_names[int(value)])
+    return str(value)
 
 
 def _flag_bars(
@@ -155,11 +171,20 @@ def _flag_bars(
     ax.set_title("yes/no flags")
 
 
-def class_balance(metadata: pd.DataFrame, by: str = "split", hue: str = "label") -> Figure:
-    """Counts of each label per split (or any other grouping column)."""
+def class_balance(
+    metadata: pd.DataFrame,
+    by: str = "split",
+    hue: str = "label",
+    class_names: Sequence[str] | None = None,
+) -> Figure:
+    """Counts of each label per split (or any other grouping column); ``class_names`` names the
+    label values in the legend (see :func:`factor_distributions`)."""
     check_columns(metadata, [by, hue], "metadata")
+    values = sorted(metadata[hue].dropna().unique())
+    named = metadata.assign(**{hue: metadata[hue].map(lambda v: _class_name(v, class_names))})
     fig, ax = plt.subplots(figsize=(5, 3))
-    sns.countplot(metadata, x=by, hue=hue, ax=ax)
+    order = [_class_name(value, class_names) for value in values]
+    sns.countplot(named, x=by, hue=hue, hue_order=order, ax=ax)
     ax.set_ylabel("images")
     for container in ax.containers:
         ax.bar_label(container, fontsize=8)
