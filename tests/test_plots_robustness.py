@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from umlkit import plots
 
@@ -47,6 +48,12 @@ def test_robustness_curves_grid():
     labels = [text.get_text() for text in fig.legends[0].get_texts()]
     assert labels == ["UML", "unet", "chance (accuracy 0.600)"]
     assert fig._suptitle.get_text() == "one training seed"
+    # the models in the colours every figure gives them: UML the first of the palette
+    assert to_hex(fig.axes[0].lines[0].get_color()) == to_hex(plots.model_styles(["UML"])[0][0])
+    # an uncertainty row: the title says which measure each kind of head has
+    frame["uncertainty"] = 0.5
+    with_u = plots.robustness_curves(frame, ["accuracy", "uncertainty"])
+    assert with_u._suptitle.get_text() == "one training seed\n" + plots.UNCERTAINTY_MEASURES
     with pytest.raises(ValueError, match="at least one metric"):
         plots.robustness_curves(frame, [])
 
@@ -71,3 +78,5 @@ def test_ood_histograms():
     )
     fig = plots.ood_histograms(frame, titles={"UML": "UML (AUROC 0.9)"})
     assert [ax.get_title() for ax in fig.axes] == ["UML (AUROC 0.9)", "softmax"]
+    assert fig.axes[0].get_xlabel() == "image uncertainty"
+    assert fig._suptitle.get_text() == plots.UNCERTAINTY_MEASURES

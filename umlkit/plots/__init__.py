@@ -63,6 +63,7 @@ from umlkit.plots.primer import (
 from umlkit.plots.robustness import (
     METRIC_LABELS,
     SEVERITY_LABELS,
+    UNCERTAINTY_MEASURES,
     ood_histograms,
     robustness_curves,
 )
@@ -174,6 +175,7 @@ __all__ = [
     # robustness (07)
     "METRIC_LABELS",
     "SEVERITY_LABELS",
+    "UNCERTAINTY_MEASURES",
     "ood_histograms",
     "robustness_curves",
     # failure cases (08)

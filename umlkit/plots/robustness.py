@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from umlkit.plots.style import check_columns, model_styles
+from umlkit.plots.style import check_columns, model_styles, readable
 
 #: The x-axis label of each corruption: its severity in the corruption's own unit
 #: (see :mod:`umlkit.data.corruptions`).
@@ -33,6 +33,8 @@ METRIC_LABELS = {
     "uncertainty": "image uncertainty",
     "pixel_uncertainty": "mean pixel uncertainty",
 }
+#: Which uncertainty each kind of head has (umlkit.analysis.image_uncertainty, pixel_uncertainty_maps).
+UNCERTAINTY_MEASURES = "uncertainty: K/S of evidential heads, normalised entropy of softmax heads"
 
 
 def robustness_curves(
@@ -114,7 +116,10 @@ def robustness_curves(
         legend_ax.get_legend().remove()
         fig.legend(handles, labels, title=hue, loc="outside right upper", fontsize="small")
     spread = f"mean over {seeds} training seeds, band: lowest to highest seed"
-    fig.suptitle(spread if seeds > 1 else "one training seed", fontsize="medium")
+    title = spread if seeds > 1 else "one training seed"
+    if {"uncertainty", "pixel_uncertainty"} & set(metrics):
+        title += f"\n{UNCERTAINTY_MEASURES}"
+    fig.suptitle(title, fontsize="medium")
     return fig
 
 
@@ -154,4 +159,6 @@ def ood_histograms(
         if ax.get_legend() is not None:
             sns.move_legend(ax, "upper center", title=None, fontsize="small", frameon=False)
         ax.set_title((titles or {}).get(model, str(model)), fontsize="medium")
+        ax.set_xlabel(METRIC_LABELS.get(score, readable(score)))
+    fig.suptitle(UNCERTAINTY_MEASURES, fontsize="small")
     return fig
