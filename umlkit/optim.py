@@ -33,11 +33,11 @@ def learning_rate(config: ScheduleConfig, epoch: float) -> float:
 
     with T = ``epochs`` and f = ``constant_fraction`` (UML reference: 30 of 100 epochs, floor
     1e-5). ``epoch`` is 0-based and may be fractional: the supervised loop
-    (:func:`umlkit.train.train`) sets the rate before every optimisation step, at ``t = epoch + step / steps_per_epoch``, so the decay is smooth and the
-    last steps run at nearly ``min_lr`` (a rate set once per epoch would hold a short run's
-    whole last epoch at a high rate, and where it stops would depend on its last noisy steps).
-    The semi-supervised loop sets it once per epoch, whose steps are few (one pass over the
-    labelled subset).
+    (:func:`umlkit.train.train`) sets the rate before every optimisation step, at
+    ``t = epoch + step / steps_per_epoch``, so the decay is smooth and the last steps run at
+    nearly ``min_lr`` (a rate set once per epoch would hold a short run's whole last epoch at a
+    high rate, and where it stops would depend on its last noisy steps). The semi-supervised
+    loop (:mod:`umlkit.semi.loop`) sets it once per epoch, at whole ``epoch`` values.
     """
     start = int(config.constant_fraction * config.epochs)
     if epoch < start:

@@ -69,7 +69,8 @@ def prepare_data(
         kind: a synthetic kind (``"derm"``, ``"fundus"``) or a loader kind for real data
             (``"isic2017"``, ``"refuge"``, ``"ispy1"``, ``"folder"``).
         data_root: ``None``: ``data/synthetic/<kind>-<folder>`` (``folder``: the profile's
-            ``data["folder"]``, else its name; the reference profile reads the default's), generated with the profile's
+            ``data["folder"]``, else its name; the reference profile reads the default's),
+            generated with the profile's
             ``data`` sizes exactly as notebook 01 does; else the dataset folder (relative paths are
             read from the project root).
         seed: the synthetic dataset's seed (notebook 01's default is 0).

@@ -90,8 +90,8 @@ def risk_coverage_curves(
     Returns:
         ``(curves, table)``: ``"label (AURC 0.123)" -> (coverage, risk)`` for
         :func:`umlkit.plots.risk_coverage`, and one row per label (the index ``score``) with
-        ``aurc``, ``error_rate`` (the risk at full coverage) and ``optimal_aurc``, the AURC of a perfect ranking of the
-        same images (:func:`umlkit.metrics.optimal_aurc`).
+        ``aurc``, ``error_rate`` (the risk at full coverage) and ``optimal_aurc``, the AURC of a
+        perfect ranking of the same images (:func:`umlkit.metrics.optimal_aurc`).
     """
     curves, rows = {}, []
     for label, (score, correct, kind) in scores.items():

@@ -140,8 +140,9 @@ def classification_report(probs: Any, labels: Any, n_bins: int = 15) -> dict[str
 
     Returns:
         The keys of :data:`REPORT_METRICS`: ``{"accuracy", "f1_macro", "f1_weighted", "auc",
-        "kappa", "sensitivity", "specificity", "ece", "brier", "nll"}`` (floats; NaN where undefined, see the functions). ``ece`` is the
-        top-label ECE with ``n_bins`` equal-width bins.
+        "kappa", "sensitivity", "specificity", "ece", "brier", "nll"}`` (floats; NaN where
+        undefined, see the functions). ``ece`` is the top-label ECE with ``n_bins`` equal-width
+        bins.
     """
     p, y = _probs_labels(probs, labels)
     return {

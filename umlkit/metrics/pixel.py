@@ -12,10 +12,10 @@ equal-width bins are sums, so they can be accumulated batch by batch instead:
 (``c`` the confidence, ``o`` the 0/1 outcome; :math:`\frac{n_b}{N}|O_b/n_b - C_b/n_b|` simplifies
 to :math:`|O_b - C_b|/N`). :class:`PixelCalibration` keeps these three length-``n_bins``
 float64 arrays for the pooled ECE, plus one ECE value per image for the per-image mean: its memory
-grows with the number of images (one Python float each), never with the number of pixels. The bins and the
-confidence/outcome conventions are exactly those of :mod:`umlkit.metrics.calibration`, so the
-streamed pooled ECE equals :func:`~umlkit.metrics.expected_calibration_error` of all pixels at once
-(up to float64 summation order). Equal-mass bins need all confidences at once and are not
+grows with the number of images (one Python float each), never with the number of pixels. The bins
+and the confidence/outcome conventions are exactly those of :mod:`umlkit.metrics.calibration`, so
+the streamed pooled ECE equals :func:`~umlkit.metrics.expected_calibration_error` of all pixels at
+once (up to float64 summation order). Equal-mass bins need all confidences at once and are not
 offered here.
 
 Two summaries, because they answer different questions:

@@ -33,7 +33,8 @@ METRIC_LABELS = {
     "uncertainty": "image uncertainty",
     "pixel_uncertainty": "mean pixel uncertainty",
 }
-#: Which uncertainty each kind of head has (umlkit.analysis.image_uncertainty, pixel_uncertainty_maps).
+#: Which uncertainty each kind of head has (umlkit.analysis.image_uncertainty and
+#: pixel_uncertainty_maps).
 UNCERTAINTY_MEASURES = "uncertainty: K/S of evidential heads, normalised entropy of softmax heads"
 
 

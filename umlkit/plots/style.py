@@ -84,7 +84,7 @@ def _model_named(label: str) -> str | None:
 
 
 def readable(name: object) -> str:
-    """A column name as a figure writes it: ``"border_irregularity"`` -> ``"border irregularity"``."""
+    """A column name as a figure writes it: ``"low_contrast"`` -> ``"low contrast"``."""
     return str(name).replace("_", " ")
 
 
