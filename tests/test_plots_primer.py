@@ -33,6 +33,7 @@ def test_dirichlet_simplex_titles_give_strength_and_uncertainty():
     assert len(fig.axes) == 2
     assert fig.axes[0].get_title() == "α = (2, 5, 3)\nS = 10, u = 0.30"
     assert fig.axes[1].get_title().endswith("S = 3, u = 1.00")
+    assert fig._suptitle.get_text() == plots.SIMPLEX_SCALE  # per-panel scales, no colour bar
 
 
 def test_evidence_curves_one_line_per_quantity():

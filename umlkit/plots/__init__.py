@@ -52,6 +52,7 @@ from umlkit.plots.data import class_balance, dataset_grid, factor_distributions,
 from umlkit.plots.failure_cases import factor_effects, rate_by_flag, risk_coverage
 from umlkit.plots.primer import (
     SIMPLEX_CORNERS,
+    SIMPLEX_SCALE,
     dirichlet_log_density,
     dirichlet_simplex,
     draw_dirichlet_simplex,
@@ -133,6 +134,7 @@ __all__ = [
     "is_flag",
     # primer (02)
     "SIMPLEX_CORNERS",
+    "SIMPLEX_SCALE",
     "dirichlet_log_density",
     "dirichlet_simplex",
     "draw_dirichlet_simplex",

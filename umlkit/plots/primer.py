@@ -49,6 +49,12 @@ def dirichlet_log_density(alpha: Sequence[float], points: np.ndarray) -> np.ndar
     )
 
 
+#: What the simplex panels' colours mean (:func:`dirichlet_simplex`).
+SIMPLEX_SCALE = (
+    "colour: the density, scaled per panel (dark = lowest, yellow = highest); one colour = uniform"
+)
+
+
 def draw_dirichlet_simplex(ax: plt.Axes, alpha: Sequence[float], subdivisions: int = 6) -> None:
     """Draw the density of a 3-class ``Dir(alpha)`` on the simplex into ``ax``, mean marked."""
     alpha = np.asarray(alpha, dtype=float)
@@ -117,6 +123,8 @@ def dirichlet_simplex(
         )
     for ax in axes.flat[len(alphas) :]:
         ax.remove()
+    # no colour bar: each panel has its own scale, which the figure has to say
+    fig.suptitle(SIMPLEX_SCALE, fontsize="small")
     return fig
 
 
