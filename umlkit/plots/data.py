@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from umlkit.plots.style import CLASS_COLOURS, as_display_image, check_columns
+from umlkit.plots.style import CLASS_COLOURS, as_display_image, check_columns, readable
 
 
 def dataset_grid(
@@ -121,7 +121,7 @@ def factor_distributions(
             legend=False,
             ax=ax,
         )
-        ax.set_title(factor.replace("_", " "))
+        ax.set_title(readable(factor))
         ax.set_xlabel("")
     if flags:
         _flag_bars(axes.flat[len(continuous)], metadata, flags, hue, classes, palette)
@@ -164,7 +164,7 @@ def _flag_bars(
         ax.bar_label(
             bars, labels=[f"{v:.0%}" for v in shares.loc[value]], fontsize="x-small", padding=2
         )
-    ax.set_yticks(positions, [flag.replace("_", " ") for flag in flags])
+    ax.set_yticks(positions, [readable(flag) for flag in flags])
     ax.invert_yaxis()  # the first flag on top, as in a table
     ax.set_xlim(0, min(1.0, float(shares.to_numpy().max()) * 1.3 + 0.02))
     ax.set_xlabel("share of images with the flag")

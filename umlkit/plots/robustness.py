@@ -105,7 +105,7 @@ def robustness_curves(
             if chance and metric in chance:
                 ax.axhline(chance[metric], color="black", linestyle=":", linewidth=1.2)
             if row == 0:
-                ax.set_title(str(corruption).replace("_", " "), fontsize="medium")
+                ax.set_title(readable(corruption), fontsize="medium")
             ax.set_xlabel(SEVERITY_LABELS.get(str(corruption), x))
             ax.set_ylabel(METRIC_LABELS.get(metric, metric) if column == 0 else "")
     legend_ax = axes[0, -1]

@@ -14,6 +14,7 @@ a student who has read one gallery can read them all. Call :func:`set_theme` onc
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,7 +59,7 @@ def model_styles(labels: Sequence[str]) -> list[tuple[tuple[float, float, float]
     palette = sns.color_palette("deep", n_colors=10)
     named = [_model_named(label) for label in labels]
     # labels naming no model take the colours after the models', or all of them if none is named
-    others = iter(range(len(MODEL_ORDER) if any(named) else 0, 10 * (len(labels) + 1)))
+    others = itertools.count(len(MODEL_ORDER) if any(named) else 0)
     seen: dict[str, int] = {}
     styles = []
     for model in named:
